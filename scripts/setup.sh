@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh machine: a virtual environment in .venv with the CPU build of PyTorch
+# (installed first, so the package's `torch>=` range never pulls a multi-GB CUDA build) and lightmedseg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# The CPU wheel lies on this machine's disk; elsewhere use PyTorch's CPU index.
+.venv/bin/python -m pip install -q "torch==2.13.0" 2>/dev/null \
+  || .venv/bin/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+.venv/bin/python -m pip install -q -e ".[dev]"
+echo "lightmedseg installed in $(pwd)/.venv"

@@ -1,0 +1,111 @@
+"""Model files: weights as ``state_dict`` plus the full JSON config, loadable without pickle.
+
+Two on-disk forms, both readable by :func:`load_model`:
+
+* ``*.safetensors`` – weights only, with the config JSON in the safetensors metadata under
+  ``"lightmedseg_config"`` (what we ship and what ``export``/``predict`` prefer);
+* ``*.pt`` – a training checkpoint written by :mod:`lightmedseg.training`, a dict with at least
+  ``"model"`` (state_dict) and ``"config_json"`` (str), loadable with ``torch.load(weights_only=True)``.
+
+A run folder resolves to ``model_best.safetensors``, ``checkpoint_best.pt``, ``model_last.safetensors``
+or ``checkpoint_last.pt`` (first that exists); a bare name resolves to a model shipped in
+``lightmedseg/models/NAME`` (see :data:`SHIPPED_MODELS_DIR`).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from lightmedseg.io_utils import atomic_path
+from lightmedseg.model import LightMedSeg
+
+CONFIG_KEY = "lightmedseg_config"
+SHIPPED_MODELS_DIR = Path(str(resources.files("lightmedseg") / "models"))
+RUN_DIR_CANDIDATES = (
+    "model_best.safetensors",
+    "checkpoint_best.pt",
+    "model_last.safetensors",
+    "checkpoint_last.pt",
+    "model.safetensors",
+)
+
+
+class CheckpointError(ValueError):
+    """A model file that is missing, truncated or not a LightMedSeg checkpoint."""
+
+
+def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> Path:
+    """Write ``model``'s weights and ``config`` to ``path`` (``.safetensors``), atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp), metadata={CONFIG_KEY: json.dumps(config)})
+    return path
+
+
+def resolve_model_path(source: str | Path) -> Path:
+    """Turn a run folder, file or shipped-model name into a concrete model file path."""
+    path = Path(source)
+    if path.is_dir():
+        for name in RUN_DIR_CANDIDATES:
+            if (path / name).exists():
+                return path / name
+        raise CheckpointError(
+            f"{path}: no model file in this folder (looked for {', '.join(RUN_DIR_CANDIDATES)})"
+        )
+    if path.is_file():
+        return path
+    shipped = SHIPPED_MODELS_DIR / str(source)
+    if shipped.is_dir():
+        return resolve_model_path(shipped)
+    names = sorted(p.name for p in SHIPPED_MODELS_DIR.glob("*") if p.is_dir()) if SHIPPED_MODELS_DIR.exists() else []
+    raise CheckpointError(f"{source}: no such file, run folder or shipped model (shipped: {names or 'none'})")
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """Return ``(state_dict, config, extra)`` from a model file; ``extra`` is the rest of a .pt checkpoint."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+            state = load_file(str(path))
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
+        if CONFIG_KEY not in meta:
+            raise CheckpointError(f"{path}: safetensors file has no '{CONFIG_KEY}' metadata")
+        return state, json.loads(meta[CONFIG_KEY]), {}
+    try:
+        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt zips
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "it may be truncated or corrupt - resume from another checkpoint or retrain"
+        ) from None
+    if not isinstance(blob, dict) or "model" not in blob or "config_json" not in blob:
+        raise CheckpointError(f"{path}: not a LightMedSeg checkpoint (expected keys 'model' and 'config_json')")
+    extra = {k: v for k, v in blob.items() if k not in ("model", "config_json")}
+    return blob["model"], json.loads(blob["config_json"]), extra
+
+
+def build_model(config: dict) -> LightMedSeg:
+    """Instantiate the network described by ``config['model']``."""
+    return LightMedSeg(**config["model"])
+
+
+def load_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[LightMedSeg, dict]:
+    """Load a model (eval mode) and its config from a run folder, model file or shipped name."""
+    path = resolve_model_path(source)
+    state, config, _ = read_checkpoint(path)
+    model = build_model(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the stored config ({str(exc)[:300]})") from None
+    return model.to(device).eval(), config

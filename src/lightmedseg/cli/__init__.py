@@ -1,0 +1,1 @@
+"""Command-line interface: ``lightmedseg SUBCOMMAND ...`` (see ``lightmedseg --help``)."""

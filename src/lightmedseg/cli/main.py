@@ -1,0 +1,75 @@
+"""Entry point of the ``lightmedseg`` console script.
+
+Each subcommand lives in its own module ``lightmedseg.cli.<name>`` exposing
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches, so a pipeline stage
+can change its options without touching the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (subcommand, module, one-line help) in the order a user meets them.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("demo", "demo", "synthetic data -> train -> predict -> evaluate -> report, no download"),
+    ("synth", "synth", "write a synthetic multi-modal phantom dataset in the canonical layout"),
+    ("convert", "convert", "convert BraTS / MSD / ACDC / nnU-Net data to the canonical layout"),
+    ("split", "split", "write train/validation/test case-ID split files"),
+    ("train", "train", "train LightMedSeg on a converted dataset"),
+    ("predict", "predict", "segment NIfTI volumes with a trained model (sliding window)"),
+    ("evaluate", "evaluate", "Dice / HD95 per class and region against reference labels"),
+    ("plot", "plot", "training curves and overlay figures"),
+    ("profile", "profile", "parameters, multiply-adds, peak memory and latency of a variant"),
+    ("export", "export", "export a trained model to ONNX (and TorchScript)"),
+]
+
+
+class CLIError(Exception):
+    """An error whose message is meant for the user, printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightmedseg",
+        description="LightMedSeg: lightweight 3D medical image segmentation (paper reimplementation).",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"lightmedseg.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"lightmedseg.cli.{module_name}":
+                continue  # subcommand not available in this build
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from lightmedseg import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+        print(f"lightmedseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lightmedseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
