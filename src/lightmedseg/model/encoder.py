@@ -1,0 +1,78 @@
+"""Four-stage encoder with anchor FiLM, texture routing and SE (Section 3.4, Eqs. 6-10)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lightmedseg.model.blocks import ConvKind, ConvNormAct, FiLM, SqueezeExcite3d, conv1x1, depthwise3, make_conv3
+
+
+class EncoderStage(nn.Module):
+    """One stage: ``E = SE(T*Z_detail + (1-T)*Z_smooth)`` on ``F_cond = (1+gamma)*Ghost(F) + beta``.
+
+    Args:
+        in_channels: C_{i-1}.
+        out_channels: C_i.
+        anchor_dim: 3K, the length of the flattened anchors; ``None`` removes FiLM ("w/o Anchors").
+        conv: "ghost" or "standard" for the projection.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, anchor_dim: int | None, conv: ConvKind = "ghost") -> None:
+        super().__init__()
+        self.project = make_conv3(in_channels, out_channels, kind=conv)
+        self.film = FiLM(anchor_dim, out_channels) if anchor_dim else None
+        self.detail = ConvNormAct(depthwise3(out_channels), out_channels)  # Eq. 7
+        self.smooth = conv1x1(out_channels, out_channels)  # Eq. 8
+        self.se = SqueezeExcite3d(out_channels)  # Eq. 10
+
+    def forward(self, x: torch.Tensor, anchors_flat: torch.Tensor | None, texture: torch.Tensor | None) -> torch.Tensor:
+        cond = self.project(x)
+        if self.film is not None:
+            cond = self.film(cond, anchors_flat)  # Eq. 6
+        detail, smooth = self.detail(cond), self.smooth(cond)
+        if texture is None:
+            # "w/o LSPM": no texture map exists; both paths are kept and averaged (a fixed gate of 1/2).
+            routed = 0.5 * (detail + smooth)
+        else:
+            routed = smooth + texture * (detail - smooth)  # Eq. 9, T*detail + (1-T)*smooth
+        return self.se(routed)
+
+
+class Encoder(nn.Module):
+    """Stages with widths ``channels`` (8, 16, 32, 64); MaxPool3D(2) after stages 1-3, identity after 4."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int] = (8, 16, 32, 64),
+        anchor_dim: int | None = 24,
+        conv: ConvKind = "ghost",
+    ) -> None:
+        super().__init__()
+        self.channels = tuple(channels)
+        widths = (in_channels, *channels)
+        self.stages = nn.ModuleList(
+            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv) for i in range(len(channels))
+        )
+        self.pool = nn.MaxPool3d(2, 2)
+
+    def forward(
+        self, x: torch.Tensor, anchors_flat: torch.Tensor | None, texture: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """Return the skip features E^(1..4), from the highest resolution to the bottleneck."""
+        skips: list[torch.Tensor] = []
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = self.pool(x)
+            t_i = None
+            if texture is not None:
+                t_i = texture if texture.shape[2:] == x.shape[2:] else F.interpolate(
+                    texture, size=x.shape[2:], mode="trilinear", align_corners=False
+                )
+            x = stage(x, anchors_flat, t_i)
+            skips.append(x)
+        return skips

@@ -1,0 +1,20 @@
+"""Patch-embedding stem (Section 3.1): stride-2 GhostConv3D + GN_4, C_in -> C_0 = 8 at half resolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightmedseg.model.blocks import ConvKind, group_norm, make_conv3
+
+
+class PatchEmbeddingStem(nn.Module):
+    """``F_0 = GN_4(GhostConv3D_{k3,s2}(X))`` in R^{B x C_0 x D/2 x H/2 x W/2}."""
+
+    def __init__(self, in_channels: int, out_channels: int = 8, conv: ConvKind = "ghost") -> None:
+        super().__init__()
+        self.conv = make_conv3(in_channels, out_channels, stride=2, kind=conv)
+        self.norm = group_norm(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
