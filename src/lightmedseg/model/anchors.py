@@ -27,7 +27,7 @@ class GlobalAnchorDetector(nn.Module):
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(3):
-            layers += [nn.Conv3d(channels, width, 3, 2, padding=1), group_norm(width), nn.SiLU()]
+            layers += [nn.Conv3d(channels, width, 3, 2, padding=1, bias=False), group_norm(width), nn.SiLU()]
             channels = width
         self.phi = nn.Sequential(*layers)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, 3 * num_anchors))

@@ -55,13 +55,18 @@ def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv3d
     return nn.Conv3d(in_channels, out_channels, 1, bias=bias)
 
 
-def depthwise3(channels: int) -> nn.Conv3d:
+def depthwise3(channels: int, bias: bool = True) -> nn.Conv3d:
     """Depthwise 3^3 Conv3D, stride 1, padding 1, groups = channels."""
-    return nn.Conv3d(channels, channels, 3, 1, padding=1, groups=channels)
+    return nn.Conv3d(channels, channels, 3, 1, padding=1, groups=channels, bias=bias)
 
 
 class ConvNormAct(nn.Sequential):
-    """``SiLU(GN_4(conv(x)))``, the pattern of Eqs. 2, 7, 19-21."""
+    """``SiLU(GN_4(conv(x)))``, the pattern of Eqs. 2, 7, 19-21.
+
+    Convolutions built for this block carry no bias (``bias=False`` at the call sites): the group
+    norm that follows re-centres the groups, so a bias would be largely redundant. This is also the
+    reading that matches the paper's per-module parameter counts (Section 3.3 branch 1: 1,025 ~ 1K).
+    """
 
     def __init__(self, conv: nn.Module, channels: int) -> None:
         super().__init__(conv, group_norm(channels), nn.SiLU())

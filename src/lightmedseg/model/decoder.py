@@ -58,9 +58,9 @@ class DecoderStage(nn.Module):
         self.spb = SpatialPositionBias(num_anchors, out_channels) if num_anchors else None
         self.fuse = conv1x1(2 * out_channels, out_channels)  # Eq. 16
         self.gate = conv1x1(out_channels, self.num_paths)  # Eq. 17
-        self.path_local = ConvNormAct(depthwise3(out_channels), out_channels)  # Eq. 19
+        self.path_local = ConvNormAct(depthwise3(out_channels, bias=False), out_channels)  # Eq. 19
         self.path_context = ConvNormAct(make_conv3(out_channels, out_channels, kind=conv), out_channels)  # Eq. 20
-        self.path_channel = ConvNormAct(conv1x1(out_channels, out_channels), out_channels)  # Eq. 21
+        self.path_channel = ConvNormAct(conv1x1(out_channels, out_channels, bias=False), out_channels)  # Eq. 21
         self.se = SqueezeExcite3d(out_channels)
 
     def forward(

@@ -25,7 +25,7 @@ class EncoderStage(nn.Module):
         super().__init__()
         self.project = make_conv3(in_channels, out_channels, kind=conv)
         self.film = FiLM(anchor_dim, out_channels) if anchor_dim else None
-        self.detail = ConvNormAct(depthwise3(out_channels), out_channels)  # Eq. 7
+        self.detail = ConvNormAct(depthwise3(out_channels, bias=False), out_channels)  # Eq. 7
         self.smooth = conv1x1(out_channels, out_channels)  # Eq. 8
         self.se = SqueezeExcite3d(out_channels)  # Eq. 10
 

@@ -19,7 +19,7 @@ class TextureBranch(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.smooth = ConvNormAct(nn.Conv3d(channels, channels, 5, 1, padding=2, groups=channels), channels)  # Eq. 2
+        self.smooth = ConvNormAct(nn.Conv3d(channels, channels, 5, 1, padding=2, groups=channels, bias=False), channels)  # Eq. 2
         self.to_map = conv1x1(channels, 1)
 
     def forward(self, f0: torch.Tensor) -> torch.Tensor:
@@ -32,15 +32,15 @@ class SpatialGatingHead(nn.Module):
     psi: two 3^3 convs (C_0 -> 2C_0 -> 2C_0), each with GN_4 + SiLU (receptive field 5^3), then a 1x1x1
     collapse to one channel. The paper says the second conv "collapses to a single-channel output" but
     also puts GN_4 after it (impossible on one channel) and prices the branch at 10.5K parameters, which
-    only the reading with a 2C_0-wide second conv and a separate 1x1x1 collapse reaches (10,481).
+    only the reading with a 2C_0-wide second conv and a separate 1x1x1 collapse reaches (10,449).
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         wide = 2 * channels
         self.psi = nn.Sequential(
-            ConvNormAct(nn.Conv3d(channels, wide, 3, 1, padding=1), wide),
-            ConvNormAct(nn.Conv3d(wide, wide, 3, 1, padding=1), wide),
+            ConvNormAct(nn.Conv3d(channels, wide, 3, 1, padding=1, bias=False), wide),
+            ConvNormAct(nn.Conv3d(wide, wide, 3, 1, padding=1, bias=False), wide),
             conv1x1(wide, 1),
         )
 

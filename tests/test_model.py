@@ -1,0 +1,141 @@
+"""The network: shapes, gradients, ranges, determinism, presets, input checks, paper parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightmedseg import LightMedSeg, load_config
+from lightmedseg.config import available_presets, available_variants
+from lightmedseg.model import anchor_offset_maps
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    "in_ch,n_cls,size",
+    [(4, 4, (32, 32, 32)), (1, 4, (16, 160, 160)), (2, 5, (16, 32, 48)), (3, 2, (48, 16, 32))],
+)
+def test_output_shape(in_ch: int, n_cls: int, size: tuple[int, int, int]) -> None:
+    model = LightMedSeg(in_ch, n_cls).eval()
+    with torch.no_grad():
+        y = model(torch.randn(1, in_ch, *size))
+    assert y.shape == (1, n_cls, *size)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("variant", ["ghost", "standard", "k16", "no_lspm", "no_anchors", "no_router"])
+def test_every_parameter_gets_a_gradient(variant: str) -> None:
+    cfg = load_config("demo", variant=variant)
+    model = LightMedSeg(**cfg["model"])
+    x = torch.randn(2, cfg["model"]["in_channels"], 32, 32, 32)
+    model(x).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+
+
+def test_intermediates_ranges_and_normalisation() -> None:
+    model = LightMedSeg(4, 3, num_anchors=8).eval()
+    x = torch.randn(2, 4, 32, 48, 32)
+    with torch.no_grad():
+        logits, extra = model(x, return_intermediates=True)
+    s, t = extra["anchors"], extra["texture"]
+    assert s.shape == (2, 8, 3) and s.min() >= 0 and s.max() <= 1
+    assert t.shape == (2, 1, 16, 24, 16) and t.min() >= 0 and t.max() <= 1
+    ones = lambda w: torch.ones_like(w.sum(1))  # noqa: E731
+    assert torch.allclose(extra["lspm_weights"].sum(1), ones(extra["lspm_weights"]), atol=1e-5)
+    assert len(extra["router_weights"]) == 2 and extra["router_weights"][0].shape[1] == 4
+    for w in extra["router_weights"] + extra["decoder_path_weights"]:
+        assert torch.allclose(w.sum(1), ones(w), atol=1e-5)
+    assert [w.shape[2:] for w in extra["decoder_path_weights"]] == [
+        (4, 6, 4), (8, 12, 8), (16, 24, 16), (32, 48, 32)
+    ]
+    # logits are unchanged by asking for intermediates
+    assert torch.equal(logits, model(x))
+
+
+def test_eval_mode_is_deterministic() -> None:
+    model = LightMedSeg(4, 4).eval()
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+def test_anchors_depend_on_the_input() -> None:
+    model = LightMedSeg(4, 4).eval()
+    with torch.no_grad():
+        _, a = model(torch.randn(1, 4, 32, 32, 32), return_intermediates=True)
+        _, b = model(torch.randn(1, 4, 32, 32, 32) * 3 + 1, return_intermediates=True)
+    assert not torch.allclose(a["anchors"], b["anchors"])
+
+
+@pytest.mark.parametrize("size", [(30, 32, 32), (32, 32, 8), (16, 24, 16)])
+def test_bad_size_is_a_clear_error(size: tuple[int, int, int]) -> None:
+    model = LightMedSeg(1, 2)
+    with pytest.raises(ValueError, match=r"multiple of 16"):
+        model(torch.randn(1, 1, *size))
+
+
+def test_wrong_channel_count_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="expects 4 input channels, got 2"):
+        LightMedSeg(4, 2)(torch.randn(1, 2, 16, 16, 16))
+
+
+@pytest.mark.parametrize("preset", available_presets())
+@pytest.mark.parametrize("variant", available_variants())
+def test_every_preset_and_variant_builds(preset: str, variant: str) -> None:
+    cfg = load_config(preset, variant=variant)
+    model = LightMedSeg(**cfg["model"])
+    assert model.config["conv"] == cfg["model"]["conv"]
+
+
+def test_ablations_remove_modules_rather_than_zeroing_them() -> None:
+    assert LightMedSeg(4, 4, use_lspm=False).lspm is None
+    no_anchor = LightMedSeg(4, 4, use_anchors=False)
+    assert no_anchor.anchor_detector is None
+    assert all(s.film is None for s in no_anchor.encoder.stages)
+    assert all(d.spb is None for d in no_anchor.decoder)
+    assert LightMedSeg(4, 4, use_skip_router=False).skip_router is None
+    std = LightMedSeg(4, 4, conv="standard")
+    assert isinstance(std.stem.conv, torch.nn.Conv3d)
+
+
+def test_module_parameter_counts_match_the_paper_within_3_percent() -> None:
+    model = LightMedSeg(4, 4)  # the paper's BraTS configuration, K = 8
+    paper = {
+        "anchor_detector": 8.6e3,
+        "lspm": 11.7e3,
+        "lspm.texture": 1.0e3,
+        "lspm.gating": 10.5e3,
+        "lspm.mixer": 0.15e3,
+        "skip_router": 24e3,
+    }
+    modules = dict(model.named_modules())
+    for name, expected in paper.items():
+        got = n_params(modules[name])
+        assert abs(got - expected) / expected <= 0.03, (name, got, expected)
+
+
+def test_anchor_count_deltas_follow_table_4() -> None:
+    base = n_params(LightMedSeg(4, 4, num_anchors=8))
+    k16 = n_params(LightMedSeg(4, 4, num_anchors=16))
+    k32 = n_params(LightMedSeg(4, 4, num_anchors=32))
+    # Table 4: +0.01M for K=16 and +0.04M for K=32 (rounded to 0.01M)
+    assert round((k16 - base) / 1e6, 2) == 0.01
+    assert 0.025e6 <= k32 - base <= 0.045e6
+
+
+def test_standard_conv_variant_is_larger() -> None:
+    assert n_params(LightMedSeg(4, 4, conv="standard")) > 1.3 * n_params(LightMedSeg(4, 4, conv="ghost"))
+
+
+def test_anchor_offset_maps_follow_eq_14() -> None:
+    anchors = torch.tensor([[[0.25, 0.5, 0.75], [0.0, 1.0, 0.5]]])
+    p = anchor_offset_maps(anchors, (2, 4, 8))
+    d, h, w = 1, 3, 5
+    expected = (d / 2 - 0.25) + (h / 4 - 0.5) + (w / 8 - 0.75)
+    assert p.shape == (1, 2, 2, 4, 8)
+    assert p[0, 0, d, h, w].item() == pytest.approx(expected)
+    assert p[0, 1, 0, 0, 0].item() == pytest.approx(-1.5)
