@@ -1,0 +1,175 @@
+"""Training loader: canonical dataset -> preprocessed cases -> random patches with augmentation.
+
+Per case (deterministic, cacheable): read the channels and the label, crop / normalise
+(:mod:`lightmedseg.data.preprocess`), map label values to contiguous class indices 0..N-1 in the order
+of :func:`lightmedseg.data.labels.label_values`, pad to at least the patch size.
+Per sample (random, MONAI transforms): a crop of ``data.patch_size`` whose centre is a foreground
+voxel with probability ``data.foreground_oversample``, then the augmentations of ``data.augment``
+(flips on every axis, rotations, Gaussian noise).
+
+``data.cache``: ``null`` (re-read every time), ``memory`` (MONAI ``CacheDataset``) or ``disk``
+(MONAI ``PersistentDataset`` in ``data.cache_dir``, default ``<dataset>_cache`` beside the dataset,
+keyed by the preprocessing settings, so the input folder is never written to).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from monai import transforms as T
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+
+from lightmedseg.data import labels as L
+from lightmedseg.data.errors import DataError
+from lightmedseg.data.io import read_image_channels, read_label
+from lightmedseg.data.layout import case_files, list_cases, load_dataset_json
+from lightmedseg.data.preprocess import preprocess_case
+
+# Augmentation defaults (nnU-Net-like); each ``data.augment`` entry may be a bool or a dict overriding these.
+AUGMENT_DEFAULTS = {
+    "flip": {"prob": 0.5},
+    "rotate": {"prob": 0.2, "degrees": 15.0, "axes": "auto"},
+    "noise": {"prob": 0.15, "std": 0.1},
+}
+
+
+def _data_cfg(config: Mapping) -> Mapping:
+    return config.get("data", config) if isinstance(config, Mapping) else {}
+
+
+def load_preprocessed_case(dataset_dir: str | os.PathLike, case_id: str, config: Mapping,
+                           subset: str = "Tr") -> dict:
+    """One case ready for the network: ``image`` (C, z, y, x) float32 (cropped, normalised),
+    ``label`` (z, y, x) int64 class indices or None, ``info`` (PreprocessInfo), ``geometry`` (of the
+    original files, for writing predictions back) and ``case_id``."""
+    meta = load_dataset_json(dataset_dir)
+    images, label_file = case_files(dataset_dir, case_id, subset)
+    image, geometry = read_image_channels(images)
+    label = None
+    if label_file is not None:
+        label, lgeom = read_label(label_file)
+        if not lgeom.matches(geometry):
+            raise DataError(f"{label_file}: label geometry (shape {lgeom.shape}) differs from its image "
+                            f"{images[0]} (shape {geometry.shape})")
+    image, label, info = preprocess_case(image, label, _data_cfg(config))
+    if label is not None:
+        label = L.values_to_indices(label, L.label_values(meta), str(label_file))
+    return {"image": image, "label": label, "info": info, "geometry": geometry, "case_id": case_id}
+
+
+class LoadCased(T.Transform):
+    """MONAI-style transform: ``{"case_id", ...}`` -> ``{"image": (C,...), "label": (1,...)}``."""
+
+    def __init__(self, dataset_dir: str | os.PathLike, config: Mapping):
+        self.dataset_dir = str(dataset_dir)
+        self.config = {"data": dict(_data_cfg(config))}
+
+    def __call__(self, item: Mapping) -> dict:
+        case = load_preprocessed_case(self.dataset_dir, item["case_id"], self.config)
+        if case["label"] is None:
+            raise DataError(f"{self.dataset_dir}: case {item['case_id']!r} has no label; training needs labels")
+        return {"case_id": item["case_id"], "image": case["image"], "label": case["label"][None]}
+
+
+def _augment_cfg(data_cfg: Mapping) -> dict:
+    out = {}
+    for name, value in (data_cfg.get("augment") or {}).items():
+        if name not in AUGMENT_DEFAULTS:
+            raise DataError(f"data.augment.{name} is unknown; expected some of {sorted(AUGMENT_DEFAULTS)}")
+        if value is True or isinstance(value, Mapping):
+            out[name] = {**AUGMENT_DEFAULTS[name], **(value if isinstance(value, Mapping) else {})}
+    return out
+
+
+def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
+    """(deterministic transforms after loading, random transforms) for training patches."""
+    patch = [int(p) for p in data_cfg["patch_size"]]
+    fg = float(data_cfg.get("foreground_oversample", 0.33))
+    if not 0.0 <= fg <= 1.0:
+        raise DataError(f"data.foreground_oversample must lie in [0, 1], got {fg}")
+    keys = ["image", "label"]
+    deterministic = [T.SpatialPadd(keys, spatial_size=patch, mode="constant")]
+    rand: list = [
+        T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=fg, neg=1.0 - fg,
+                                 num_samples=1, allow_smaller=False),
+    ]
+    aug = _augment_cfg(data_cfg)
+    if "flip" in aug:
+        rand += [T.RandFlipd(keys, prob=aug["flip"]["prob"], spatial_axis=a) for a in range(3)]
+    if "rotate" in aug:
+        r = math.radians(float(aug["rotate"]["degrees"]))
+        axes = aug["rotate"]["axes"]
+        if axes == "auto":  # thick-slice data (e.g. ACDC 16 x 160 x 160 patches): rotate in-plane only
+            axes = "inplane" if 2 * patch[0] < min(patch[1:]) else "all"
+        ranges = {"range_z": r} if axes == "inplane" else {"range_x": r, "range_y": r, "range_z": r}
+        rand.append(T.RandRotated(keys, prob=aug["rotate"]["prob"], keep_size=True,
+                                  mode=("bilinear", "nearest"), padding_mode="zeros", **ranges))
+    if "noise" in aug:
+        rand.append(T.RandGaussianNoised("image", prob=aug["noise"]["prob"], std=aug["noise"]["std"]))
+    rand.append(T.EnsureTyped(keys, data_type="tensor", dtype=[torch.float32, torch.int64], track_meta=False))
+    rand.append(T.DeleteItemsd("case_id"))
+    return deterministic, rand
+
+
+def _check_config(dataset_dir: Path, meta: Mapping, config: Mapping) -> None:
+    model = config.get("model", {}) if isinstance(config, Mapping) else {}
+    n_ch, n_cls = len(meta["channel_names"]), len(L.label_values(meta))
+    if "in_channels" in model and int(model["in_channels"]) != n_ch:
+        raise DataError(f"{dataset_dir}/dataset.json declares {n_ch} channels but model.in_channels is "
+                        f"{model['in_channels']}; set --set model.in_channels={n_ch}")
+    if "num_classes" in model and int(model["num_classes"]) != n_cls:
+        raise DataError(f"{dataset_dir}/dataset.json declares {n_cls} label values {L.label_values(meta)} but "
+                        f"model.num_classes is {model['num_classes']}; set --set model.num_classes={n_cls}")
+
+
+def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], config: Mapping,
+                      batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """A loader of ``{"image": (B, C, *patch) float32, "label": (B, 1, *patch) int64}`` batches.
+
+    One pass yields ``train.iterations_per_epoch`` batches (default: enough to see each case of the
+    shard once), sampling cases with replacement. With ``world_size > 1`` each rank draws only from
+    its shard ``case_ids[rank::world_size]`` with seed ``seed + rank``.
+    """
+    dataset_dir = Path(dataset_dir)
+    meta = load_dataset_json(dataset_dir)
+    _check_config(dataset_dir, meta, config)
+    data_cfg = dict(_data_cfg(config))
+    if "patch_size" not in data_cfg:
+        raise DataError("config data.patch_size is missing; expected [Z, Y, X]")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} must lie in [0, world_size={world_size})")
+    case_ids = list(case_ids)
+    known = set(list_cases(dataset_dir, "Tr"))
+    if unknown := [c for c in case_ids if c not in known]:
+        raise DataError(f"{dataset_dir}: case IDs not in imagesTr: {unknown[:5]}")
+    shard = case_ids[rank::world_size]
+    if not shard:
+        raise DataError(f"{len(case_ids)} training cases cannot be shared by {world_size} ranks")
+    deterministic, rand = train_transforms(data_cfg)
+    prep_key = {k: data_cfg.get(k) for k in ("normalization", "crop_nonzero", "patch_size")}
+    items = [{"case_id": c, "prep": repr(sorted(prep_key.items()))} for c in shard]
+    pre = [LoadCased(dataset_dir, {"data": data_cfg})] + deterministic
+    cache = data_cfg.get("cache") or "none"
+    if cache == "memory":
+        ds = CacheDataset(items, T.Compose(pre + rand), num_workers=0, progress=False)
+    elif cache == "disk":
+        cache_dir = Path(data_cfg.get("cache_dir") or dataset_dir.parent / f"{dataset_dir.name}_cache")
+        ds = PersistentDataset(items, T.Compose(pre + rand), cache_dir=cache_dir)
+    elif cache == "none":
+        ds = Dataset(items, T.Compose(pre + rand))
+    else:
+        raise DataError(f"data.cache {cache!r} is unknown; expected null, 'memory' or 'disk'")
+    ds.transform.set_random_state(seed=seed + rank)
+    train_cfg = config.get("train", {}) if isinstance(config, Mapping) else {}
+    iters = int(train_cfg.get("iterations_per_epoch") or math.ceil(len(shard) / batch_size))
+    generator = torch.Generator().manual_seed(seed + rank)
+    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=iters * batch_size,
+                                             generator=generator)
+    workers = int(train_cfg.get("num_workers", 0))
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
+                      generator=generator, persistent_workers=workers > 0)

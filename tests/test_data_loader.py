@@ -1,0 +1,112 @@
+"""Preprocessing (normalisation, crop, restore) and the training loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lightmedseg.config import load_config
+from lightmedseg.data.dataset import load_preprocessed_case, make_train_loader
+from lightmedseg.data.io import read_label
+from lightmedseg.data.preprocess import PreprocessInfo, preprocess_case, preprocess_image, restore_to_original
+from lightmedseg.data.synth import make_synthetic_dataset
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("s") / "ds", num_cases=4, seed=3, shape=(32, 32, 32))
+
+
+def _cfg(**data):
+    cfg = load_config("demo", overrides=["data.patch_size=[24,24,24]", "train.iterations_per_epoch=2"])
+    cfg["data"].update(data)
+    return cfg
+
+
+def test_zscore_over_nonzero_and_crop():
+    rng = np.random.default_rng(0)
+    img = np.zeros((2, 10, 12, 14), np.float32)
+    img[:, 2:7, 3:9, 4:13] = rng.normal(50, 7, (2, 5, 6, 9))
+    label = np.zeros((10, 12, 14), np.int16)
+    label[3, 4, 5] = 2
+    out, lab, info = preprocess_case(img, label, {"normalization": "zscore_nonzero", "crop_nonzero": True})
+    assert out.shape == (2, 5, 6, 9) and lab.shape == (5, 6, 9) and lab[1, 1, 1] == 2
+    assert info.bbox_start == (2, 3, 4) and info.bbox_end == (7, 9, 13)
+    assert np.allclose(out.reshape(2, -1).mean(1), 0, atol=1e-4)
+    assert np.allclose(out.reshape(2, -1).std(1), 1, atol=1e-3)
+    restored = restore_to_original(lab, info)
+    assert np.array_equal(restored, label)
+    probs = restore_to_original(np.ones((3, 5, 6, 9)), PreprocessInfo.from_dict(info.to_dict()))
+    assert probs.shape == (3, 10, 12, 14) and probs.sum() == 3 * 5 * 6 * 9
+
+
+def test_percentile_clip_rescale():
+    img = np.linspace(0, 1000, 20 * 20 * 10, dtype=np.float32).reshape(1, 10, 20, 20)
+    img[0, 0, 0, 0] = 1e6  # outlier must be clipped
+    out, info = preprocess_image(img, {"normalization": "percentile_clip_01", "crop_nonzero": False})
+    assert out.min() == 0.0 and out.max() == 1.0 and out.shape == img.shape
+    assert info.bbox_start == (0, 0, 0) and info.original_shape == (10, 20, 20)
+    assert 0.4 < np.median(out) < 0.6  # outlier did not squash the range
+
+
+def test_restore_rejects_wrong_shape():
+    info = PreprocessInfo((4, 4, 4), (1, 1, 1), (3, 3, 3), "none")
+    with pytest.raises(ValueError, match="cropped shape"):
+        restore_to_original(np.zeros((3, 3, 3)), info)
+
+
+def test_load_preprocessed_case_maps_labels_to_indices(synth):
+    case = load_preprocessed_case(synth, "synth_000", _cfg())
+    raw, _ = read_label(synth / "labelsTr" / "synth_000.nii.gz")
+    assert case["label"].dtype == np.int64 and set(np.unique(case["label"])) == {0, 1, 2, 3}
+    restored = restore_to_original(case["label"], case["info"])
+    # Value 4 (ET) becomes class index 3; everything else keeps its value.
+    assert np.array_equal(np.array([0, 1, 2, 4])[restored], raw)
+    assert case["geometry"].shape == (32, 32, 32)
+
+
+def test_loader_batches_and_padding(synth):
+    cfg = _cfg(patch_size=[40, 16, 16])  # larger than the cropped volume along Z -> padded
+    loader = make_train_loader(synth, ["synth_000", "synth_001"], cfg, batch_size=2, seed=0)
+    batches = list(loader)
+    assert len(batches) == 2
+    b = batches[0]
+    assert b["image"].shape == (2, 4, 40, 16, 16) and b["image"].dtype == torch.float32
+    assert b["label"].shape == (2, 1, 40, 16, 16) and b["label"].dtype == torch.int64
+    assert int(b["label"].max()) <= 3 and int(b["label"].min()) >= 0
+
+
+def test_foreground_oversampling(synth):
+    cfg = _cfg(foreground_oversample=1.0, augment={}, patch_size=[8, 8, 8])
+    cfg["train"]["iterations_per_epoch"] = 6
+    loader = make_train_loader(synth, ["synth_000", "synth_001", "synth_002"], cfg, batch_size=2, seed=1)
+    assert all((b["label"].flatten(1) > 0).any(1).all() for b in loader)
+    cfg["data"]["foreground_oversample"] = 0.0
+    loader = make_train_loader(synth, ["synth_000", "synth_001", "synth_002"], cfg, batch_size=2, seed=1)
+    fg = [bool(x) for b in loader for x in (b["label"].flatten(1) > 0).any(1)]
+    assert not all(fg)
+
+
+def test_loader_is_seeded_and_sharded(synth, tmp_path):
+    cfg = _cfg(cache="disk", cache_dir=str(tmp_path / "cache"))
+    ids = ["synth_000", "synth_001", "synth_002", "synth_003"]
+    a = [b["image"] for b in make_train_loader(synth, ids, cfg, 1, seed=7)]
+    b = [b["image"] for b in make_train_loader(synth, ids, cfg, 1, seed=7)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert any((tmp_path / "cache").iterdir())
+    r0 = make_train_loader(synth, ids, cfg, 1, seed=7, rank=0, world_size=2).dataset.data
+    r1 = make_train_loader(synth, ids, cfg, 1, seed=7, rank=1, world_size=2).dataset.data
+    assert {d["case_id"] for d in r0}.isdisjoint({d["case_id"] for d in r1})
+    assert len(r0) + len(r1) == 4
+
+
+def test_loader_rejects_mismatched_model(synth):
+    cfg = _cfg()
+    cfg["model"]["num_classes"] = 5
+    with pytest.raises(ValueError, match="num_classes"):
+        make_train_loader(synth, ["synth_000"], cfg, 1, seed=0)
+    with pytest.raises(ValueError, match="not in imagesTr"):
+        make_train_loader(synth, ["nope"], _cfg(), 1, seed=0)
