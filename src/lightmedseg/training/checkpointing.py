@@ -1,0 +1,96 @@
+"""Training checkpoints: full resumable state in a pickle-free ``.pt`` file, written atomically.
+
+A checkpoint is a dict of tensors and plain Python scalars/lists/dicts only, so it loads with
+``torch.load(weights_only=True)`` (and through :func:`lightmedseg.checkpoint.read_checkpoint`):
+
+``model`` (state_dict), ``config_json`` (str), ``optimizer``, ``scheduler``, ``scaler`` (state dicts),
+``rng`` (list, one entry per rank: python/numpy/torch[/cuda] generator states as tensors),
+``step`` (optimiser steps done), ``epoch`` (epoch being run), ``step_in_epoch`` (batches of that epoch
+already consumed, for an exact mid-epoch resume), ``best_metric``, ``best_epoch``, ``format_version``.
+
+Files are written as temp file + fsync + rename (:func:`lightmedseg.io_utils.atomic_path`), so a process
+killed at any moment - even with SIGKILL during the write - leaves the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightmedseg.checkpoint import CheckpointError, read_checkpoint, save_model
+from lightmedseg.io_utils import atomic_path
+
+FORMAT_VERSION = 1
+LAST = "checkpoint_last.pt"
+BEST = "checkpoint_best.pt"
+MODEL_LAST = "model_last.safetensors"
+MODEL_BEST = "model_best.safetensors"
+REQUIRED_KEYS = ("optimizer", "scheduler", "scaler", "rng", "step", "epoch", "step_in_epoch")
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's python, numpy and torch (CPU and CUDA) generator states as tensors + scalars."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": {"version": int(py_version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's current device
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["gauss"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+def save_training_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (must hold ``model`` and ``config``) atomically as a weights-only-loadable .pt file."""
+    path = Path(path)
+    blob = {k: v for k, v in state.items() if k != "config"}
+    blob["config_json"] = json.dumps(state["config"])
+    blob["format_version"] = FORMAT_VERSION
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(blob, str(tmp))
+    return path
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_training_checkpoint`; clear CheckpointError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint (nothing to resume from)")
+    model_state, config, extra = read_checkpoint(path)
+    missing = [k for k in REQUIRED_KEYS if k not in extra]
+    if missing:
+        raise CheckpointError(
+            f"{path}: holds weights but not a resumable training state (missing {missing}); "
+            "start a new run, or load it as a model with -m"
+        )
+    return {"model": model_state, "config": config, **extra}
+
+
+def save_run_checkpoint(run_dir: Path, state: dict[str, Any], model: torch.nn.Module, best: bool) -> None:
+    """Write ``checkpoint_last.pt`` + ``model_last.safetensors`` (and the ``_best`` pair when ``best``)."""
+    save_training_checkpoint(run_dir / LAST, state)
+    save_model(run_dir / MODEL_LAST, model, state["config"])
+    if best:
+        save_training_checkpoint(run_dir / BEST, state)
+        save_model(run_dir / MODEL_BEST, model, state["config"])

@@ -1,0 +1,151 @@
+"""The training loss of the paper, Eq. 22: L = L_Dice + L_CE + 0.5 * L_Bdry.
+
+All three terms are weighted by the inverse voxel frequency of each class in the current batch,
+``w_c = |Omega| / (N_cls * sum_r y_{c,r})``. Choices the paper leaves open, fixed here (and in
+docs/training.md):
+
+* **Empty classes.** A class with no voxel in the batch would get an infinite weight; we give it weight 0
+  (nothing to up-weight). Its false positives are still penalised: the softmax couples the classes, so
+  the CE and Dice of the classes that *are* present push its probability down.
+* **Normalisation of the weights.** Each term is a weighted *mean* over classes (divided by ``sum_c w_c``),
+  so every term stays on its natural scale (CE in nats, Dice in [0, 1]) and the 0.5 of Eq. 22 keeps its
+  meaning. The CE term is exactly ``torch.nn.functional.cross_entropy(weight=w)``.
+* **Boundary band M.** A voxel is a *boundary* voxel when one of its 26 neighbours (a 3^3 cube, the
+  l-infinity unit ball) has a different label; the volume's edge is not a boundary (a crop border is not
+  anatomy). ``d`` is the **radius** of the dilation in the l-infinity norm: M is every voxel within
+  Chebyshev distance ``d`` of a boundary voxel, i.e. the boundary dilated by a (2d+1)^3 cube (7^3 for
+  d = 3), computed with ``max_pool3d``. One band is shared by all classes.
+* **Boundary term.** Per class, the binary cross-entropy between the softmax probability p_c and the
+  one-hot target y_c, summed over M and divided by |M|, then the class-weighted mean. An empty band
+  (a batch with a single label) gives 0.
+
+The Dice term is MONAI's :class:`~monai.losses.DiceLoss` (soft Dice over the batch, per class); the band,
+the weights and the masked BCE are new code (no library offers them).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from torch import nn
+
+
+def inverse_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``w_c = |Omega| / (N_cls * count_c)`` over the whole batch; 0 for classes absent from it.
+
+    Args:
+        target: (B, 1, *S) or (B, *S) integer class indices.
+        num_classes: N_cls.
+    """
+    flat = target.reshape(-1).long()
+    if flat.numel() == 0 or int(flat.min()) < 0 or int(flat.max()) >= num_classes:
+        raise ValueError(f"loss: target holds class indices outside 0..{num_classes - 1}")
+    counts = torch.bincount(flat, minlength=num_classes).double()
+    total = float(target.numel())
+    weights = torch.where(counts > 0, total / (num_classes * counts.clamp(min=1.0)), torch.zeros_like(counts))
+    return weights.float()
+
+
+def boundary_voxels(target: torch.Tensor) -> torch.Tensor:
+    """Voxels with a 26-neighbour of another label, as a bool tensor shaped like ``target`` (B, 1, *S)."""
+    t = target.float()
+    # max/min over the 3^3 neighbourhood; max_pool pads with -inf, so the volume edge is not a boundary.
+    local_max = F.max_pool3d(t, kernel_size=3, stride=1, padding=1)
+    local_min = -F.max_pool3d(-t, kernel_size=3, stride=1, padding=1)
+    return local_max != local_min
+
+
+def boundary_band(target: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """The band M: voxels within l-infinity distance ``radius`` of a boundary voxel (bool, (B, 1, *S))."""
+    if radius < 0:
+        raise ValueError(f"boundary dilation radius must be >= 0, got {radius}")
+    edges = boundary_voxels(target).float()
+    if radius == 0:
+        return edges > 0
+    return F.max_pool3d(edges, kernel_size=2 * radius + 1, stride=1, padding=radius) > 0
+
+
+class LightMedSegLoss(nn.Module):
+    """Eq. 22 with inverse-frequency class weights recomputed on every batch.
+
+    Args:
+        num_classes: N_cls (channels of the logits).
+        dice, ce, boundary: weights of the three terms (1, 1, 0.5 in the paper).
+        boundary_dilation: radius d of the l-infinity dilation of the class boundaries (3).
+        class_weighting: ``inverse_frequency`` (paper) or ``none`` (all w_c = 1, for ablations).
+
+    ``forward(logits, target)`` takes logits (B, N_cls, *S) and class indices (B, 1, *S) and returns the
+    total loss; the last terms are kept in :attr:`last_terms` (detached tensors) for logging.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dice: float = 1.0,
+        ce: float = 1.0,
+        boundary: float = 0.5,
+        boundary_dilation: int = 3,
+        class_weighting: str = "inverse_frequency",
+    ) -> None:
+        super().__init__()
+        if class_weighting not in ("inverse_frequency", "none"):
+            raise ValueError(f"loss.class_weighting must be 'inverse_frequency' or 'none', got {class_weighting!r}")
+        if boundary_dilation < 0:
+            raise ValueError(f"loss.boundary_dilation must be >= 0, got {boundary_dilation}")
+        self.num_classes = int(num_classes)
+        self.w_dice, self.w_ce, self.w_bdry = float(dice), float(ce), float(boundary)
+        self.radius = int(boundary_dilation)
+        self.class_weighting = class_weighting
+        # Soft Dice per class, pooled over the batch (batch=True) as nnU-Net does; weighting is ours.
+        self.dice = DiceLoss(softmax=True, to_onehot_y=True, batch=True, reduction="none",
+                             smooth_nr=1e-5, smooth_dr=1e-5)
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, num_classes: int, loss_cfg: dict | None) -> "LightMedSegLoss":
+        """Build from the ``train.loss`` section of a preset."""
+        cfg = dict(loss_cfg or {})
+        known = {"dice", "ce", "boundary", "boundary_dilation", "class_weighting"}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"train.loss: unknown keys {unknown}; expected some of {sorted(known)}")
+        return cls(num_classes, **cfg)
+
+    def class_weights(self, target: torch.Tensor) -> torch.Tensor:
+        if self.class_weighting == "none":
+            return torch.ones(self.num_classes, device=target.device)
+        return inverse_frequency_weights(target, self.num_classes).to(target.device)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.shape[1] != self.num_classes:
+            raise ValueError(f"loss: logits have {logits.shape[1]} channels, expected {self.num_classes}")
+        if target.dim() == logits.dim() - 1:
+            target = target.unsqueeze(1)
+        if target.shape[2:] != logits.shape[2:] or target.shape[0] != logits.shape[0]:
+            raise ValueError(f"loss: target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+        logits = logits.float()  # the loss always runs in fp32, also under autocast
+        target = target.long()
+        w = self.class_weights(target)
+        w_sum = w.sum().clamp(min=1e-12)
+
+        dice_per_class = self.dice(logits, target).reshape(-1)  # (N_cls,)
+        l_dice = (w * dice_per_class).sum() / w_sum
+        l_ce = F.cross_entropy(logits, target[:, 0], weight=w)
+
+        band = boundary_band(target, self.radius)  # (B, 1, *S)
+        band_size = band.sum()
+        if self.w_bdry != 0 and band_size > 0:
+            log_p = F.log_softmax(logits, dim=1)
+            onehot = F.one_hot(target[:, 0], self.num_classes).movedim(-1, 1).float()
+            # log(1 - p) with p clamped below 1 so a confident voxel gives a finite term (like torch's BCE).
+            log_1mp = torch.log1p(-log_p.exp().clamp(max=1.0 - 1e-6))
+            bce = -(onehot * log_p + (1.0 - onehot) * log_1mp)  # (B, N_cls, *S)
+            per_class = (bce * band).sum(dim=(0, *range(2, bce.dim()))) / band_size
+            l_bdry = (w * per_class).sum() / w_sum
+        else:
+            l_bdry = logits.sum() * 0.0
+
+        total = self.w_dice * l_dice + self.w_ce * l_ce + self.w_bdry * l_bdry
+        self.last_terms = {"dice": l_dice.detach(), "ce": l_ce.detach(), "boundary": l_bdry.detach()}
+        return total

@@ -1,0 +1,56 @@
+"""Optimiser and learning-rate schedule of the paper's Section 4, built from ``config["train"]``.
+
+AdamW (lr 2e-4, weight decay 1e-5, betas 0.9/0.999) and a short linear warm-up followed by cosine annealing
+(T_max = 100 epochs, eta_min = 1e-9), stepped once per **iteration** so the warm-up is smooth even when it
+lasts one epoch. Epoch quantities are converted with ``train.iterations_per_epoch``. The schedule is
+PyTorch's own ``LinearLR`` -> ``CosineAnnealingLR`` chained by ``SequentialLR``; after T_max the cosine
+continues periodically (rises back towards the base lr), exactly as ``CosineAnnealingLR`` does when a run
+is longer than T_max (300 epochs with T_max = 100 in the paper).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+
+# Warm-up starts at this fraction of the base lr (LinearLR needs a strictly positive start factor).
+WARMUP_START_FACTOR = 1e-3
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], train_cfg: dict) -> torch.optim.Optimizer:
+    """AdamW from ``train.optimizer`` ({name: adamw, lr, weight_decay, betas})."""
+    cfg = dict(train_cfg.get("optimizer") or {})
+    name = str(cfg.pop("name", "adamw")).lower()
+    if name != "adamw":
+        raise ValueError(f"train.optimizer.name: only 'adamw' (the paper's optimiser) is supported, got {name!r}")
+    lr = float(cfg.pop("lr", 2e-4))
+    wd = float(cfg.pop("weight_decay", 1e-5))
+    betas = tuple(float(b) for b in cfg.pop("betas", (0.9, 0.999)))
+    if cfg:
+        raise ValueError(f"train.optimizer: unknown keys {sorted(cfg)}; expected name, lr, weight_decay, betas")
+    if lr <= 0 or len(betas) != 2:
+        raise ValueError(f"train.optimizer: need lr > 0 and two betas, got lr={lr}, betas={list(betas)}")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)  # type: ignore[arg-type]
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> LRScheduler:
+    """Per-iteration warm-up + cosine schedule from ``train.scheduler`` and ``train.iterations_per_epoch``."""
+    cfg = dict(train_cfg.get("scheduler") or {})
+    name = str(cfg.pop("name", "warmup_cosine")).lower()
+    if name != "warmup_cosine":
+        raise ValueError(f"train.scheduler.name: only 'warmup_cosine' is supported, got {name!r}")
+    iters = int(train_cfg.get("iterations_per_epoch", 250))
+    if iters < 1:
+        raise ValueError(f"train.iterations_per_epoch must be >= 1, got {iters}")
+    warmup = int(round(float(cfg.pop("warmup_epochs", 5)) * iters))
+    t_max = max(1, int(round(float(cfg.pop("t_max_epochs", 100)) * iters)))
+    eta_min = float(cfg.pop("eta_min", 1e-9))
+    if cfg:
+        raise ValueError(f"train.scheduler: unknown keys {sorted(cfg)}; expected warmup_epochs, t_max_epochs, eta_min")
+    cosine = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=eta_min)
+    if warmup <= 0:
+        return cosine
+    warm = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, end_factor=1.0, total_iters=warmup)
+    return SequentialLR(optimizer, schedulers=[warm, cosine], milestones=[warmup])
