@@ -134,8 +134,9 @@ def to_integer_labels(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
         if not np.all(np.isfinite(data)):
             raise DataError(f"{path}: label contains NaN or Inf; expected integer class values")
         rounded = np.rint(data)
-        if not np.array_equal(rounded, data):
-            bad = np.unique(data[rounded != data])[:5]
+        off = np.abs(rounded - data) > 1e-3  # tolerate float noise of scl_slope scaling (e.g. 0.99999997)
+        if off.any():
+            bad = np.unique(data[off])[:5]
             raise DataError(f"{path}: label has non-integer values (e.g. {bad.tolist()}); expected integer class values")
         data = rounded
     elif not np.issubdtype(data.dtype, np.integer) and data.dtype != np.bool_:
@@ -171,10 +172,18 @@ def _nifti(array_zyx: np.ndarray, geometry: ImageGeometry, dtype: np.dtype) -> n
     return img
 
 
+def default_file_mode() -> int:
+    """Permissions a plain ``open()`` would give a new file (0o666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_volume(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype=np.float32) -> None:
     """Write a (Z, Y, X) array atomically as NIfTI in ``geometry``."""
     with atomic_path(path, suffix=".nii.gz" if str(path).endswith(".gz") else ".nii") as tmp:
         nib.save(_nifti(array, geometry, np.dtype(dtype)), str(tmp))
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; datasets are meant to be shared
 
 
 def write_label(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
-from lightmedseg.data.io import ImageGeometry, read_image_channels, read_label, write_label, write_volume
+from lightmedseg.data.io import ImageGeometry, default_file_mode, read_image_channels, read_label, write_label, write_volume
 from lightmedseg.io_utils import is_inside, write_json_atomic
 
 FILE_ENDING = ".nii.gz"
@@ -194,6 +194,9 @@ class DatasetWriter:
             write_volume(self.root / f"images{subset}" / f"{case_id}_{c:04d}{FILE_ENDING}", image[c], geometry)
         if label is not None:
             write_label(self.root / f"labels{subset}" / f"{case_id}{FILE_ENDING}", label, geometry)
+        for d in (self.root / f"images{subset}", self.root / f"labels{subset}"):
+            if d.is_dir():
+                os.chmod(d, default_file_mode() | 0o111)
         self.cases[subset].append(case_id)
 
     def finish(self, name: str, source_format: str, **extra) -> dict:
@@ -211,6 +214,7 @@ class DatasetWriter:
             **extra,
         }
         write_json_atomic(self.root / "dataset.json", meta)
+        os.chmod(self.root / "dataset.json", default_file_mode())
         return meta
 
 
@@ -232,6 +236,7 @@ def staged_output(dst: str | os.PathLike, overwrite: bool = False,
             raise DataError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    os.chmod(tmp, default_file_mode() | 0o111)  # mkdtemp makes 0700 folders
     try:
         yield tmp
         old = None
