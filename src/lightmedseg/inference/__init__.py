@@ -1,0 +1,12 @@
+"""Inference stage: sliding-window prediction in the input's native geometry, ONNX export and ONNX Runtime."""
+
+from lightmedseg.inference.predictor import Prediction, PredictionError, Predictor, plain_forward
+
+__all__ = ["Predictor", "Prediction", "PredictionError", "plain_forward", "predict"]
+
+
+def predict(*args, **kwargs):
+    """See :func:`lightmedseg.inference.pipeline.predict` (imported lazily)."""
+    from lightmedseg.inference.pipeline import predict as _predict
+
+    return _predict(*args, **kwargs)

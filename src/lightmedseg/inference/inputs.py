@@ -1,0 +1,133 @@
+"""Find the cases to predict in INPUT: a case file, a folder in nnU-Net raw naming, or a dataset folder.
+
+* a file ``{case}_{XXXX}.nii.gz`` -> that case with all its channel files from the same folder;
+* any other ``.nii``/``.nii.gz`` file -> one case: a 3D file is one channel, a 4D (x, y, z, c) file holds
+  all channels (MSD style);
+* a folder of ``{case}_{XXXX}.nii.gz`` files -> one case per ``{case}``; a folder where no file follows
+  that naming is read as one single-channel case per file;
+* a dataset folder (``dataset.json`` + ``imagesTs``) -> the cases of ``imagesTs``.
+
+Every case must provide exactly the number of channels the model was trained with; a missing channel file
+or a wrong count is reported before anything is predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+
+from lightmedseg.data.errors import DataError
+
+CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>\.nii\.gz|\.nii)$")
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+
+
+class InputError(DataError):
+    """INPUT does not hold cases the model can read (missing/extra channel files, wrong kind of path)."""
+
+
+@dataclass
+class CaseInput:
+    """One case to predict: its ID, its files in channel order, and whether the single file is 4D."""
+
+    case_id: str
+    files: list[Path]
+    four_d: bool = False
+
+
+def _strip(name: str) -> str | None:
+    for ending in NIFTI_ENDINGS:
+        if name.endswith(ending) and not name.startswith("."):
+            return name[: -len(ending)]
+    return None
+
+
+def _ndim(path: Path) -> int:
+    try:
+        return len(nib.load(str(path)).shape)
+    except Exception as exc:  # nibabel raises many types for unreadable headers
+        raise InputError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+
+
+def _check_channels(case: str, found: dict[int, Path], folder: Path, ending: str, n: int) -> list[Path]:
+    missing = [c for c in range(n) if c not in found]
+    extra = sorted(c for c in found if c >= n)
+    if missing:
+        names = [f"{case}_{c:04d}{ending}" for c in missing]
+        raise InputError(
+            f"{folder}: case {case!r} is missing channel file(s) {names}; the model expects {n} channel(s) "
+            f"({case}_0000{ending} ... {case}_{n - 1:04d}{ending})"
+        )
+    if extra:
+        raise InputError(
+            f"{folder}: case {case!r} has {len(found)} channel files ({sorted(found)}) but the model expects "
+            f"{n} channel(s) (0000 ... {n - 1:04d}); wrong model or wrong input?"
+        )
+    return [found[c] for c in range(n)]
+
+
+def _scan_channel_folder(folder: Path, n_channels: int) -> list[CaseInput]:
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and _strip(f.name) is not None]
+    if not files:
+        raise InputError(f"{folder}: no NIfTI files (*.nii.gz, *.nii) found")
+    named = {f: CHANNEL_RE.match(f.name) for f in files}
+    if not any(named.values()):
+        if n_channels != 1:
+            raise InputError(
+                f"{folder}: files are not in nnU-Net naming {{case}}_{{XXXX}}.nii.gz, which a {n_channels}-channel "
+                "model needs (one file per channel: case_0000.nii.gz, case_0001.nii.gz, ...)"
+            )
+        return [CaseInput(_strip(f.name), [f]) for f in files]
+    stray = [f.name for f, m in named.items() if m is None]
+    if stray:
+        raise InputError(f"{folder}: files {stray[:5]} do not follow the nnU-Net naming {{case}}_{{XXXX}}.nii.gz of the others")
+    cases: dict[str, dict[int, Path]] = {}
+    endings: dict[str, str] = {}
+    for f, m in named.items():
+        cases.setdefault(m["case"], {})[int(m["ch"])] = f
+        endings[m["case"]] = m["ext"]
+    return [CaseInput(c, _check_channels(c, ch, folder, endings[c], n_channels)) for c, ch in sorted(cases.items())]
+
+
+def find_cases(input_path: str | os.PathLike, n_channels: int) -> tuple[list[CaseInput], Path]:
+    """Cases in ``input_path`` for a model with ``n_channels`` inputs; also returns the input folder.
+
+    The folder is what outputs must never be written into (the file's folder for a file input).
+    """
+    path = Path(input_path)
+    if path.is_file():
+        name = path.name
+        if _strip(name) is None:
+            raise InputError(f"{path}: expected a NIfTI file ending in .nii.gz or .nii")
+        m = CHANNEL_RE.match(name)
+        if m:
+            siblings = {
+                int(mm["ch"]): f for f in path.parent.iterdir()
+                if (mm := CHANNEL_RE.match(f.name)) and mm["case"] == m["case"]
+            }
+            files = _check_channels(m["case"], siblings, path.parent, m["ext"], n_channels)
+            return [CaseInput(m["case"], files)], path.parent
+        ndim = _ndim(path)
+        if ndim == 4:
+            shape = nib.load(str(path)).shape
+            if shape[3] != n_channels:
+                raise InputError(f"{path}: 4D file has {shape[3]} channels (x, y, z, c = {shape}); the model expects {n_channels}")
+            return [CaseInput(_strip(name), [path], four_d=True)], path.parent
+        if n_channels != 1:
+            raise InputError(
+                f"{path}: a single 3D file is one channel, but the model expects {n_channels}; give "
+                f"{_strip(name)}_0000.nii.gz ... or the folder holding all channel files"
+            )
+        return [CaseInput(_strip(name), [path])], path.parent
+    if path.is_dir():
+        if (path / "dataset.json").is_file():
+            ts = path / "imagesTs"
+            if not ts.is_dir():
+                raise InputError(f"{path}: dataset folder without imagesTs; give imagesTr or a case folder explicitly")
+            return _scan_channel_folder(ts, n_channels), path
+        return _scan_channel_folder(path, n_channels), path
+    raise InputError(f"{path}: input not found (expected a NIfTI file, a folder of case files or a dataset folder)")

@@ -1,0 +1,196 @@
+"""Array-level prediction: the model's own preprocessing, padding, Gaussian sliding window, mirroring TTA,
+and undoing crops/pads so that the result lies on the input's original voxel grid.
+
+The network is only reached through ``forward_fn`` (a callable ``x -> logits`` on B x C x D x H x W
+tensors), so the same code serves the PyTorch model, a faster compiled path, or ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+
+from lightmedseg.data import labels as L
+from lightmedseg.data.errors import DataError
+from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
+
+ForwardFn = Callable[[torch.Tensor], torch.Tensor]
+SIZE_DIVISOR = 16  # stride-2 stem and three 2x poolings (LightMedSeg.check_input)
+MIN_SPATIAL_SIZE = 2  # a single slice is a 2D image, not a volume this 3D model can segment
+SPATIAL_DIMS = (2, 3, 4)
+
+
+class PredictionError(DataError):
+    """An input the predictor cannot segment (too small, wrong channel count, bad config)."""
+
+
+@dataclass
+class Prediction:
+    """One case on its original (Z, Y, X) grid: label map with dataset values, optional probabilities."""
+
+    labels: np.ndarray  # (Z, Y, X) int16 dataset label values
+    probabilities: np.ndarray | None  # (N, Z, Y, X) float32 softmax, class order = label_values
+
+
+def output_label_values(config: Mapping) -> list[int]:
+    """Dataset label value of each network output index (config["labels"] as in dataset.json).
+
+    Without a ``labels`` entry the indices themselves are written (0..N-1), with a warning.
+    """
+    n = int(config["model"]["num_classes"])
+    if "labels" not in config:
+        warnings.warn("model config has no 'labels' mapping; writing class indices 0..N-1 as label values", stacklevel=2)
+        return list(range(n))
+    values = L.label_values(config)
+    if len(values) != n:
+        raise PredictionError(f"model config: 'labels' declares {len(values)} values {values} but the network has {n} classes")
+    return values
+
+
+def mirror_axes_sets(axes: Sequence[int] = SPATIAL_DIMS) -> list[tuple[int, ...]]:
+    """All non-empty subsets of the spatial axes (7 flips in 3D), like nnU-Net's mirroring TTA."""
+    return [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
+def _symmetric_pad(shape: Sequence[int], divisor: int) -> list[tuple[int, int]]:
+    out = []
+    for s in shape:
+        total = (-s) % divisor
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+class Predictor:
+    """Sliding-window predictor for one model configuration.
+
+    Args:
+        config: the model's full config (sections ``model``, ``data``, ``infer``; optional ``labels``).
+        forward_fn: callable x -> logits (B x N x D x H x W); must accept spatial sizes that are multiples of 16.
+        device: where windows are evaluated and aggregated.
+        tta: mirroring test-time augmentation; default ``config["infer"]["tta"]``.
+        overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` or 0.5.
+    """
+
+    def __init__(
+        self,
+        config: Mapping,
+        forward_fn: ForwardFn,
+        device: str | torch.device = "cpu",
+        tta: bool | None = None,
+        overlap: float | None = None,
+        sw_batch_size: int | None = None,
+    ) -> None:
+        infer = dict(config.get("infer", {}))
+        self.config = config
+        self.forward_fn = forward_fn
+        self.device = torch.device(device)
+        self.in_channels = int(config["model"]["in_channels"])
+        self.num_classes = int(config["model"]["num_classes"])
+        self.tta = bool(infer.get("tta", False) if tta is None else tta)
+        self.overlap = float(infer.get("overlap", 0.5) if overlap is None else overlap)
+        self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
+        self.mode = str(infer.get("mode", "gaussian"))
+        self.roi_size = [int(r) for r in infer.get("roi_size", config["data"].get("patch_size", [128] * 3))]
+        if len(self.roi_size) != 3 or any(r <= 0 or r % SIZE_DIVISOR for r in self.roi_size):
+            raise PredictionError(f"model config: infer.roi_size {self.roi_size} must be 3 positive multiples of {SIZE_DIVISOR}")
+        if not 0 <= self.overlap < 1:
+            raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
+        self.label_values = output_label_values(config)
+
+    # -- one window (with mirroring) -------------------------------------------------------------------
+    def _window(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.forward_fn(x)
+        if not self.tta:
+            return logits
+        flips = mirror_axes_sets()
+        for dims in flips:
+            logits = logits + torch.flip(self.forward_fn(torch.flip(x, dims)), dims)
+        return logits / (len(flips) + 1)
+
+    # -- a preprocessed (C, Z, Y, X) array -> averaged logits (N, Z, Y, X) ------------------------------
+    @torch.inference_mode()
+    def predict_logits(self, image: np.ndarray) -> torch.Tensor:
+        """Logits of a preprocessed image (C, Z, Y, X), on the same grid (padding removed)."""
+        if image.ndim != 4 or image.shape[0] != self.in_channels:
+            raise PredictionError(f"image has shape {tuple(image.shape)}; the model expects ({self.in_channels}, Z, Y, X)")
+        shape = image.shape[1:]
+        if min(shape) < MIN_SPATIAL_SIZE:
+            raise PredictionError(
+                f"volume of size {tuple(shape)} (z, y, x) is too small: every axis needs at least "
+                f"{MIN_SPATIAL_SIZE} voxels for this 3D model"
+            )
+        pads = _symmetric_pad(shape, SIZE_DIVISOR)
+        x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=self.device)[None]
+        # F.pad takes (last-axis before, after, ...) pairs; zeros = background after normalisation.
+        x = F.pad(x, [p for pair in reversed(pads) for p in pair], mode="constant", value=0.0)
+        roi = [min(r, s) for r, s in zip(self.roi_size, x.shape[2:])]
+        logits = sliding_window_inference(
+            x, roi, self.sw_batch_size, self._window, overlap=self.overlap, mode=self.mode,
+            padding_mode="constant", cval=0.0, sw_device=self.device, device=self.device,
+        )
+        if logits.shape[1] != self.num_classes:
+            raise PredictionError(f"forward_fn returned {logits.shape[1]} channels; the config says {self.num_classes} classes")
+        crop = tuple(slice(a, a + s) for (a, _), s in zip(pads, shape))
+        return logits[(0, slice(None)) + crop]
+
+    def predict_image(self, image: np.ndarray, probabilities: bool = False) -> Prediction:
+        """Raw (C, Z, Y, X) image -> prediction on the same grid, after the model's own preprocessing."""
+        if image.ndim != 4 or image.shape[0] != self.in_channels:
+            raise PredictionError(
+                f"image has {image.shape[0] if image.ndim == 4 else '?'} channel(s) (shape {tuple(image.shape)}); "
+                f"the model was trained with {self.in_channels}"
+            )
+        if min(image.shape[1:]) < MIN_SPATIAL_SIZE:
+            raise PredictionError(
+                f"volume of size {tuple(image.shape[1:])} (z, y, x) is too small: every axis needs at least "
+                f"{MIN_SPATIAL_SIZE} voxels for this 3D model"
+            )
+        pre, info = preprocess_image(image, self.config["data"])
+        logits = self.predict_logits(pre)
+        probs = torch.softmax(logits.float(), dim=0)
+        indices = probs.argmax(dim=0).cpu().numpy().astype(np.int16)
+        labels = L.indices_to_values(restore_to_original(indices, info, fill_value=0), self.label_values)
+        prob_out = _restore_probabilities(probs.cpu().numpy().astype(np.float32), info) if probabilities else None
+        return Prediction(labels=np.asarray(labels, dtype=np.int16), probabilities=prob_out)
+
+
+def _restore_probabilities(probs: np.ndarray, info: PreprocessInfo) -> np.ndarray:
+    """Paste (N, z, y, x) probabilities back; voxels outside the crop box are background with certainty."""
+    out = restore_to_original(probs, info, fill_value=0.0)
+    inside = np.zeros(info.original_shape, dtype=bool)
+    inside[tuple(slice(s, e) for s, e in zip(info.bbox_start, info.bbox_end))] = True
+    out[0][~inside] = 1.0
+    return out
+
+
+def plain_forward(model: torch.nn.Module) -> ForwardFn:
+    """The reference path: the PyTorch model's own forward in eval mode."""
+    model.eval()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    return forward
+
+
+def describe(predictor: Predictor) -> str:
+    """One line for logs: ROI, overlap, TTA and label values."""
+    flips = len(mirror_axes_sets()) + 1 if predictor.tta else 1
+    return (
+        f"roi {predictor.roi_size}, overlap {predictor.overlap}, {predictor.mode} weighting, "
+        f"TTA {'on' if predictor.tta else 'off'} ({flips} pass{'es' if flips > 1 else ''}/window), "
+        f"labels {predictor.label_values}, device {predictor.device}"
+    )
+
+
+__all__ = [
+    "Predictor", "Prediction", "PredictionError", "ForwardFn", "plain_forward", "output_label_values",
+    "mirror_axes_sets", "describe", "SIZE_DIVISOR", "MIN_SPATIAL_SIZE",
+]
