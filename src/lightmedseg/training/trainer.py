@@ -1,0 +1,405 @@
+"""The training loop: paper recipe, resumable to the exact step, observable, single process or torchrun DDP.
+
+One optimiser step = one batch of random patches; one epoch = ``train.iterations_per_epoch`` steps
+(nnU-Net style). At the end of an epoch: validation every ``train.val_every`` epochs (rank 0),
+the epoch row of ``metrics.csv``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the mean
+validation Dice improved), curves. A stop requested by ``--max-steps``, ``--max-minutes``, SIGTERM or
+Ctrl-C also ends with a checkpoint, taken mid-epoch if need be.
+
+Exact resume: every epoch draws its patches from a loader re-seeded from ``(seed, epoch, rank)``; a
+mid-epoch checkpoint records how many batches of the epoch were consumed, so a resumed run rebuilds
+that epoch's loader, skips those batches and restores the saved RNG states. In deterministic mode the
+resumed run therefore reproduces the uninterrupted run's losses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+
+import torch
+import torch.distributed as dist
+import yaml
+from monai.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from lightmedseg.checkpoint import CheckpointError, build_model
+from lightmedseg.io_utils import write_json_atomic, write_text_atomic
+from lightmedseg.training import checkpointing as C
+from lightmedseg.training.logs import RunLogger
+from lightmedseg.training.loss import LightMedSegLoss
+from lightmedseg.training.optim import build_optimizer, build_scheduler
+from lightmedseg.training.plots import plot_curves
+from lightmedseg.training.runtime import (
+    DistInfo,
+    amp_policy,
+    autocast,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    seed_everything,
+    set_deterministic,
+)
+from lightmedseg.training.setup import config_for_dataset, resolve_split
+from lightmedseg.training.validation import metric_names, validate
+
+# train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
+RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases")
+EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_dice", "train_ce", "train_boundary", "lr", "epoch_seconds"]
+TERMS = ("loss", "dice", "ce", "boundary")
+
+
+def weights_checksum(model: torch.nn.Module) -> str:
+    """SHA-256 of all parameters and buffers (sorted by name): equal iff the replicas are bit-identical."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed of one rank's patch stream in one epoch (independent of everything that came before)."""
+    return (int(seed) * 1_000_003 + epoch * 7_919 + rank * 104_729) % 2**31
+
+
+def epoch_loader(base: DataLoader, seed: int) -> DataLoader:
+    """A fresh loader over ``base``'s dataset whose sampling and augmentation depend only on ``seed``.
+
+    The dataset (and any cache it holds) is shared; only the sampler, the transforms' random state and
+    the worker seeds are renewed, so an epoch can be replayed exactly after a restart.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    dataset = base.dataset
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(seed=seed)
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=len(base.sampler),
+                                             generator=generator)
+    return DataLoader(dataset, batch_size=base.batch_size, sampler=sampler, num_workers=base.num_workers,
+                      drop_last=True, generator=generator, persistent_workers=False)
+
+
+@contextmanager
+def _stop_on_signals(flag: dict) -> Iterator[None]:
+    """SIGTERM / SIGINT request a clean stop (checkpoint first) instead of killing the run."""
+    def handler(signum: int, _frame: Any) -> None:
+        if flag.get("requested"):
+            raise KeyboardInterrupt  # second Ctrl-C: give up at once
+        flag["requested"] = signal.Signals(signum).name
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no signal handling
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Holds the model, optimiser state and loop of one run; use :func:`train`."""
+
+    def __init__(self, config: dict, data_dir: Path, run_dir: Path, split: dict, info: DistInfo,
+                 state: dict | None = None, reference: bool = False, progress: bool = True) -> None:
+        self.config, self.data_dir, self.run_dir, self.split, self.info = config, data_dir, run_dir, split, info
+        tcfg = config["train"]
+        self.tcfg = tcfg
+        self.device = info.device
+        self.seed = int(tcfg.get("seed", 0))
+        self.epochs = int(tcfg.get("epochs", 300))
+        self.iters = int(tcfg.get("iterations_per_epoch", 250))
+        self.val_every = max(1, int(tcfg.get("val_every", 10)))
+        self.grad_clip = float(tcfg.get("grad_clip") or 0.0)
+        self.progress = progress and bool(tcfg.get("progress", True))
+        global_batch = int(tcfg.get("batch_size", 2))
+        if global_batch % info.world_size:
+            raise ValueError(f"train.batch_size={global_batch} (global) is not divisible by the "
+                             f"{info.world_size} processes; choose a multiple of {info.world_size}")
+        self.batch_size = global_batch // info.world_size
+        self.amp = amp_policy(tcfg.get("amp", "auto"), self.device)
+
+        self.model = build_model(config).to(self.device)
+        if state is not None:
+            try:
+                self.model.load_state_dict(state["model"])
+            except RuntimeError as exc:
+                raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
+        self.ddp_model: torch.nn.Module = self.model
+        if info.distributed:
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward_fn = self._make_forward_fn(reference)
+        self.optimizer = build_optimizer(self.model.parameters(), tcfg)
+        self.scheduler = build_scheduler(self.optimizer, tcfg)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
+        self.loss_fn = LightMedSegLoss.from_config(config["model"]["num_classes"], tcfg.get("loss"))
+
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.best_metric = -math.inf
+        self.best_epoch = -1
+        self.epoch_sums = {k: 0.0 for k in TERMS}
+        self.rng_to_restore: dict | None = None
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step, self.epoch = int(state["step"]), int(state["epoch"])
+            self.step_in_epoch = int(state["step_in_epoch"])
+            self.best_metric = float(state.get("best_metric", -math.inf))
+            self.best_epoch = int(state.get("best_epoch", -1))
+            self.epoch_sums = {k: float(v) for k, v in state.get("epoch_sums", self.epoch_sums).items()}
+            rngs = state["rng"]
+            self.rng_to_restore = rngs[info.rank] if info.rank < len(rngs) else None
+
+        from lightmedseg.data.dataset import make_train_loader
+
+        self.base_loader = make_train_loader(data_dir, split["train"], config, self.batch_size, self.seed,
+                                             info.rank, info.world_size)
+        if len(self.base_loader.sampler) != self.iters * self.batch_size:
+            raise ValueError("the training loader does not yield train.iterations_per_epoch batches per epoch")
+        val_ids = list(split.get("validation", []))
+        max_val = tcfg.get("val_max_cases")
+        self.val_ids = val_ids[: int(max_val)] if max_val else val_ids
+        self.metric_fields = metric_names(config)
+
+    # -- pieces ---------------------------------------------------------------------------------------
+    def _make_forward_fn(self, reference: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The one place the network is called from (``train.fast`` plugs in the fast CPU path)."""
+        if self.tcfg.get("fast") and not reference:
+            try:
+                from lightmedseg import fast_forward  # type: ignore[attr-defined]
+            except ImportError:
+                raise ValueError("train.fast=true but lightmedseg.fast_forward is not available in this "
+                                 "build; use --reference or --set train.fast=false") from None
+            return fast_forward(self.ddp_model)
+        return self.ddp_model
+
+    def _autocast(self) -> ContextManager:
+        return autocast(self.device, self.amp.dtype)
+
+    def _train_step(self, batch: dict) -> torch.Tensor:
+        """One optimiser step; returns [loss, dice, ce, boundary] (detached, this rank)."""
+        x = batch["image"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        self.ddp_model.train()
+        with self._autocast():
+            logits = self.forward_fn(x)
+        loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip or math.inf)
+        if self.amp.use_scaler or torch.isfinite(norm):
+            self.scaler.step(self.optimizer)  # with fp16 the scaler itself skips non-finite steps
+        self.scaler.update()
+        self.scheduler.step()
+        terms = self.loss_fn.last_terms
+        return torch.stack([loss.detach(), terms["dice"], terms["ce"], terms["boundary"]]).float()
+
+    def _sync(self, values: torch.Tensor, stop: bool) -> tuple[list[float], bool]:
+        """Average the loss terms over ranks and agree on stopping (rank 0 decides time limits)."""
+        packed = torch.cat([values.to(self.device), torch.tensor([float(stop)], device=self.device)])
+        if self.info.distributed:
+            dist.all_reduce(packed)
+            packed[:-1] /= self.info.world_size
+        out = packed.cpu().tolist()
+        return out[:-1], out[-1] > 0
+
+    def _gather_rng(self) -> list[dict]:
+        mine = C.capture_rng_state()
+        if not self.info.distributed:
+            return [mine]
+        everyone: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(everyone, mine)
+        return everyone
+
+    def _save(self, best: bool) -> None:
+        rngs = self._gather_rng()  # collective: every rank takes part
+        if self.info.is_main:
+            state = {
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "config": self.config,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in r.items()} for r in rngs],
+                "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "best_metric": self.best_metric, "best_epoch": self.best_epoch,
+                "epoch_sums": dict(self.epoch_sums),
+                "split": {k: list(v) for k, v in self.split.items()},
+            }
+            self.logger.flush_steps()
+            C.save_run_checkpoint(self.run_dir, state, self.model, best)
+        barrier(self.info)
+
+    def _validate(self) -> dict[str, float]:
+        result = {n: math.nan for n in self.metric_fields}
+        if self.info.is_main and self.val_ids:
+            self.model.eval()
+            result = validate(self.model, self.data_dir, self.val_ids, self.config, self.device, self.amp.dtype)
+            self.model.train()
+        return result
+
+    # -- loop -----------------------------------------------------------------------------------------
+    def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
+        """Train until the last epoch or a budget/signal stop; returns a summary dict."""
+        info = self.info
+        t0 = time.monotonic()
+        self.logger = RunLogger(self.run_dir if info.is_main else None, EPOCH_FIELDS + self.metric_fields,
+                                self.step, self.epoch, tensorboard=bool(self.tcfg.get("tensorboard", True)))
+        planned = self.epochs * self.iters if max_steps is None else min(self.epochs * self.iters, max_steps)
+        bar = tqdm(total=planned, initial=min(self.step, planned), unit="it", dynamic_ncols=True,
+                   disable=not (info.is_main and self.progress), file=sys.stderr, desc="train")
+        signal_flag: dict = {}
+        stopped = "completed"
+        last_loss = math.nan
+        with _stop_on_signals(signal_flag):
+            while self.epoch < self.epochs and stopped == "completed":
+                epoch_t0 = time.monotonic()
+                loader = epoch_loader(self.base_loader, epoch_seed(self.seed, self.epoch, info.rank))
+                batches = iter(loader)
+                if self.step_in_epoch == 0:  # every epoch starts from RNG states that depend on it alone
+                    seed_everything(epoch_seed(self.seed, self.epoch, info.rank) + 1)
+                else:  # mid-epoch resume: replay the consumed batches, then continue with the saved RNG
+                    for _ in range(self.step_in_epoch):
+                        next(batches)
+                    if self.rng_to_restore is not None:
+                        C.restore_rng_state(self.rng_to_restore)
+                self.rng_to_restore = None
+                for batch in batches:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    values = self._train_step(batch)
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    want_stop = bool(signal_flag) or (max_steps is not None and self.step >= max_steps) or (
+                        max_minutes is not None and time.monotonic() - t0 >= 60.0 * max_minutes)
+                    terms, stop = self._sync(values, want_stop and info.is_main)
+                    stop = stop or (max_steps is not None and self.step >= max_steps)
+                    for k, v in zip(TERMS, terms):
+                        self.epoch_sums[k] += v
+                    last_loss = terms[0]
+                    self.logger.log_step({"step": self.step, "epoch": self.epoch, "lr": lr,
+                                          **dict(zip(TERMS, terms))})
+                    bar.set_postfix(epoch=self.epoch, loss=f"{terms[0]:.4f}", lr=f"{lr:.2e}", refresh=False)
+                    bar.update(1)
+                    if stop:
+                        stopped = signal_flag.get("requested") or (
+                            "max_steps" if max_steps is not None and self.step >= max_steps else "max_minutes")
+                        break
+                if stopped != "completed" and self.step_in_epoch < self.iters:
+                    self._save(best=False)  # mid-epoch stop: resumable at this exact batch
+                    break
+                self._end_epoch(time.monotonic() - epoch_t0)
+        bar.close()
+        self.logger.close()
+        if info.is_main:
+            try:
+                plot_curves(self.run_dir)
+            except ValueError:
+                pass
+        return {"run_dir": str(self.run_dir), "steps": self.step, "epochs_completed": self.epoch,
+                "stopped": stopped, "last_loss": last_loss,
+                "best_metric": None if self.best_metric == -math.inf else self.best_metric,
+                "best_epoch": self.best_epoch, "world_size": info.world_size, "amp": self.amp.name,
+                "weights_checksum": weights_checksum(self.model)}
+
+    def _end_epoch(self, seconds: float) -> None:
+        epoch = self.epoch
+        n = max(1, self.step_in_epoch)
+        row: dict[str, Any] = {"epoch": epoch, "step": self.step, "epoch_seconds": round(seconds, 3),
+                               "lr": self.optimizer.param_groups[0]["lr"],
+                               **{f"train_{k}": self.epoch_sums[k] / n for k in TERMS}}
+        validated = (epoch + 1) % self.val_every == 0 or epoch + 1 == self.epochs
+        metrics = self._validate() if validated else {n_: math.nan for n_ in self.metric_fields}
+        row.update(metrics)
+        best = False
+        if validated and self.info.is_main and not math.isnan(metrics["val_dice"]):
+            best = metrics["val_dice"] > self.best_metric
+            if best:
+                self.best_metric, self.best_epoch = metrics["val_dice"], epoch
+        elif validated and not self.val_ids and self.info.is_main:
+            best = True  # no validation cases: the latest model is the best we know
+            self.best_epoch = epoch
+        self.logger.log_epoch(row)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_sums = {k: 0.0 for k in TERMS}
+        self._save(best=best)
+        if validated and self.info.is_main:
+            plot_curves(self.run_dir)
+
+
+def _merge_resumed_config(stored: dict, given: dict | None) -> dict:
+    """The checkpoint's config, with the budget keys of ``given['train']`` (RESUME_OVERRIDABLE) applied."""
+    out = dict(stored)
+    out["train"] = dict(stored.get("train", {}))
+    for key in RESUME_OVERRIDABLE:
+        if given and key in given.get("train", {}):
+            out["train"][key] = given["train"][key]
+    return out
+
+
+def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
+          fold: int | None = None, max_steps: int | None = None, max_minutes: float | None = None,
+          resume: bool = False, reference: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train LightMedSeg on the canonical dataset ``data_dir`` into the run folder ``out_dir``.
+
+    Args:
+        config: a preset from :func:`lightmedseg.config.load_config` (may be None with ``resume``).
+        split, fold: a split file (and fold) naming train/validation cases; default a seeded 80/20 split.
+        max_steps: stop (with a checkpoint) once this many optimiser steps have been done in total.
+        max_minutes: stop (with a checkpoint) after this much wall time in this invocation.
+        resume: continue from ``out_dir/checkpoint_last.pt`` (starts afresh when there is none yet).
+        reference: force the reference forward path even when ``train.fast`` is set.
+    Returns:
+        a summary (steps, epochs, stop reason, best validation Dice, weights checksum of this replica).
+    """
+    data_dir, run_dir = Path(data_dir), Path(out_dir)
+    if not (data_dir / "dataset.json").is_file():
+        raise ValueError(f"{data_dir}: not a converted dataset (no dataset.json); run lightmedseg convert/synth first")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
+    last = run_dir / C.LAST
+    state = None
+    if resume and last.exists():
+        state = C.load_training_checkpoint(last)
+        config = _merge_resumed_config(state["config"], config)
+        split_ids = state.get("split") or resolve_split(data_dir, split, fold, int(config["train"].get("seed", 0)))
+    else:
+        if last.exists():
+            raise FileExistsError(f"{run_dir} already holds a run ({C.LAST}); pass --resume to continue it "
+                                  "or choose another --out")
+        if config is None:
+            raise ValueError(f"nothing to resume in {run_dir}; give a --preset to start a new run")
+        config = config_for_dataset(config, data_dir)
+        split_ids = resolve_split(data_dir, split, fold, int(config["train"].get("seed", 0)))
+    info = init_distributed(config["train"].get("device"))
+    try:
+        set_deterministic(bool(config["train"].get("deterministic", False)))
+        seed_everything(int(config["train"].get("seed", 0)) + info.rank)
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            write_json_atomic(run_dir / "split.json", split_ids)
+        barrier(info)
+        trainer = Trainer(config, data_dir, run_dir, split_ids, info, state=state, reference=reference,
+                          progress=progress)
+        return trainer.run(max_steps=max_steps, max_minutes=max_minutes)
+    finally:
+        cleanup_distributed()
