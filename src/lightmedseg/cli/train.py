@@ -1,0 +1,51 @@
+"""``lightmedseg train --preset NAME --data DATASET_DIR --out RUN_DIR [...]``: train LightMedSeg.
+
+Single process: ``lightmedseg train ...``. Several GPUs or nodes: ``torchrun --nproc_per_node N
+-m lightmedseg.cli.main train ...`` (see docs/training.md); only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", help="preset name (brats, acdc, demo) or YAML path; optional with --resume")
+    parser.add_argument("--variant", help="network variant (ghost, standard, k16, no_lspm, ...) overriding the preset's")
+    parser.add_argument("--data", required=True, help="converted dataset folder (holds dataset.json)")
+    parser.add_argument("--out", required=True, help="run folder for config, checkpoints, logs and curves")
+    parser.add_argument("--split", help="split file naming train/validation cases (default: seeded 80/20 split)")
+    parser.add_argument("--fold", type=int, help="fold of a cross-validation split file")
+    parser.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N optimiser steps in total")
+    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after M minutes of this invocation")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset value, e.g. --set data.patch_size=[32,32,32] (repeatable)")
+    parser.add_argument("--reference", action="store_true",
+                        help="call the plain PyTorch model even if train.fast is set")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightmedseg.config import load_config
+    from lightmedseg.training.trainer import train
+
+    if args.preset is None and not args.resume:
+        raise ValueError("--preset is required to start a new run (e.g. --preset demo)")
+    config = load_config(args.preset, args.variant, args.overrides) if args.preset else (
+        {"train": _train_overrides(args.overrides)} if args.overrides else None)
+    summary = train(config, args.data, args.out, split=args.split, fold=args.fold, max_steps=args.max_steps,
+                    max_minutes=args.max_minutes, resume=args.resume, reference=args.reference,
+                    progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _train_overrides(overrides: list[str]) -> dict:
+    """``train.*`` overrides given with --resume and no preset (budget keys such as train.epochs)."""
+    from lightmedseg.config import apply_overrides
+
+    return apply_overrides({}, overrides).get("train", {})
