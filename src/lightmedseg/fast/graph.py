@@ -1,0 +1,255 @@
+"""The fast LightMedSeg forward: the reference maths, re-associated so fewer full-size tensors exist.
+
+``fast_logits(model, x)`` reads the parameters of a reference :class:`LightMedSeg` and computes the
+same logits. The exact rewrites (all linear algebra, no approximation beyond float rounding):
+
+* Eqs. 14-16: ``Conv1x1([ConvT(x) + SPB, SKIP])`` becomes ``ConvT'(x) + slope * R + shift + W_s SKIP``,
+  where ConvT' is the transposed conv composed with the skip-fusion 1x1 and the position bias is the
+  closed form of :func:`folding.position_bias_terms` (no K x D x H x W stack, no concatenation).
+* Skip adapters: the adapter 1x1 and the fusion's skip half are one 1x1, applied on the coarse grid
+  before trilinear upsampling (1x1 convs commute with interpolation, whose weights sum to one).
+* Router (Eqs. 11-13): ``Conv1x1(cat(aligned))`` is a sum of per-stage 1x1s; the fused 64-wide skip is
+  only ever seen through the adapter and fusion 1x1s, so it is formed directly at the decoder width;
+  finer sources are downsampled before projecting, coarser ones projected before upsampling.
+* The last stage's SE scale is folded into the head's weights (batch of one) and the mixer's softmax
+  over two experts is a sigmoid of the logit difference.
+
+Where nothing is gained the reference submodules are called unchanged. ``inplace=True`` (inference
+only) lets elementwise chains reuse buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lightmedseg.fast.folding import (
+    axis_ramps,
+    compose_pointwise,
+    compose_transpose,
+    pointwise_matrix,
+    position_bias_terms,
+)
+from lightmedseg.model.blocks import GhostConv3d, SqueezeExcite3d
+
+
+def _bias(conv: nn.Module) -> torch.Tensor:
+    """A conv's bias, or zeros when it has none (convs feeding a group norm carry no bias)."""
+    if conv.bias is not None:
+        return conv.bias
+    return conv.weight.new_zeros(conv.weight.shape[1] if isinstance(conv, nn.ConvTranspose3d) else conv.weight.shape[0])
+
+
+def _conv(x: torch.Tensor, conv: nn.Conv3d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    w = conv.weight if weight is None else weight
+    b = conv.bias if bias is None else bias
+    return F.conv3d(x, w.to(x.dtype), None if b is None else b.to(x.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _conv3(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """A GhostConv3d or dense Conv3d, as in :func:`lightmedseg.model.blocks.make_conv3`."""
+    if isinstance(conv, GhostConv3d):
+        y = _conv(x, conv.primary)
+        return torch.cat([y, _conv(y, conv.cheap)], dim=1)
+    return _conv(x, conv)
+
+
+def _norm_act(x: torch.Tensor, norm: nn.GroupNorm, inplace: bool) -> torch.Tensor:
+    y = F.group_norm(x, norm.num_groups, norm.weight.to(x.dtype), norm.bias.to(x.dtype), norm.eps)
+    return F.silu(y, inplace=inplace)
+
+
+def _conv_norm_act(x: torch.Tensor, block: nn.Sequential, inplace: bool) -> torch.Tensor:
+    conv, norm, _ = block
+    y = _conv3(x, conv) if isinstance(conv, GhostConv3d) else _conv(x, conv)
+    return _norm_act(y, norm, inplace)
+
+
+def _se_scale(se: SqueezeExcite3d, x: torch.Tensor) -> torch.Tensor:
+    """The B x C excitation of Eq. 10 (not yet applied)."""
+    squeeze = x.float().mean(dim=(2, 3, 4))
+    return torch.sigmoid(F.linear(F.silu(F.linear(squeeze, se.w1.weight.float())), se.w2.weight.float()))
+
+
+def _channel_scale(x: torch.Tensor, scale: torch.Tensor, inplace: bool) -> torch.Tensor:
+    s = scale.to(x.dtype)[:, :, None, None, None]
+    return x.mul_(s) if inplace else x * s
+
+
+def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
+
+
+def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``resample(Conv1x1(x))`` in the cheaper order: downsample before projecting, upsample after."""
+    finer = x.shape[2] > size[0]
+    if finer:
+        x = _resample(x, size)
+    y = F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype))
+    return y if finer else _resample(y, size)
+
+
+def _stem_and_priors(model, x: torch.Tensor, inplace: bool):
+    stem = model.stem
+    f0 = F.group_norm(_conv3(x, stem.conv), stem.norm.num_groups, stem.norm.weight.to(x.dtype),
+                      stem.norm.bias.to(x.dtype), stem.norm.eps)
+    anchors = None
+    if model.anchor_detector is not None:
+        det = model.anchor_detector
+        h = x
+        for i in range(0, len(det.phi), 3):
+            h = _conv_norm_act(h, det.phi[i : i + 3], inplace)
+        descriptor = h.float().mean(dim=(2, 3, 4))
+        anchors = torch.sigmoid(det.mlp(descriptor)).view(x.shape[0], det.num_anchors, 3)
+    texture = None
+    features = f0
+    if model.lspm is not None:
+        lspm = model.lspm
+        tex = lspm.texture
+        smooth = _conv_norm_act(f0, tex.smooth, inplace)
+        diff = smooth.sub_(f0).abs_() if inplace else torch.abs(smooth - f0)
+        texture = torch.sigmoid(_conv(diff, tex.to_map))
+        h = f0
+        for block in lspm.gating.psi[:-1]:
+            h = _conv_norm_act(h, block, inplace)
+        gate = torch.sigmoid(_conv(h, lspm.gating.psi[-1]))
+        mixer = lspm.mixer
+        # softmax over two logits == sigmoid of their difference; experts stacked into one conv.
+        wt, bt = mixer.to_weights.weight.flatten(), _bias(mixer.to_weights)
+        alpha1 = torch.sigmoid(gate * (wt[0] - wt[1]).to(x.dtype) + (bt[0] - bt[1]).to(x.dtype))
+        w1, w2 = mixer.expert1.weight, mixer.expert2.weight
+        z = F.conv3d(f0, torch.cat([w2, w1 - w2]).to(x.dtype),
+                     torch.cat([_bias(mixer.expert2), _bias(mixer.expert1) - _bias(mixer.expert2)]).to(x.dtype))
+        c = f0.shape[1]
+        features = torch.addcmul(z[:, :c], alpha1, z[:, c:])
+    return f0, anchors, features, texture
+
+
+def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool) -> list[torch.Tensor]:
+    enc = model.encoder
+    skips: list[torch.Tensor] = []
+    x = features
+    for i, stage in enumerate(enc.stages):
+        if i > 0:
+            x = F.max_pool3d(x, 2, 2)
+        t_i = None
+        if texture is not None:
+            t_i = _resample(texture, x.shape[2:])
+        cond = _conv3(x, stage.project)
+        if stage.film is not None:
+            gamma = stage.film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
+            beta = stage.film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
+            cond = torch.addcmul(beta, cond, 1.0 + gamma)
+        detail = _conv_norm_act(cond, stage.detail, inplace)
+        smooth = _conv(cond, stage.smooth)
+        if t_i is None:
+            routed = detail.add_(smooth).mul_(0.5) if inplace else 0.5 * (detail + smooth)
+        elif inplace:
+            routed = detail.sub_(smooth).mul_(t_i).add_(smooth)
+        else:
+            routed = smooth + t_i * (detail - smooth)
+        x = _channel_scale(routed, _se_scale(stage.se, routed), inplace)
+        skips.append(x)
+    return skips
+
+
+def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``W_s (Q SKIP_j + b_Q)`` for a router level, without the 64-wide fused tensor (Eqs. 11-13)."""
+    router = model.skip_router
+    width = router.width
+    ctrl1, _, ctrl2 = router.controller
+    c1 = pointwise_matrix(ctrl1)  # width x (M*width)
+    # fuse_skip is W_s @ Q (C_j x width); the caller's bias handling adds W_s b_Q.
+    pre = None
+    branches = []
+    ctrl_bias = _bias(ctrl1)
+    for i, (proj, e) in enumerate(zip(router.project, skips)):
+        c1_i = c1[:, i * width : (i + 1) * width]
+        outer = torch.cat([c1_i, fuse_skip])
+        w, b = compose_pointwise(outer, proj)
+        y = _project_resampled(e, w, b, size)
+        ctrl_part, skip_part = y[:, :width], y[:, width:]
+        pre = ctrl_part if pre is None else pre + ctrl_part
+        branches.append(skip_part)
+    pre = pre + ctrl_bias.to(pre.dtype)[None, :, None, None, None]
+    weights = torch.softmax(_conv(F.silu(pre, inplace=inplace), ctrl2), dim=1)  # Eq. 12
+    out = weights[:, 0:1] * branches[0]
+    for i in range(1, len(branches)):
+        out = torch.addcmul(out, weights[:, i : i + 1], branches[i])  # Eq. 13 at the decoder width
+    return out
+
+
+def _decoder_stage(stage, x: torch.Tensor, skip_term: torch.Tensor, anchors, inplace: bool) -> torch.Tensor:
+    """Stage j up to the gated sum (Eqs. 14-20); the SE scale is returned separately by the caller."""
+    fuse = pointwise_matrix(stage.fuse)
+    c = fuse.shape[0]
+    w_u = fuse[:, :c]
+    wt, bt = compose_transpose(w_u, stage.up)
+    d_in = F.conv_transpose3d(x, wt.to(x.dtype), None, stride=2)
+    const = bt + _bias(stage.fuse)  # C
+    size = d_in.shape[2:]
+    if stage.spb is not None:
+        slope, shift = position_bias_terms(stage.spb.proj, anchors, w_u)
+        rd, rh, rw = axis_ramps(size, x.device, torch.float32)
+        along_d = slope[None, :, None, None, None] * rd + (shift + const)[:, :, None, None, None]
+        along_hw = (slope[None, :, None, None, None] * (rh + rw)).to(x.dtype)
+        if inplace:
+            d_in.add_(skip_term).add_(along_d.to(x.dtype)).add_(along_hw)
+        else:
+            d_in = d_in + skip_term + along_d.to(x.dtype) + along_hw
+    else:
+        bias = const.to(x.dtype)[None, :, None, None, None]
+        d_in = d_in.add_(skip_term).add_(bias) if inplace else d_in + skip_term + bias
+
+    # gate (Eq. 17) and channel path (Eq. 21) share one 1x1 conv.
+    conv_ch = stage.path_channel[0]
+    w = torch.cat([stage.gate.weight, conv_ch.weight])
+    b = torch.cat([_bias(stage.gate), _bias(conv_ch)])
+    gc = F.conv3d(d_in, w.to(d_in.dtype), b.to(d_in.dtype))
+    pi = torch.softmax(gc[:, :3], dim=1)
+    channel = _norm_act(gc[:, 3:], stage.path_channel[1], inplace)
+    local = _conv_norm_act(d_in, stage.path_local, inplace)
+    context = _conv_norm_act(d_in, stage.path_context, inplace)
+    if inplace:
+        gated = local.mul_(pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
+    else:
+        gated = pi[:, 0:1] * local + pi[:, 1:2] * context + pi[:, 2:3] * channel  # Eq. 18
+    return gated
+
+
+def fast_logits(model, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Logits of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph."""
+    model.check_input(x)
+    f0, anchors, features, texture = _stem_and_priors(model, x, inplace)
+    anchors_flat = anchors.flatten(1) if anchors is not None else None
+    skips = _encoder(model, features, anchors_flat, texture, inplace)
+    x_dec = _conv(skips[-1], model.bottleneck)
+    n = len(model.decoder)
+    scale = None
+    for j, stage in enumerate(model.decoder):
+        if scale is not None:
+            x_dec = _channel_scale(x_dec, scale, inplace)
+        size = [2 * s for s in x_dec.shape[2:]]
+        fuse = pointwise_matrix(stage.fuse)
+        c = fuse.shape[0]
+        w_s = fuse[:, c:]
+        adapter = model.skip_adapters[j]
+        if j < model.router_levels:
+            outer = w_s @ pointwise_matrix(adapter.proj)
+            skip_term = _router_skip_term(model, skips, size, outer, inplace)
+            skip_term = skip_term + (w_s @ _bias(adapter.proj)).to(skip_term.dtype)[None, :, None, None, None]
+        else:
+            source = skips[n - 2 - j] if j < n - 1 else f0
+            w, b = compose_pointwise(w_s, adapter.proj)
+            skip_term = _project_resampled(source, w, b, size)
+        x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace)
+        scale = _se_scale(stage.se, x_dec)
+    head = model.head
+    if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
+        return _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None]).float()
+    return _conv(_channel_scale(x_dec, scale, inplace), head).float()
