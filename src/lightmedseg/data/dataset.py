@@ -30,6 +30,7 @@ from lightmedseg.data.io import read_image_channels, read_label
 from lightmedseg.data.layout import case_files, list_cases, load_dataset_json
 from lightmedseg.data.preprocess import preprocess_case
 
+DEFAULT_ITERATIONS = 250  # batches per epoch when train.iterations_per_epoch is absent (nnU-Net's value)
 # Augmentation defaults (nnU-Net-like); each ``data.augment`` entry may be a bool or a dict overriding these.
 AUGMENT_DEFAULTS = {
     "flip": {"prob": 0.5},
@@ -131,8 +132,7 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
                       batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A loader of ``{"image": (B, C, *patch) float32, "label": (B, 1, *patch) int64}`` batches.
 
-    One pass yields ``train.iterations_per_epoch`` batches (default: enough to see each case of the
-    shard once), sampling cases with replacement. With ``world_size > 1`` each rank draws only from
+    One pass yields ``train.iterations_per_epoch`` batches (default 250, as nnU-Net), sampling cases with replacement. With ``world_size > 1`` each rank draws only from
     its shard ``case_ids[rank::world_size]`` with seed ``seed + rank``.
     """
     dataset_dir = Path(dataset_dir)
@@ -166,7 +166,9 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
         raise DataError(f"data.cache {cache!r} is unknown; expected null, 'memory' or 'disk'")
     ds.transform.set_random_state(seed=seed + rank)
     train_cfg = config.get("train", {}) if isinstance(config, Mapping) else {}
-    iters = int(train_cfg.get("iterations_per_epoch") or math.ceil(len(shard) / batch_size))
+    iters = int(train_cfg.get("iterations_per_epoch", DEFAULT_ITERATIONS))
+    if iters < 1 or batch_size < 1:
+        raise ValueError(f"train.iterations_per_epoch ({iters}) and batch_size ({batch_size}) must be >= 1")
     generator = torch.Generator().manual_seed(seed + rank)
     sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=iters * batch_size,
                                              generator=generator)
