@@ -1,0 +1,137 @@
+"""End-to-end training on a tiny synthetic dataset: loss falls, run folder contents, exact resume
+(mid-epoch budget stop and a SIGKILLed subprocess), corrupt checkpoint through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightmedseg.checkpoint import load_model
+from lightmedseg.config import load_config
+from lightmedseg.data.synth import make_synthetic_dataset
+from lightmedseg.training.trainer import train
+
+torch.set_num_threads(1)
+
+# 4 epochs x 4 steps of one 32^3 patch, validation on 1 case every 2 epochs: a few seconds on one core.
+TINY = [
+    "data.patch_size=[32,32,32]", "train.epochs=4", "train.iterations_per_epoch=4", "train.batch_size=1",
+    "train.val_every=2", "train.amp=none", "train.deterministic=true", "train.num_workers=0",
+    "train.tensorboard=false", "train.seed=3", "data.augment={flip: true, rotate: false, noise: true}",
+]
+
+
+def _losses(run_dir: Path) -> list[tuple[int, str]]:
+    with open(run_dir / "steps.csv", newline="") as fh:
+        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synth", num_cases=4, seed=0, shape=(32, 32, 32))
+
+
+@pytest.fixture(scope="module")
+def reference_run(dataset, tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted deterministic run, the yardstick of the resume tests."""
+    run = tmp_path_factory.mktemp("ref") / "run"
+    summary = train(load_config("demo", overrides=TINY), dataset, run, progress=False)
+    return run, summary
+
+
+def test_run_folder_is_complete_and_self_describing(reference_run, dataset) -> None:
+    run, summary = reference_run
+    assert summary["stopped"] == "completed" and summary["steps"] == 16 and summary["epochs_completed"] == 4
+    for name in ("config.yaml", "split.json", "steps.csv", "metrics.csv", "curves.png", "checkpoint_last.pt",
+                 "checkpoint_best.pt", "model_last.safetensors", "model_best.safetensors"):
+        assert (run / name).is_file(), name
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert config["labels"] == meta["labels"]
+    assert config["model"]["in_channels"] == len(meta["channel_names"])
+    assert config["model"]["num_classes"] == len(meta["labels"])
+    model, stored = load_model(run)  # predict's entry point reads the run folder
+    assert stored["labels"] == meta["labels"] and model.config["num_classes"] == len(meta["labels"])
+    with open(run / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert rows[1]["val_dice"] != "nan" and rows[0]["val_dice"] == "nan"  # validated every 2 epochs
+    assert 0.0 <= float(rows[3]["val_dice_WT"]) <= 1.0
+    assert summary["best_metric"] == pytest.approx(max(float(rows[i]["val_dice"]) for i in (1, 3)))
+
+
+def test_loss_falls(dataset, tmp_path) -> None:
+    cfg = load_config("demo", overrides=TINY + ["train.epochs=5", "train.val_every=100", "train.batch_size=2",
+                                                "data.augment={}"])
+    train(cfg, dataset, tmp_path / "run", progress=False)
+    losses = [float(v) for _, v in _losses(tmp_path / "run")]
+    assert len(losses) == 20
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.05, (first, last)
+
+
+def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_path) -> None:
+    ref_run, ref = reference_run
+    run = tmp_path / "run"
+    first = train(load_config("demo", overrides=TINY), dataset, run, max_steps=6, progress=False)
+    assert first["stopped"] == "max_steps" and first["steps"] == 6  # epoch 1, batch 2 of 4
+    assert [s for s, _ in _losses(run)] == list(range(1, 7))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(load_config("demo", overrides=TINY), dataset, run, progress=False)
+    second = train(None, dataset, run, resume=True, progress=False)
+    assert second["stopped"] == "completed"
+    assert _losses(run) == _losses(ref_run)
+    assert second["weights_checksum"] == ref["weights_checksum"]
+
+
+def test_sigkilled_run_resumes_to_the_same_losses(reference_run, dataset, tmp_path) -> None:
+    ref_run, ref = reference_run
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lightmedseg.cli.main", "train", "--preset", "demo", "--data", str(dataset),
+           "--out", str(run), "--no-progress"] + [a for o in TINY for a in ("--set", o)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint_last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # somewhere in epoch 1 (or in the middle of the next write)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _losses(run) == _losses(ref_run)
+    assert json.loads(done.stdout)["weights_checksum"] == ref["weights_checksum"]
+
+
+def test_corrupt_checkpoint_is_a_clear_cli_error(reference_run, dataset, tmp_path, capsys) -> None:
+    from lightmedseg.cli.main import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint_last.pt").write_bytes((reference_run[0] / "checkpoint_last.pt").read_bytes()[:5000])
+    rc = main(["train", "--data", str(dataset), "--out", str(run), "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "checkpoint_last.pt" in err and "corrupt" in err and "Traceback" not in err
+
+
+def test_bad_inputs_are_clear_errors(dataset, tmp_path, capsys) -> None:
+    from lightmedseg.cli.main import main
+
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--preset", "demo"]) == 2
+    assert "no dataset.json" in capsys.readouterr().err
+    assert main(["train", "--data", str(dataset), "--out", str(tmp_path / "r")]) == 2
+    assert "--preset is required" in capsys.readouterr().err
+    assert main(["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--preset", "demo",
+                 "--set", "train.batch_size=3", "--set", "train.optimizer.name=sgd"]) == 2
+    assert "adamw" in capsys.readouterr().err
