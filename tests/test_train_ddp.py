@@ -1,0 +1,63 @@
+"""Two-process DDP training on CPU (gloo) with torchrun: it finishes, only rank 0 writes, replicas agree.
+
+Run as a script by torchrun, this file is the worker: it trains and writes its rank's weight checksum
+into the test's temporary folder (the trainer itself writes nothing on ranks other than 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "data.patch_size=[32,32,32]", "train.epochs=2", "train.iterations_per_epoch=2", "train.batch_size=2",
+    "train.val_every=2", "train.amp=none", "train.num_workers=0", "train.tensorboard=false",
+    "train.deterministic=true",
+]
+
+
+def _worker(data: str, run: str, report_dir: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from lightmedseg.config import load_config
+    from lightmedseg.training.trainer import train
+
+    summary = train(load_config("demo", overrides=TINY), data, run, progress=False)
+    rank = os.environ["RANK"]
+    Path(report_dir, f"rank{rank}.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path) -> None:
+    from lightmedseg.data.synth import make_synthetic_dataset
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH (it ships with torch)")
+    data = make_synthetic_dataset(tmp_path / "synth", num_cases=5, seed=1, shape=(32, 32, 32))
+    run, reports = tmp_path / "run", tmp_path / "reports"
+    reports.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", __file__, str(data), str(run), str(reports)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    summaries = [json.loads((reports / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(s["world_size"] == 2 and s["steps"] == 4 and s["stopped"] == "completed" for s in summaries)
+    assert summaries[0]["weights_checksum"] == summaries[1]["weights_checksum"]
+    # Every step's loss is the mean over both replicas, logged once by rank 0.
+    rows = (run / "steps.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    assert (run / "checkpoint_last.pt").is_file() and (run / "model_best.safetensors").is_file()
+    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".")]
+    assert not leftovers, leftovers
+
+
+if __name__ == "__main__":
+    _worker(*sys.argv[1:4])
