@@ -1,0 +1,31 @@
+"""``lightmedseg export``: a trained model to ONNX (dynamic batch/spatial axes) and optionally TorchScript."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", required=True, help="run folder, .safetensors/.pt model file or shipped model name")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write (FILE.onnx)")
+    parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file FILE.torchscript.pt")
+    parser.add_argument(
+        "--exporter", choices=("auto", "dynamo", "legacy"), default="auto",
+        help="auto: torch.export-based (dynamo) exporter, falling back to the legacy tracer if it fails",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightmedseg.inference.export import ORT_ATOL, export_model
+
+    outputs = [args.output] + ([args.output.with_suffix(".torchscript.pt")] if args.torchscript else [])
+    for out in outputs:
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+    for r in export_model(args.model, args.output, torchscript=args.torchscript, exporter=args.exporter):
+        for note in r.notes:
+            print(f"note: {note}")
+        print(f"wrote {r.path} ({r.exporter}); max |logit difference| vs PyTorch {r.max_abs_diff:.2e} (tolerance {ORT_ATOL})")
+    return 0

@@ -1,0 +1,126 @@
+"""ONNX / TorchScript export and the ONNX Runtime predict path agree with PyTorch.
+
+Tolerance: max |logit difference| <= lightmedseg.inference.export.ORT_ATOL (1e-4), float32 re-association.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from lightmedseg.checkpoint import build_model, save_model
+from lightmedseg.cli.main import main
+from lightmedseg.config import load_config
+from lightmedseg.inference.export import CONFIG_KEY, ORT_ATOL, export_onnx, export_torchscript
+from lightmedseg.inference.pipeline import predict
+from lightmedseg.model import LightMedSeg
+
+LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
+    cfg["labels"] = LABELS
+    model = build_model(cfg).eval()
+    root = tmp_path_factory.mktemp("export")
+    save_model(root / "run" / "model_best.safetensors", model, cfg)
+    onnx_path = root / "model.onnx"
+    result = export_onnx(model, cfg, onnx_path, exporter="legacy")
+    return model, cfg, root, onnx_path, result
+
+
+def test_onnx_metadata_and_logits_match(trained):
+    model, cfg, _, onnx_path, result = trained
+    assert result.exporter == "legacy" and result.max_abs_diff <= ORT_ATOL
+    proto = onnx.load(str(onnx_path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta[CONFIG_KEY]) == cfg
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 4, 48, 16, 32), (3, 4, 16, 16, 16)]:  # sizes not used during export or its check
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
+        with torch.inference_mode():
+            ref = model(x).numpy()
+        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert out.shape == ref.shape
+        assert np.abs(out - ref).max() <= ORT_ATOL
+
+
+def test_onnxruntime_predict_matches_pytorch_without_model_code(trained, tmp_path, monkeypatch):
+    _, _, root, onnx_path, _ = trained
+    rng = np.random.default_rng(0)
+    aff = np.array([[0, 0, -2.0, 4], [-0.9, 0, 0, 1], [0, 1.3, 0, -2], [0, 0, 0, 1]])  # permuted axes
+    (tmp_path / "in").mkdir()
+    for c in range(4):
+        nib.save(nib.Nifti1Image(rng.normal(size=(29, 35, 21)).astype(np.float32), aff),
+                 str(tmp_path / "in" / f"k_{c:04d}.nii.gz"))
+    predict(tmp_path / "in", tmp_path / "torch", root / "run", progress=False, probabilities=True)
+
+    def _no_torch_model(*args, **kwargs):
+        raise AssertionError("the ONNX Runtime path must not run the PyTorch model")
+
+    monkeypatch.setattr(LightMedSeg, "forward", _no_torch_model)
+    predict(tmp_path / "in", tmp_path / "ort", onnx_path, progress=False, probabilities=True)
+    a = nib.load(str(tmp_path / "torch" / "k.nii.gz"))
+    b = nib.load(str(tmp_path / "ort" / "k.nii.gz"))
+    assert b.shape == a.shape and np.allclose(b.affine, a.affine)
+    pa = np.asarray(nib.load(str(tmp_path / "torch" / "probabilities" / "k.nii.gz")).dataobj)
+    pb = np.asarray(nib.load(str(tmp_path / "ort" / "probabilities" / "k.nii.gz")).dataobj)
+    assert np.abs(pa - pb).max() < 1e-4
+    agree = np.mean(np.asarray(a.dataobj) == np.asarray(b.dataobj))
+    assert agree > 0.999  # identical up to exact ties
+
+
+def test_torchscript_export(trained, tmp_path):
+    model, cfg, _, _, _ = trained
+    path = tmp_path / "m.torchscript.pt"
+    export_torchscript(model, cfg, path)
+    extra = {"lightmedseg_config.json": ""}
+    loaded = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["lightmedseg_config.json"]) == cfg
+    x = torch.randn(1, 4, 32, 16, 48)
+    with torch.inference_mode():
+        assert (loaded(x) - model(x)).abs().max() <= ORT_ATOL
+
+
+def test_cli_export_refuses_existing_and_bad_names(trained, tmp_path, capsys):
+    _, _, root, onnx_path, _ = trained
+    rc = main(["export", "-m", str(root / "run"), "-o", str(onnx_path)])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    rc = main(["export", "-m", str(root / "run"), "-o", str(tmp_path / "model.bin"), "--exporter", "legacy"])
+    assert rc == 2 and "must end in .onnx" in capsys.readouterr().err
+    assert not (tmp_path / "model.bin").exists()
+
+
+def test_onnx_without_config_is_rejected(trained, tmp_path, capsys):
+    _, _, _, onnx_path, _ = trained
+    proto = onnx.load(str(onnx_path))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), str(tmp_path / "in" / "a_0000.nii.gz"))
+    rc = main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", str(bare), "--quiet"])
+    assert rc == 2 and CONFIG_KEY in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dynamo_exporter(trained, tmp_path):
+    """The torch.export-based exporter (default); about a minute on a small CPU."""
+    model, cfg, _, _, _ = trained
+    result = export_onnx(model, cfg, tmp_path / "dyn.onnx", exporter="dynamo")
+    assert result.exporter == "dynamo" and result.max_abs_diff <= ORT_ATOL
+    sess = ort.InferenceSession(str(tmp_path / "dyn.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 4, 16, 64, 32)
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    assert np.abs(sess.run(None, {"image": x.numpy()})[0] - ref).max() <= ORT_ATOL
