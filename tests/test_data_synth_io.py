@@ -94,3 +94,23 @@ def test_synth_cli_refuses_existing_folder(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "d"), "--cases", "1", "--shape", "16", "16", "16", "--overwrite"]) == 0
     assert not (tmp_path / "d" / "keep.txt").exists() and (tmp_path / "d" / "dataset.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no staging folders left behind
+
+
+def test_brats_channel_order_is_checked(tmp_path):
+    ds = make_synthetic_dataset(tmp_path / "ds", num_cases=1, seed=0, shape=(16, 16, 16))
+    meta = json.loads((ds / "dataset.json").read_text())
+    meta["channel_names"] = {"0": "FLAIR", "1": "T1", "2": "T1ce", "3": "T2"}
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="in that order"):
+        load_dataset_json(ds)
+
+
+def test_label_value_index_mapping():
+    meta = {"labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 4}, "label_convention": "brats"}
+    lab = np.array([[[0, 1, 2, 4]]])
+    idx = L.values_to_indices(lab, L.label_values(meta))
+    assert idx.tolist() == [[[0, 1, 2, 3]]]
+    assert np.array_equal(L.indices_to_values(idx, L.label_values(meta)), lab)
+    with pytest.raises(ValueError, match=r"outside the declared set"):
+        L.values_to_indices(np.array([3]), L.label_values(meta), "x.nii.gz")
+    assert L.regions({"labels": {"background": 0, "liver": 1, "tumour": 2}}) == {"liver": [1], "tumour": [2]}
