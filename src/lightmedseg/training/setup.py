@@ -7,8 +7,6 @@ folder is self-describing: predict writes the dataset's label values without see
 from __future__ import annotations
 
 import copy
-import json
-import random
 from pathlib import Path
 
 from lightmedseg.data import labels as L
@@ -32,16 +30,17 @@ def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
 
 
 def default_split(case_ids: list[str], seed: int, val_fraction: float = DEFAULT_VAL_FRACTION) -> dict:
-    """Seeded random hold-out: ``val_fraction`` of the cases (at least one when there are two or more)."""
-    ids = sorted(case_ids)
-    rng = random.Random(seed)
-    rng.shuffle(ids)
-    n_val = max(1, round(len(ids) * val_fraction)) if len(ids) >= 2 else 0
-    return {"train": sorted(ids[n_val:]), "validation": sorted(ids[:n_val]), "test": []}
+    """Seeded hold-out of ``val_fraction`` of the patients (both ACDC frames of a patient stay together)."""
+    from lightmedseg.data.splits import random_split
+
+    return random_split(sorted(case_ids), (1.0 - val_fraction, val_fraction, 0.0), seed=seed)
 
 
 def resolve_split(data_dir: str | Path, split_file: str | Path | None, fold: int | None, seed: int) -> dict:
-    """The case IDs to train and validate on: from ``split_file`` (and ``fold``) or a seeded default."""
+    """The case IDs to train and validate on: from ``split_file`` (path or shipped name, and ``fold``)
+    or a seeded default; patient IDs in the file are expanded to the dataset's cases."""
+    from lightmedseg.data.splits import read_split
+
     available = list_cases(data_dir, "Tr")
     if not available:
         raise ValueError(f"{data_dir}: no training cases in imagesTr")
@@ -49,31 +48,7 @@ def resolve_split(data_dir: str | Path, split_file: str | Path | None, fold: int
         if fold is not None:
             raise ValueError("--fold needs --split FILE (a cross-validation split file)")
         return default_split(available, seed)
-    try:
-        from lightmedseg.data.splits import read_split
-    except ImportError:  # splits module not available in this build: read the plain JSON form
-        split = _read_plain_split(Path(split_file), fold)
-    else:
-        split = read_split(split_file, fold=fold)
-    missing = sorted(set(split.get("train", [])) - set(available))
-    if missing:
-        raise ValueError(f"{split_file}: training cases not found in {data_dir}/imagesTr: {missing[:5]}")
+    split = read_split(split_file, fold=fold, case_ids=available)
     if not split.get("train"):
         raise ValueError(f"{split_file}: the split has no training cases")
-    split["validation"] = [c for c in split.get("validation", []) if c in set(available)]
     return split
-
-
-def _read_plain_split(path: Path, fold: int | None) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read split file ({exc})") from None
-    if isinstance(data, list):  # nnU-Net splits_final.json: a list of folds with train/val
-        if fold is None or not 0 <= fold < len(data):
-            raise ValueError(f"{path}: holds {len(data)} folds; pass --fold 0..{len(data) - 1}")
-        data = {"train": data[fold]["train"], "validation": data[fold]["val"]}
-    if not isinstance(data, dict) or "train" not in data:
-        raise ValueError(f"{path}: expected a JSON object with 'train' and 'validation' lists")
-    return {"train": list(data["train"]), "validation": list(data.get("validation", [])),
-            "test": list(data.get("test", []))}

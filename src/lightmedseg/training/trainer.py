@@ -87,6 +87,23 @@ def epoch_loader(base: DataLoader, seed: int) -> DataLoader:
                       drop_last=True, generator=generator, persistent_workers=False)
 
 
+class FastForward(torch.nn.Module):
+    """The network evaluated through :func:`lightmedseg.fast.fast_logits` (exact, differentiable rewrite)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        try:
+            from lightmedseg.fast import fast_logits
+        except ImportError:
+            raise ValueError("train.fast=true but lightmedseg.fast is not available in this build; "
+                             "use --reference or --set train.fast=false") from None
+        self.net = model
+        self._fn = fast_logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(self.net, x)
+
+
 @contextmanager
 def _stop_on_signals(flag: dict) -> Iterator[None]:
     """SIGTERM / SIGINT request a clean stop (checkpoint first) instead of killing the run."""
@@ -136,11 +153,13 @@ class Trainer:
                 self.model.load_state_dict(state["model"])
             except RuntimeError as exc:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
-        self.ddp_model: torch.nn.Module = self.model
-        if info.distributed:
+        # The one place the network is called from; train.fast plugs in the fast path (same parameters).
+        net: torch.nn.Module = FastForward(self.model) if (tcfg.get("fast") and not reference) else self.model
+        self.ddp_model: torch.nn.Module = net
+        if info.distributed:  # DDP wraps whatever is called, so gradient all-reduce sees every forward
             self.ddp_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.forward_fn = self._make_forward_fn(reference)
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward_fn: Callable[[torch.Tensor], torch.Tensor] = self.ddp_model
         self.optimizer = build_optimizer(self.model.parameters(), tcfg)
         self.scheduler = build_scheduler(self.optimizer, tcfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
@@ -177,17 +196,6 @@ class Trainer:
         self.metric_fields = metric_names(config)
 
     # -- pieces ---------------------------------------------------------------------------------------
-    def _make_forward_fn(self, reference: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The one place the network is called from (``train.fast`` plugs in the fast CPU path)."""
-        if self.tcfg.get("fast") and not reference:
-            try:
-                from lightmedseg import fast_forward  # type: ignore[attr-defined]
-            except ImportError:
-                raise ValueError("train.fast=true but lightmedseg.fast_forward is not available in this "
-                                 "build; use --reference or --set train.fast=false") from None
-            return fast_forward(self.ddp_model)
-        return self.ddp_model
-
     def _autocast(self) -> ContextManager:
         return autocast(self.device, self.amp.dtype)
 
