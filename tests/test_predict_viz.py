@@ -1,0 +1,76 @@
+"""Overlay figures (paper Figures 2-3 style) and the anchors / texture-map view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+
+from lightmedseg.checkpoint import build_model
+from lightmedseg.config import load_config
+from lightmedseg.viz import (
+    FigureError, OverlayCase, anchors_and_texture, pick_slices, save_anchor_texture_figure, save_cases_figure,
+    save_overlay_figure,
+)
+
+
+def _case(seed=0, shape=(23, 41, 37)):
+    rng = np.random.default_rng(seed)
+    image = rng.normal(size=(4, *shape)).astype(np.float32)
+    label = np.zeros(shape, np.int16)
+    label[5:9, 10:20, 10:30] = 2
+    label[7, 12:16, 12:20] = 4
+    label[7, 25:30, 2:8] = 1  # slice 7 holds the most foreground
+    pred = np.roll(label, 1, axis=2)
+    return image, label, pred
+
+
+def test_pick_slices_most_foreground():
+    _, label, _ = _case()
+    assert pick_slices(label, axis=0, n=1) == [7]
+    assert len(pick_slices(label, axis=0, n=3)) == 3 and 7 in pick_slices(label, axis=0, n=3)
+    assert pick_slices(np.zeros((6, 5, 4)), axis=1) == [2]  # empty: middle slice
+
+
+def test_overlay_figures_written(tmp_path):
+    image, label, pred = _case()
+    out = save_overlay_figure(image, label, pred, tmp_path / "fig" / "overlay.png", n_slices=2,
+                              spacing=(3.0, 0.8, 0.8), class_names={2: "ED", 4: "ET"})
+    pixels = imread(str(out))
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 200
+    assert pixels[..., :3].std() > 0.01  # not a blank canvas
+    grid = save_cases_figure([OverlayCase(image, label, pred, name=f"case{i}") for i in range(4)],
+                             tmp_path / "fig" / "grid.png", axis=1)
+    assert imread(str(grid)).shape[0] > imread(str(out)).shape[0]  # 4 rows taller than 2
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["grid.png", "overlay.png"]  # no temporaries
+
+
+def test_overlay_bad_input(tmp_path):
+    image, label, pred = _case()
+    with pytest.raises(FigureError, match="differs from image"):
+        save_overlay_figure(image, label[:, :, :-1], pred, tmp_path / "x.png")
+    with pytest.raises(FigureError, match="out of range"):
+        save_overlay_figure(image, label, pred, tmp_path / "x.png", slices=[99])
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_anchor_texture_figure(tmp_path):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
+    model = build_model(cfg)
+    image, label, _ = _case()
+    res = anchors_and_texture(model, image, roi_size=(32, 32, 32))
+    assert res["size"] == [32, 32, 32] and res["texture"].shape == (32, 32, 32)
+    assert res["anchors_vox"].shape == (8, 3)
+    assert (res["anchors_vox"] >= 0).all() and (res["anchors_vox"] <= 31).all()
+    assert 0 <= res["texture"].min() and res["texture"].max() <= 1
+    out = save_anchor_texture_figure(model, image, tmp_path / "anchors.png", label=label, config=cfg,
+                                     spacing=(3.0, 0.8, 0.8))
+    assert imread(str(out)).shape[1] > 400
+    # a variant without anchors and LSPM still draws (and says so)
+    bare = build_model(load_config("demo", overrides=["model.use_anchors=false", "model.use_lspm=false"]))
+    assert anchors_and_texture(bare, image, roi_size=(32, 32, 32))["anchors_vox"] is None
+    save_anchor_texture_figure(bare, image, tmp_path / "bare.png")
+    assert (tmp_path / "bare.png").is_file()
