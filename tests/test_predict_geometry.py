@@ -150,3 +150,22 @@ def test_missing_labels_in_config_writes_indices(tmp_path):
     with pytest.warns(UserWarning, match="no 'labels'"):
         predict(tmp_path / "in", tmp_path / "out", run, progress=False)
     assert set(np.unique(np.asarray(nib.load(str(tmp_path / "out" / "c1.nii.gz")).dataobj))) <= {0, 1, 2, 3}
+
+
+def test_fast_path_matches_reference_and_forward_fn_hook(tmp_path):
+    run = _model(tmp_path)
+    _write_case(tmp_path / "in", "c1", (33, 20, 18), LPS_ANISO, 4)
+    predict(tmp_path / "in", tmp_path / "fast", run, progress=False, probabilities=True)
+    predict(tmp_path / "in", tmp_path / "ref", run, progress=False, probabilities=True, reference=True)
+    pf = np.asarray(nib.load(str(tmp_path / "fast" / "probabilities" / "c1.nii.gz")).dataobj)
+    pr = np.asarray(nib.load(str(tmp_path / "ref" / "probabilities" / "c1.nii.gz")).dataobj)
+    assert np.abs(pf - pr).max() < 1e-4
+    calls = []
+
+    def counting_forward(x: torch.Tensor) -> torch.Tensor:  # a plugged-in forward_fn is what runs
+        calls.append(tuple(x.shape))
+        return torch.zeros(x.shape[0], 4, *x.shape[2:])
+
+    predict(tmp_path / "in", tmp_path / "hook", run, progress=False, forward_fn=counting_forward)
+    assert calls and all(s[2:] == (32, 32, 32) for s in calls)  # padded to 48x32x32, 32^3 windows
+    assert not np.asarray(nib.load(str(tmp_path / "hook" / "c1.nii.gz")).dataobj).any()  # all-zero logits -> background

@@ -37,18 +37,26 @@ def resolve_device(device: str) -> torch.device:
 
 
 def fast_forward_fn(model: torch.nn.Module, device: torch.device) -> ForwardFn | None:
-    """The optional fast path: ``lightmedseg.fast_forward.make_forward_fn(model, device)`` if that exists.
+    """The fast path: :func:`lightmedseg.fast.fast_logits` (exact re-associated forward), if installed.
 
-    Returns None when the module or function is absent so callers fall back to the reference forward.
+    Returns None when ``lightmedseg.fast`` is absent so callers fall back to the reference forward.
+    In-place variants are safe here: prediction runs under ``torch.inference_mode`` and keeps no activations.
     """
     try:
-        module = importlib.import_module("lightmedseg.fast_forward")
+        module = importlib.import_module("lightmedseg.fast")
     except ModuleNotFoundError as exc:
-        if exc.name != "lightmedseg.fast_forward":
+        if exc.name != "lightmedseg.fast":
             raise
         return None
-    make = getattr(module, "make_forward_fn", None)
-    return make(model, device) if callable(make) else None
+    fast_logits = getattr(module, "fast_logits", None)
+    if not callable(fast_logits):
+        return None
+    model.eval()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return fast_logits(model, x, inplace=True)
+
+    return forward
 
 
 def load_torch(source: str | os.PathLike, device: torch.device, reference: bool = False) -> LoadedModel:
