@@ -145,3 +145,25 @@ def test_fast_path_switch_trains_like_the_reference(reference_run, dataset, tmp_
     fast = [float(v) for _, v in _losses(tmp_path / "run")]
     ref = [float(v) for _, v in _losses(ref_run)][:3]
     assert fast == pytest.approx(ref, rel=1e-4)  # same function re-associated: equal up to rounding
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint(dataset, tmp_path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lightmedseg.cli.main", "train", "--preset", "demo", "--data", str(dataset),
+           "--out", str(run), "--no-progress"] + [a for o in TINY for a in ("--set", o)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint_last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads(out)
+    assert summary["stopped"] == "SIGTERM" and summary["steps"] < 16
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["step"] == summary["steps"] == len(_losses(run))
+    # Only the budget keys may change on resume.
+    from lightmedseg.cli.main import main
+
+    assert main(["train", "--data", str(dataset), "--out", str(run), "--resume", "--set", "train.lr=1"]) == 2

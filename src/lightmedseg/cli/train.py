@@ -45,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_overrides(overrides: list[str]) -> dict:
-    """``train.*`` overrides given with --resume and no preset (budget keys such as train.epochs)."""
+    """``train.*`` budget overrides given with --resume and no preset (e.g. train.epochs=400)."""
     from lightmedseg.config import apply_overrides
+    from lightmedseg.training.trainer import RESUME_OVERRIDABLE
 
-    return apply_overrides({}, overrides).get("train", {})
+    given = apply_overrides({}, overrides)
+    allowed = {f"train.{k}" for k in RESUME_OVERRIDABLE}
+    keys = {f"{section}.{k}" if isinstance(v, dict) else section for section, v in given.items()
+            for k in (v if isinstance(v, dict) else [None])}
+    if bad := sorted(keys - allowed):
+        raise ValueError(f"--resume continues with the run's stored config; {bad} cannot be changed "
+                         f"(allowed: {sorted(allowed)})")
+    return given.get("train", {})
