@@ -110,3 +110,44 @@ def test_loader_rejects_mismatched_model(synth):
         make_train_loader(synth, ["synth_000"], cfg, 1, seed=0)
     with pytest.raises(ValueError, match="not in imagesTr"):
         make_train_loader(synth, ["nope"], _cfg(), 1, seed=0)
+
+
+def test_flip_augmentation_applies(synth):
+    # Patch = whole cropped volume, so the crop is the identity and only the flips change the data.
+    case = load_preprocessed_case(synth, "synth_001", _cfg())
+    shape = list(case["label"].shape)
+    cfg = _cfg(patch_size=shape, augment={"flip": {"prob": 1.0}})
+    cfg["train"]["iterations_per_epoch"] = 1
+    batch = next(iter(make_train_loader(synth, ["synth_001"], cfg, 1, seed=0)))
+    flipped = case["label"][::-1, ::-1, ::-1]
+    assert np.array_equal(batch["label"][0, 0].numpy(), flipped)
+    assert not np.array_equal(flipped, case["label"])
+
+
+def _one_slice_dataset(root):
+    """One case whose foreground (a square) lies in a single Z slice."""
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.data.layout import DatasetWriter
+
+    image = np.ones((1, 8, 32, 32), np.float32)
+    label = np.zeros((8, 32, 32), np.int16)
+    label[4, 8:24, 8:24] = 1
+    writer = DatasetWriter(root, ["MRI"], {"background": 0, "fg": 1})
+    writer.write_case("c0", image, label, ImageGeometry.from_spacing((8, 32, 32), (1, 1, 1)))
+    writer.finish("one-slice", "test")
+    return root
+
+
+@pytest.mark.parametrize("axes", ["auto", "all"])
+def test_rotation_in_plane_for_thin_patches(tmp_path, axes):
+    ds = _one_slice_dataset(tmp_path / "ds")
+    cfg = _cfg(patch_size=[8, 32, 32], normalization="none", crop_nonzero=False,
+               augment={"rotate": {"prob": 1.0, "degrees": 40, "axes": axes}})
+    cfg["model"].update(in_channels=1, num_classes=2)
+    cfg["train"]["iterations_per_epoch"] = 4
+    slices = [set(np.nonzero(b["label"][0, 0].numpy().any(axis=(1, 2)))[0].tolist())
+              for b in make_train_loader(ds, ["c0"], cfg, 1, seed=5)]
+    if axes == "auto":  # 8 slices vs 32 in-plane: ACDC-like, rotate within the slice only
+        assert all(s == {4} for s in slices)
+    else:
+        assert any(len(s) > 1 for s in slices)

@@ -107,7 +107,9 @@ def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
         axes = aug["rotate"]["axes"]
         if axes == "auto":  # thick-slice data (e.g. ACDC 16 x 160 x 160 patches): rotate in-plane only
             axes = "inplane" if 2 * patch[0] < min(patch[1:]) else "all"
-        ranges = {"range_z": r} if axes == "inplane" else {"range_x": r, "range_y": r, "range_z": r}
+        # MONAI's range_x rotates about the first spatial axis (Z), i.e. within each (Y, X) slice
+        # (checked by tests/test_data_loader.py::test_rotation_in_plane_for_thin_patches).
+        ranges = {"range_x": r} if axes == "inplane" else {"range_x": r, "range_y": r, "range_z": r}
         rand.append(T.RandRotated(keys, prob=aug["rotate"]["prob"], keep_size=True,
                                   mode=("bilinear", "nearest"), padding_mode="zeros", **ranges))
     if "noise" in aug:
