@@ -53,7 +53,10 @@ def test_convert_real_brats2015(tmp_path):
     assert list(meta["channel_names"].values()) == ["T1ce", "FLAIR"]
     assert L.label_values(meta) == [0, 1, 2, 3, 4]
     assert sorted(meta["source_groups"]) == ["train", "validation"]
-    assert _check_cases(tmp_path / "brats", 2) <= {0, 1, 2, 3, 4}
+    assert _check_cases(tmp_path / "brats", 2) == {0, 1, 2, 3, 4}  # all five classes occur in the sample
     img, geom = read_image_channels(case_files(tmp_path / "brats", "brats_2013_pat0005_1")[0])
     assert img.shape == (2, 155, 240, 240) and geom.spacing == pytest.approx((1.0, 1.0, 1.0))
     assert img[0, 0, 0, 0] == 0  # the constant z-scored background was reset to 0 outside the brain mask
+    lab, _ = read_label(case_files(tmp_path / "brats", "brats_2013_pat0005_1")[1])
+    raw, _ = read_label(src / "train" / "brats_2013_pat0005_1" / "OTMultiClass.nii.gz")
+    assert np.array_equal(lab, raw)  # 2013-2015 labels are already canonical: preserved exactly
