@@ -310,3 +310,12 @@ def test_bad_acdc_missing_info(tmp_path):
     _make_acdc(tmp_path / "src", np.random.default_rng(7))
     (tmp_path / "src" / "training" / "patient002" / "Info.cfg").unlink()
     _fails(tmp_path, "acdc", "missing", ["patient002", "Info.cfg"])
+
+
+def test_bad_spacing_and_format(tmp_path):
+    _make_h5(tmp_path / "src", np.random.default_rng(8))
+    with pytest.raises(ValueError, match="three positive sizes"):
+        convert("acdc-h5", tmp_path / "src", tmp_path / "dst", spacing=(0.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="unknown format"):
+        convert("dicom", tmp_path / "src", tmp_path / "dst")
+    assert not (tmp_path / "dst").exists()

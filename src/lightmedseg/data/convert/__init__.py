@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
+
+from tqdm import tqdm
 
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.layout import staged_output
@@ -45,6 +48,11 @@ def convert(fmt: str, src: str | os.PathLike, dst: str | os.PathLike,
     with staged_output(dst, overwrite=overwrite, src=src) as out:
         meta = module.convert_into(src, out, spacing=spacing)
     return meta
+
+
+def progress(items: Sequence, desc: str) -> Iterable:
+    """A tqdm progress bar on an interactive terminal, the plain items otherwise (tests, logs)."""
+    return tqdm(items, desc=desc, unit="case", disable=not sys.stderr.isatty(), leave=False)
 
 
 def nifti_files(folder: Path) -> list[Path]:

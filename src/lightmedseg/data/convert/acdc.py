@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from lightmedseg.data import labels as L
+from lightmedseg.data.convert import progress
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import read_image_channels, read_label
 from lightmedseg.data.layout import DatasetWriter
@@ -42,7 +43,7 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
         raise DataError(f"{src}: no patientNNN folders found (expected the ACDC download layout)")
     writer = DatasetWriter(out, list(L.ACDC_MODALITIES), L.ACDC_LABELS, "acdc")
     case_info = {}
-    for folder in patients:
+    for folder in progress(patients, "acdc"):
         cfg = folder / "Info.cfg"
         if not cfg.is_file():
             raise DataError(f"{cfg}: missing (needed to find the ED and ES frames)")

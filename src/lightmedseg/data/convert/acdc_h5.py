@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from lightmedseg.data import labels as L
+from lightmedseg.data.convert import progress
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import ImageGeometry, to_integer_labels
 from lightmedseg.data.layout import DatasetWriter
@@ -54,7 +55,7 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
     if not files:
         raise DataError(f"{src}: no patientNNN_frameFF.h5 files found (expected the WSL4MIS ACDC layout)")
     writer = DatasetWriter(out, list(L.ACDC_MODALITIES), L.ACDC_LABELS, "acdc")
-    for f in files:
+    for f in progress(files, "acdc-h5"):
         image, label = read_h5_case(f)
         if label is not None:
             label = L.remap_values(label, _ACDC_MAP, f"{f} (ACDC labels)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lightmedseg.data import labels as L
-from lightmedseg.data.convert import nifti_files, stem
+from lightmedseg.data.convert import nifti_files, stem, progress
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import read_image_channels, read_label, read_volume
 from lightmedseg.data.layout import DatasetWriter
@@ -82,7 +82,7 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
     writer = DatasetWriter(out, modalities, L.brats_labels_for(scheme), "brats")
     mapping = L.BRATS_SOURCE_MAPS[scheme]
     groups: dict[str, list[str]] = {}  # e.g. train/ and validation/ folders of the release
-    for folder, roles, _ in cases:
+    for folder, roles, _ in progress(cases, "brats"):
         missing = [m for m in modalities if m not in roles]
         if missing:
             raise DataError(f"{folder}: missing modality {missing} (every case must have {modalities})")

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from lightmedseg.data import labels as L
-from lightmedseg.data.convert import nifti_files, stem
+from lightmedseg.data.convert import nifti_files, stem, progress
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import read_4d, read_label
 from lightmedseg.data.layout import DatasetWriter
@@ -51,7 +51,7 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
             if subset == "Tr":
                 raise DataError(f"{src}: no imagesTr folder (expected the MSD Task01_BrainTumour layout)")
             continue
-        for f in nifti_files(folder):
+        for f in progress(nifti_files(folder), f"msd images{subset}"):
             image, geom = read_4d(f)
             if image.shape[0] != len(order):
                 raise DataError(f"{f}: has {image.shape[0]} channels, expected {len(order)} ({order})")
