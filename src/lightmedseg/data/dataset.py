@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 from monai import transforms as T
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
