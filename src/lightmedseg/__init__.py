@@ -7,9 +7,10 @@ Public API::
 """
 
 from lightmedseg.config import load_config
+from lightmedseg.fast import fast_forward
 from lightmedseg.model import LightMedSeg
 
-__all__ = ["LightMedSeg", "load_config", "load_model", "__version__"]
+__all__ = ["LightMedSeg", "fast_forward", "load_config", "load_model", "__version__"]
 __version__ = "0.1.0"
 
 

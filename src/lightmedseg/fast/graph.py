@@ -222,9 +222,24 @@ def _decoder_stage(stage, x: torch.Tensor, skip_term: torch.Tensor, anchors, inp
     return gated
 
 
-def fast_logits(model, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Logits of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph."""
+def fast_logits(
+    model, x: torch.Tensor, inplace: bool = False, dtype: torch.dtype | None = None, channels_last: bool = True
+) -> torch.Tensor:
+    """Logits (float32, contiguous) of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph.
+
+    Args:
+        inplace: reuse buffers in elementwise chains; only valid without autograd (inference).
+        dtype: activation dtype; None keeps ``x``'s (float32: same function up to rounding);
+            ``torch.bfloat16`` runs every conv and elementwise op in bf16 (norm statistics, SE and
+            anchor MLPs stay float32).
+        channels_last: run in the channels-last 3D layout (oneDNN's fast layout for the depthwise and
+            pointwise convs here); a layout change only, the values are the same.
+    """
     model.check_input(x)
+    if dtype is not None:
+        x = x.to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     f0, anchors, features, texture = _stem_and_priors(model, x, inplace)
     anchors_flat = anchors.flatten(1) if anchors is not None else None
     skips = _encoder(model, features, anchors_flat, texture, inplace)
@@ -251,5 +266,7 @@ def fast_logits(model, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         scale = _se_scale(stage.se, x_dec)
     head = model.head
     if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
-        return _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None]).float()
-    return _conv(_channel_scale(x_dec, scale, inplace), head).float()
+        logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
+    else:
+        logits = _conv(_channel_scale(x_dec, scale, inplace), head)
+    return logits.to(torch.float32, memory_format=torch.contiguous_format)
