@@ -169,3 +169,16 @@ def test_fast_path_matches_reference_and_forward_fn_hook(tmp_path):
     predict(tmp_path / "in", tmp_path / "hook", run, progress=False, forward_fn=counting_forward)
     assert calls and all(s[2:] == (32, 32, 32) for s in calls)  # padded to 48x32x32, 32^3 windows
     assert not np.asarray(nib.load(str(tmp_path / "hook" / "c1.nii.gz")).dataobj).any()  # all-zero logits -> background
+
+
+def test_msd_style_4d_input(tmp_path):
+    run = _model(tmp_path)
+    (tmp_path / "msd").mkdir()
+    img = nib.Nifti1Image(np.random.default_rng(4).normal(size=(30, 25, 19, 4)).astype(np.float32), LPS_ANISO)
+    img.header["pixdim"][4] = 2.5  # a time step in the source header must not leak into the outputs
+    nib.save(img, str(tmp_path / "msd" / "BRATS_001.nii.gz"))
+    predict(tmp_path / "msd" / "BRATS_001.nii.gz", tmp_path / "out" / "seg.nii.gz", run, progress=False, probabilities=True)
+    out = nib.load(str(tmp_path / "out" / "seg.nii.gz"))
+    assert out.shape == (30, 25, 19) and np.allclose(out.affine, LPS_ANISO)
+    prob = nib.load(str(tmp_path / "out" / "probabilities" / "seg.nii.gz"))
+    assert prob.shape == (30, 25, 19, 4) and prob.header.get_zooms()[3] == 1.0

@@ -71,6 +71,8 @@ def write_probabilities(path: Path, probs: np.ndarray, geometry: ImageGeometry) 
     img = nib.Nifti1Image(data, geometry.affine, header=header)
     img.header.set_data_dtype(np.float32)
     img.header.set_slope_inter(1.0, 0.0)
+    sz, sy, sx = geometry.spacing
+    img.header.set_zooms((sx, sy, sz, 1.0))  # the 4th axis is the class, not time
     img.header.set_intent("vector", (), name="softmax")
     with atomic_path(path, suffix=".nii.gz") as tmp:
         nib.save(img, str(tmp))
@@ -117,7 +119,7 @@ def predict(
         write_label(targets[case.case_id], result.labels, geometry)
         report.written.append(targets[case.case_id])
         if probabilities and result.probabilities is not None and prob_dir is not None:
-            p = prob_dir / f"{case.case_id}.nii.gz"
+            p = prob_dir / targets[case.case_id].name  # {case}.nii.gz, or the OUTPUT file's name
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
         if torch.cuda.is_available():
