@@ -94,12 +94,22 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, di
     return blob["model"], json.loads(blob["config_json"]), extra
 
 
-def build_model(config: dict) -> LightMedSeg:
-    """Instantiate the network described by ``config['model']``."""
-    return LightMedSeg(**config["model"])
+def build_model(config: dict) -> torch.nn.Module:
+    """Instantiate the network described by ``config['model']``.
+
+    ``model.architecture`` selects LightMedSeg (default) or a MONAI baseline (see :mod:`lightmedseg.baselines`).
+    """
+    model_cfg = dict(config["model"])
+    architecture = model_cfg.pop("architecture", "lightmedseg")
+    if architecture == "lightmedseg":
+        return LightMedSeg(**model_cfg)
+    from lightmedseg.baselines import build_baseline
+
+    roi = config.get("infer", {}).get("roi_size") or config.get("data", {}).get("patch_size") or (128, 128, 128)
+    return build_baseline(architecture, model_cfg, tuple(int(r) for r in roi))
 
 
-def load_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[LightMedSeg, dict]:
+def load_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load a model (eval mode) and its config from a run folder, model file or shipped name."""
     path = resolve_model_path(source)
     state, config, _ = read_checkpoint(path)
