@@ -74,3 +74,25 @@ def test_anchor_texture_figure(tmp_path):
     assert anchors_and_texture(bare, image, roi_size=(32, 32, 32))["anchors_vox"] is None
     save_anchor_texture_figure(bare, image, tmp_path / "bare.png")
     assert (tmp_path / "bare.png").is_file()
+
+
+def test_save_case_figures_from_files(tmp_path):
+    import nibabel as nib
+
+    from lightmedseg.checkpoint import save_model
+    from lightmedseg.viz import save_case_figures
+
+    torch.manual_seed(0)
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
+    cfg["labels"] = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
+    save_model(tmp_path / "run" / "model_best.safetensors", build_model(cfg), cfg)
+    image, label, _ = _case()
+    aff = np.diag([0.8, 0.8, 3.0, 1.0])
+    files = []
+    for c in range(4):
+        files.append(tmp_path / f"k_{c:04d}.nii.gz")
+        nib.save(nib.Nifti1Image(image[c].transpose(2, 1, 0).copy(), aff), str(files[-1]))
+    nib.save(nib.Nifti1Image(label.transpose(2, 1, 0).astype(np.uint8), aff), str(tmp_path / "k.nii.gz"))
+    out = save_case_figures(tmp_path / "run", files, tmp_path / "figs", label_file=tmp_path / "k.nii.gz")
+    assert out["overlay"].name == "k_overlay.png" and out["anchors"].name == "k_anchors.png"
+    assert all(imread(str(p)).shape[1] > 200 for p in out.values())
