@@ -106,6 +106,8 @@ def test_missing_model_and_missing_cuda(tmp_path, capsys, run_dir):
     _case(tmp_path / "in", "c1")
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", tmp_path / "no_such_run")
     assert rc == 2 and "no such file, run folder or shipped model" in err
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir, "--device", "gpu0")
+    assert rc == 2 and "not a device name" in err
     if not torch.cuda.is_available():
         rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir, "--device", "cuda")
         assert rc == 2 and "CUDA is not available" in err

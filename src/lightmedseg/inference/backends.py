@@ -30,7 +30,12 @@ class LoadedModel:
 
 def resolve_device(device: str) -> torch.device:
     """``cpu``/``cuda``/``cuda:N``; asking for CUDA on a machine without it is a clear error."""
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise PredictionError(f"--device {device!r}: not a device name; expected cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise PredictionError(f"--device {device!r}: only cpu and cuda are supported")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PredictionError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     return dev
