@@ -108,10 +108,12 @@ def test_sigkilled_run_resumes_to_the_same_losses(reference_run, dataset, tmp_pa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    (run / ".checkpoint_last.pt.x1y2z3.pt").write_bytes(b"PK half")  # as if killed inside a write
     done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _losses(run) == _losses(ref_run)
     assert json.loads(done.stdout)["weights_checksum"] == ref["weights_checksum"]
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # stale temp files removed
 
 
 def test_corrupt_checkpoint_is_a_clear_cli_error(reference_run, dataset, tmp_path, capsys) -> None:

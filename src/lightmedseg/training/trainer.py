@@ -351,6 +351,14 @@ class Trainer:
             plot_curves(self.run_dir)
 
 
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete temp files of our atomic writes left by a process killed mid-write (SIGKILL, power loss)."""
+    for name in (C.LAST, C.BEST, C.MODEL_LAST, C.MODEL_BEST, "steps.csv", "metrics.csv", "curves.png",
+                 "config.yaml", "split.json"):
+        for tmp in run_dir.glob(f".{name}.*"):
+            tmp.unlink(missing_ok=True)
+
+
 def _merge_resumed_config(stored: dict, given: dict | None) -> dict:
     """The checkpoint's config, with the budget keys of ``given['train']`` (RESUME_OVERRIDABLE) applied."""
     out = dict(stored)
@@ -403,6 +411,7 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         seed_everything(int(config["train"].get("seed", 0)) + info.rank)
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temp_files(run_dir)
             write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
             write_json_atomic(run_dir / "split.json", split_ids)
         barrier(info)
