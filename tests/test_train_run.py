@@ -86,12 +86,19 @@ def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_
     first = train(load_config("demo", overrides=TINY), dataset, run, max_steps=6, progress=False)
     assert first["stopped"] == "max_steps" and first["steps"] == 6  # epoch 1, batch 2 of 4
     assert [s for s, _ in _losses(run)] == list(range(1, 7))
+    with open(run / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # The final model of a budget stop is validated (a partial epoch-1 row), and can become model_best.
+    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[1]["val_dice"] != "nan"
+    assert first["best_metric"] is not None and (run / "model_best.safetensors").is_file()
     with pytest.raises(FileExistsError, match="--resume"):
         train(load_config("demo", overrides=TINY), dataset, run, progress=False)
     second = train(None, dataset, run, resume=True, progress=False)
     assert second["stopped"] == "completed"
     assert _losses(run) == _losses(ref_run)
     assert second["weights_checksum"] == ref["weights_checksum"]
+    with open(run / "metrics.csv", newline="") as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["0", "1", "2", "3"]  # partial row replaced
 
 
 def test_sigkilled_run_resumes_to_the_same_losses(reference_run, dataset, tmp_path) -> None:

@@ -257,8 +257,9 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         result = {n: math.nan for n in self.metric_fields}
         if self.info.is_main and self.val_ids:
-            self.model.eval()
-            result = validate(self.model, self.data_dir, self.val_ids, self.config, self.device, self.amp.dtype)
+            self.model.eval()  # the unwrapped network (fast path if train.fast): no DDP collectives
+            net = self.ddp_model.module if isinstance(self.ddp_model, DistributedDataParallel) else self.ddp_model
+            result = validate(net, self.data_dir, self.val_ids, self.config, self.device, self.amp.dtype)
             self.model.train()
         return result
 
@@ -309,7 +310,11 @@ class Trainer:
                             "max_steps" if max_steps is not None and self.step >= max_steps else "max_minutes")
                         break
                 if stopped != "completed" and self.step_in_epoch < self.iters:
-                    self._save(best=False)  # mid-epoch stop: resumable at this exact batch
+                    # Mid-epoch stop, resumable at this exact batch; a signal (pre-emption) exits at once.
+                    if stopped in ("max_steps", "max_minutes"):
+                        self._end_epoch(time.monotonic() - epoch_t0, partial=True)
+                    else:
+                        self._save(best=False)
                     break
                 self._end_epoch(time.monotonic() - epoch_t0)
         bar.close()
@@ -325,13 +330,22 @@ class Trainer:
                 "best_epoch": self.best_epoch, "world_size": info.world_size, "amp": self.amp.name,
                 "weights_checksum": weights_checksum(self.model)}
 
-    def _end_epoch(self, seconds: float) -> None:
+    def _end_epoch(self, seconds: float, partial: bool = False) -> None:
+        """Epoch row of metrics.csv, validation when due, checkpoints, curves.
+
+        ``partial``: a budget stop (--max-steps / --max-minutes) in the middle of an epoch. The final model
+        is validated (``train.validate_on_stop``) so ``model_best`` can reflect it; the row is dropped
+        again when the run is resumed, and the epoch itself is not advanced.
+        """
         epoch = self.epoch
         n = max(1, self.step_in_epoch)
         row: dict[str, Any] = {"epoch": epoch, "step": self.step, "epoch_seconds": round(seconds, 3),
                                "lr": self.optimizer.param_groups[0]["lr"],
                                **{f"train_{k}": self.epoch_sums[k] / n for k in TERMS}}
-        validated = (epoch + 1) % self.val_every == 0 or epoch + 1 == self.epochs
+        if partial:
+            validated = bool(self.tcfg.get("validate_on_stop", True))
+        else:
+            validated = (epoch + 1) % self.val_every == 0 or epoch + 1 == self.epochs
         metrics = self._validate() if validated else {n_: math.nan for n_ in self.metric_fields}
         row.update(metrics)
         best = False
@@ -343,9 +357,10 @@ class Trainer:
             best = True  # no validation cases: the latest model is the best we know
             self.best_epoch = epoch
         self.logger.log_epoch(row)
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.epoch_sums = {k: 0.0 for k in TERMS}
+        if not partial:
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.epoch_sums = {k: 0.0 for k in TERMS}
         self._save(best=best)
         if validated and self.info.is_main:
             plot_curves(self.run_dir)
