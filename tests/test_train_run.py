@@ -72,12 +72,18 @@ def test_run_folder_is_complete_and_self_describing(reference_run, dataset) -> N
 
 def test_loss_falls(dataset, tmp_path) -> None:
     cfg = load_config("demo", overrides=TINY + ["train.epochs=5", "train.val_every=100", "train.batch_size=2",
-                                                "data.augment={}"])
+                                                "data.augment={}", "train.tensorboard=true"])
     train(cfg, dataset, tmp_path / "run", progress=False)
     losses = [float(v) for _, v in _losses(tmp_path / "run")]
     assert len(losses) == 20
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.05, (first, last)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "epoch/train_loss", "val/dice"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 21))
 
 
 def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_path) -> None:

@@ -106,7 +106,8 @@ class RunLogger:
         if self.writer is not None:
             for k, v in row.items():
                 if k.startswith(("val_", "train_")) and isinstance(v, float) and not math.isnan(v):
-                    self.writer.add_scalar(k.replace("_", "/", 1), v, row["step"])
+                    tag = f"val/{k[4:]}" if k.startswith("val_") else f"epoch/{k}"  # train/* is per step
+                    self.writer.add_scalar(tag, v, row["step"])
 
     def close(self) -> None:
         self.flush_steps()
