@@ -97,6 +97,8 @@ def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_
     # The final model of a budget stop is validated (a partial epoch-1 row), and can become model_best.
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[1]["val_dice"] != "nan"
     assert first["best_metric"] is not None and (run / "model_best.safetensors").is_file()
+    again = train(None, dataset, run, resume=True, max_steps=6, progress=False)  # budget already used
+    assert again["steps"] == 6 and again["stopped"] == "max_steps" and len(_losses(run)) == 6
     with pytest.raises(FileExistsError, match="--resume"):
         train(load_config("demo", overrides=TINY), dataset, run, progress=False)
     second = train(None, dataset, run, resume=True, progress=False)

@@ -274,7 +274,8 @@ class Trainer:
         bar = tqdm(total=planned, initial=min(self.step, planned), unit="it", dynamic_ncols=True,
                    disable=not (info.is_main and self.progress), file=sys.stderr, desc="train")
         signal_flag: dict = {}
-        stopped = "completed"
+        # A resumed run may already have used its --max-steps budget: then it does nothing.
+        stopped = "max_steps" if max_steps is not None and self.step >= max_steps else "completed"
         last_loss = math.nan
         with _stop_on_signals(signal_flag):
             while self.epoch < self.epochs and stopped == "completed":
