@@ -1,4 +1,5 @@
-"""Two-process DDP training on CPU (gloo) with torchrun: it finishes, only rank 0 writes, replicas agree.
+"""Two-process DDP training on CPU (gloo) with torchrun: stops, resumes, finishes; only rank 0 writes;
+the replicas hold bit-identical weights.
 
 Run as a script by torchrun, this file is the worker: it trains and writes its rank's weight checksum
 into the test's temporary folder (the trainer itself writes nothing on ranks other than 0).
@@ -22,20 +23,26 @@ TINY = [
 ]
 
 
-def _worker(data: str, run: str, report_dir: str) -> None:
+def _worker(data: str, run: str, report_dir: str, phase: str) -> None:
+    """``phase`` "first": stop after 3 of 4 steps (mid-epoch); "resume": continue to the end."""
     import torch
 
     torch.set_num_threads(1)
     from lightmedseg.config import load_config
     from lightmedseg.training.trainer import train
 
-    summary = train(load_config("demo", overrides=TINY), data, run, progress=False)
+    if phase == "first":
+        summary = train(load_config("demo", overrides=TINY), data, run, max_steps=3, progress=False)
+    else:
+        summary = train(None, data, run, resume=True, progress=False)
     rank = os.environ["RANK"]
-    Path(report_dir, f"rank{rank}.json").write_text(json.dumps(summary))
+    Path(report_dir, f"{phase}_rank{rank}.json").write_text(json.dumps(summary))
 
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path) -> None:
+    import torch
+
     from lightmedseg.data.synth import make_synthetic_dataset
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
@@ -45,12 +52,19 @@ def test_torchrun_two_cpu_processes(tmp_path) -> None:
     run, reports = tmp_path / "run", tmp_path / "reports"
     reports.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", __file__, str(data), str(run), str(reports)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    summaries = [json.loads((reports / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for phase in ("first", "resume"):  # a budget stop mid-epoch, then a resumed run to the end
+        cmd = [torchrun, "--standalone", "--nproc_per_node", "2", __file__, str(data), str(run), str(reports), phase]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    first = [json.loads((reports / f"first_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(s["world_size"] == 2 and s["steps"] == 3 and s["stopped"] == "max_steps" for s in first)
+    summaries = [json.loads((reports / f"resume_rank{r}.json").read_text()) for r in (0, 1)]
     assert all(s["world_size"] == 2 and s["steps"] == 4 and s["stopped"] == "completed" for s in summaries)
+    assert first[0]["weights_checksum"] == first[1]["weights_checksum"]
     assert summaries[0]["weights_checksum"] == summaries[1]["weights_checksum"]
+    assert summaries[0]["weights_checksum"] != first[0]["weights_checksum"]  # it did train further
+    # Both ranks' RNG states are in the checkpoint, for an exact mid-epoch resume of each replica.
+    assert len(torch.load(run / "checkpoint_last.pt", weights_only=True)["rng"]) == 2
     # Every step's loss is the mean over both replicas, logged once by rank 0.
     rows = (run / "steps.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 4
@@ -60,4 +74,4 @@ def test_torchrun_two_cpu_processes(tmp_path) -> None:
 
 
 if __name__ == "__main__":
-    _worker(*sys.argv[1:4])
+    _worker(*sys.argv[1:5])
