@@ -43,10 +43,35 @@ def _bias(conv: nn.Module) -> torch.Tensor:
     return conv.weight.new_zeros(conv.weight.shape[1] if isinstance(conv, nn.ConvTranspose3d) else conv.weight.shape[0])
 
 
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in channels-last layout.
+
+    Channel slices (ghost concatenation, shared 1x1 convs) and some norm backwards produce gradients
+    that are not channels-last-dense; oneDNN then converts or falls back to a much slower kernel for
+    the conv backward (up to 10x measured for the depthwise convs). Torch has no layout hint for
+    gradients, hence this hand-written identity.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _cl_grad(y: torch.Tensor) -> torch.Tensor:
+    if y.requires_grad and y.dim() == 5 and y.is_contiguous(memory_format=torch.channels_last_3d):
+        return _ChannelsLastGrad.apply(y)
+    return y
+
+
 def _conv(x: torch.Tensor, conv: nn.Conv3d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     w = conv.weight if weight is None else weight
     b = conv.bias if bias is None else bias
-    return F.conv3d(x, w.to(x.dtype), None if b is None else b.to(x.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+    y = F.conv3d(x, w.to(x.dtype), None if b is None else b.to(x.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+    return _cl_grad(y)
 
 
 def _conv3(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
@@ -90,20 +115,27 @@ def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     finer = x.shape[2] > size[0]
     if finer:
         x = _resample(x, size)
-    y = F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype))
+    y = _cl_grad(F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype)))
     return y if finer else _resample(y, size)
 
 
-def _stem_and_priors(model, x: torch.Tensor, inplace: bool):
+def _layout(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """Pin the layout after a conv on a one-channel input, for which NCDHW and NDHWC strides coincide
+    and torch would pick NCDHW for everything downstream."""
+    return y.contiguous(memory_format=torch.channels_last_3d) if channels_last else y
+
+
+def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool):
     stem = model.stem
-    f0 = F.group_norm(_conv3(x, stem.conv), stem.norm.num_groups, stem.norm.weight.to(x.dtype),
-                      stem.norm.bias.to(x.dtype), stem.norm.eps)
+    f0 = F.group_norm(_layout(_conv3(x, stem.conv), channels_last), stem.norm.num_groups,
+                      stem.norm.weight.to(x.dtype), stem.norm.bias.to(x.dtype), stem.norm.eps)
     anchors = None
     if model.anchor_detector is not None:
         det = model.anchor_detector
         h = x
         for i in range(0, len(det.phi), 3):
-            h = _conv_norm_act(h, det.phi[i : i + 3], inplace)
+            conv, norm, _ = det.phi[i : i + 3]
+            h = _norm_act(_layout(_conv(h, conv), channels_last), norm, inplace)
         descriptor = h.float().mean(dim=(2, 3, 4))
         anchors = torch.sigmoid(det.mlp(descriptor)).view(x.shape[0], det.num_anchors, 3)
     texture = None
@@ -190,7 +222,7 @@ def _decoder_stage(stage, x: torch.Tensor, skip_term: torch.Tensor, anchors, inp
     c = fuse.shape[0]
     w_u = fuse[:, :c]
     wt, bt = compose_transpose(w_u, stage.up)
-    d_in = F.conv_transpose3d(x, wt.to(x.dtype), None, stride=2)
+    d_in = _cl_grad(F.conv_transpose3d(x, wt.to(x.dtype), None, stride=2))
     const = bt + _bias(stage.fuse)  # C
     size = d_in.shape[2:]
     if stage.spb is not None:
@@ -210,7 +242,7 @@ def _decoder_stage(stage, x: torch.Tensor, skip_term: torch.Tensor, anchors, inp
     conv_ch = stage.path_channel[0]
     w = torch.cat([stage.gate.weight, conv_ch.weight])
     b = torch.cat([_bias(stage.gate), _bias(conv_ch)])
-    gc = F.conv3d(d_in, w.to(d_in.dtype), b.to(d_in.dtype))
+    gc = _cl_grad(F.conv3d(d_in, w.to(d_in.dtype), b.to(d_in.dtype)))
     pi = torch.softmax(gc[:, :3], dim=1)
     channel = _norm_act(gc[:, 3:], stage.path_channel[1], inplace)
     local = _conv_norm_act(d_in, stage.path_local, inplace)
@@ -240,7 +272,7 @@ def fast_logits(
         x = x.to(dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    f0, anchors, features, texture = _stem_and_priors(model, x, inplace)
+    f0, anchors, features, texture = _stem_and_priors(model, x, inplace, channels_last)
     anchors_flat = anchors.flatten(1) if anchors is not None else None
     skips = _encoder(model, features, anchors_flat, texture, inplace)
     x_dec = _conv(skips[-1], model.bottleneck)
@@ -269,4 +301,8 @@ def fast_logits(
         logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
     else:
         logits = _conv(_channel_scale(x_dec, scale, inplace), head)
+    if torch.is_grad_enabled() and logits.requires_grad:
+        # Training: keep channels-last so the loss gradient comes back in the same layout; a
+        # contiguous gradient flowing into channels-last convs sends oneDNN's backward down a slow path.
+        return logits.float()
     return logits.to(torch.float32, memory_format=torch.contiguous_format)
