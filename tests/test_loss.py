@@ -163,3 +163,13 @@ def test_from_config_rejects_unknown_keys() -> None:
     loss = LightMedSegLoss.from_config(4, {"dice": 1.0, "ce": 1.0, "boundary": 0.5, "boundary_dilation": 3,
                                            "class_weighting": "inverse_frequency"})
     assert loss.radius == 3 and loss.w_bdry == 0.5
+
+
+def test_separable_cube_max_equals_max_pool3d() -> None:
+    import torch.nn.functional as F
+
+    from lightmedseg.training.loss import cube_max
+
+    x = torch.randn(2, 3, 9, 11, 7)
+    for r in (1, 2, 3):
+        assert torch.equal(cube_max(x, r), F.max_pool3d(x, 2 * r + 1, 1, r))

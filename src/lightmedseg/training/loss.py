@@ -47,13 +47,24 @@ def inverse_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.T
     return weights.float()
 
 
+def cube_max(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Max over the (2r+1)^3 cube around each voxel (-inf padding), as three 1-D max pools.
+
+    A cube max is separable, so this equals ``F.max_pool3d(x, 2r+1, 1, r)`` exactly at 3(2r+1) instead of
+    (2r+1)^3 comparisons per voxel; PyTorch's CPU max_pool3d is slow enough that this matters per step.
+    """
+    for axis in range(3):
+        kernel, pad = [1, 1, 1], [0, 0, 0]
+        kernel[axis], pad[axis] = 2 * radius + 1, radius
+        x = F.max_pool3d(x, kernel_size=kernel, stride=1, padding=pad)
+    return x
+
+
 def boundary_voxels(target: torch.Tensor) -> torch.Tensor:
     """Voxels with a 26-neighbour of another label, as a bool tensor shaped like ``target`` (B, 1, *S)."""
     t = target.float()
     # max/min over the 3^3 neighbourhood; max_pool pads with -inf, so the volume edge is not a boundary.
-    local_max = F.max_pool3d(t, kernel_size=3, stride=1, padding=1)
-    local_min = -F.max_pool3d(-t, kernel_size=3, stride=1, padding=1)
-    return local_max != local_min
+    return cube_max(t, 1) != -cube_max(-t, 1)
 
 
 def boundary_band(target: torch.Tensor, radius: int = 3) -> torch.Tensor:
@@ -63,7 +74,7 @@ def boundary_band(target: torch.Tensor, radius: int = 3) -> torch.Tensor:
     edges = boundary_voxels(target).float()
     if radius == 0:
         return edges > 0
-    return F.max_pool3d(edges, kernel_size=2 * radius + 1, stride=1, padding=radius) > 0
+    return cube_max(edges, radius) > 0
 
 
 class LightMedSegLoss(nn.Module):
