@@ -70,7 +70,10 @@ def load_torch(source: str | os.PathLike, device: torch.device, reference: bool 
 
     path = resolve_model_path(source)
     model, config = load_model(path, device=device)
-    fn = None if reference else fast_forward_fn(model, device)
+    from lightmedseg.model import LightMedSeg
+
+    # the fast path rewrites LightMedSeg only; MONAI baselines (model.architecture) run as they are
+    fn = None if reference or not isinstance(model, LightMedSeg) else fast_forward_fn(model, device)
     kind = "fast path" if fn is not None else "reference forward"
     return LoadedModel(config, fn or plain_forward(model), f"PyTorch model {path} ({kind})", model)
 

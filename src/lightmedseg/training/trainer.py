@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError, build_model
+from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.logs import RunLogger
@@ -154,7 +155,8 @@ class Trainer:
             except RuntimeError as exc:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
         # The one place the network is called from; train.fast plugs in the fast path (same parameters).
-        net: torch.nn.Module = FastForward(self.model) if (tcfg.get("fast") and not reference) else self.model
+        use_fast = bool(tcfg.get("fast")) and not reference and isinstance(self.model, LightMedSeg)
+        net: torch.nn.Module = FastForward(self.model) if use_fast else self.model
         self.ddp_model: torch.nn.Module = net
         if info.distributed:  # DDP wraps whatever is called, so gradient all-reduce sees every forward
             self.ddp_model = DistributedDataParallel(
