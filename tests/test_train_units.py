@@ -131,7 +131,7 @@ def test_amp_policy_on_cpu() -> None:
     cpu = torch.device("cpu")
     assert amp_policy("none", cpu).dtype is None
     assert amp_policy("bf16", cpu).dtype == torch.bfloat16 and not amp_policy("bf16", cpu).use_scaler
-    assert amp_policy("auto", cpu).dtype in (None, torch.bfloat16)
+    assert amp_policy("auto", cpu).dtype is None  # fp32 on CPU: bf16 training measured slower there
     with pytest.raises(ValueError, match="CUDA"):
         amp_policy("fp16", cpu)
     with pytest.raises(ValueError, match="train.amp"):

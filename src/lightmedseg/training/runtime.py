@@ -97,7 +97,9 @@ def cpu_has_native_bf16() -> bool:
 def amp_policy(amp: str | bool | None, device: torch.device) -> AmpPolicy:
     """Resolve ``train.amp`` (auto | bf16 | fp16 | none) for ``device``.
 
-    CPU: ``auto`` = bf16 when the CPU supports it natively, else fp32; ``fp16`` is refused.
+    CPU: ``auto`` = fp32: measured on an AVX512-BF16/AMX CPU (docs/benchmarks.md, CPU speed), a bf16
+    training step was several times slower than the fp32 fast path (bf16 backward of the depthwise and
+    grouped 3D convolutions has no fast kernel); ``bf16`` still selects bf16 autocast. ``fp16`` is refused.
     CUDA: ``auto`` = bf16 when the GPU supports it, else fp16 with a GradScaler.
     """
     choice = "none" if amp in (None, False, "off", "false") else ("auto" if amp is True else str(amp).lower())
@@ -111,7 +113,7 @@ def amp_policy(amp: str | bool | None, device: torch.device) -> AmpPolicy:
         return AmpPolicy(torch.bfloat16, False) if choice == "bf16" else AmpPolicy(torch.float16, True)
     if choice == "fp16":
         raise ValueError("train.amp=fp16 needs a CUDA device; on CPU use bf16 or none")
-    if choice == "auto" and not cpu_has_native_bf16():
+    if choice == "auto":
         return AmpPolicy(None, False)
     return AmpPolicy(torch.bfloat16, False)
 
