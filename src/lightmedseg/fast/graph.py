@@ -216,42 +216,89 @@ def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool
     return out
 
 
-def _decoder_stage(stage, x: torch.Tensor, skip_term: torch.Tensor, anchors, inplace: bool) -> torch.Tensor:
-    """Stage j up to the gated sum (Eqs. 14-20); the SE scale is returned separately by the caller."""
+def _upsample_fused(stage, x: torch.Tensor, in_scale: torch.Tensor | None, anchors) -> torch.Tensor:
+    """``W_u (ConvT(x * in_scale) + SPB) + b_fuse`` (Eqs. 14-16 minus the skip half) as ONE transposed conv.
+
+    The full-resolution ramp splits as ``n/N = 2p/N + k/N`` (p: input voxel, k: kernel tap), so the
+    position bias becomes two extra input channels of the transposed conv: the coarse ramp
+    ``sum_axes 2p/N`` with weight ``slope`` for every tap, and a constant one whose per-tap weight
+    carries ``slope * sum_axes k/N`` plus all biases. No full-size broadcast add is left.
+    The previous stage's SE scale is folded into the weights when the batch has one sample.
+    """
     fuse = pointwise_matrix(stage.fuse)
     c = fuse.shape[0]
     w_u = fuse[:, :c]
-    wt, bt = compose_transpose(w_u, stage.up)
-    d_in = _cl_grad(F.conv_transpose3d(x, wt.to(x.dtype), None, stride=2))
-    const = bt + _bias(stage.fuse)  # C
-    size = d_in.shape[2:]
-    if stage.spb is not None:
-        slope, shift = position_bias_terms(stage.spb.proj, anchors, w_u)
-        rd, rh, rw = axis_ramps(size, x.device, torch.float32)
-        along_d = slope[None, :, None, None, None] * rd + (shift + const)[:, :, None, None, None]
-        along_hw = (slope[None, :, None, None, None] * (rh + rw)).to(x.dtype)
-        if inplace:
-            d_in.add_(skip_term).add_(along_d.to(x.dtype)).add_(along_hw)
+    wt, bt = compose_transpose(w_u, stage.up)  # (C_in x C x 2 x 2 x 2), (C,)
+    b = x.shape[0]
+    if in_scale is not None:
+        if b == 1:
+            wt = wt * in_scale[0][:, None, None, None, None]
         else:
-            d_in = d_in + skip_term + along_d.to(x.dtype) + along_hw
-    else:
-        bias = const.to(x.dtype)[None, :, None, None, None]
-        d_in = d_in.add_(skip_term).add_(bias) if inplace else d_in + skip_term + bias
+            x = x * in_scale.to(x.dtype)[:, :, None, None, None]
+    const = (bt + _bias(stage.fuse))[:, None, None, None].expand(c, 2, 2, 2)
+    if stage.spb is None:
+        return _cl_grad(F.conv_transpose3d(x, wt.to(x.dtype), const[:, 0, 0, 0].to(x.dtype), stride=2))
+    slope, shift = position_bias_terms(stage.spb.proj, anchors, w_u)  # (C,), (B x C)
+    size = [2 * n for n in x.shape[2:]]
+    taps = torch.arange(2, device=x.device, dtype=torch.float32)
+    tap_ramp = (taps[:, None, None] / size[0] + taps[None, :, None] / size[1] + taps[None, None, :] / size[2])
+    const = const + slope[:, None, None, None] * tap_ramp
+    rd, rh, rw = axis_ramps(x.shape[2:], x.device, torch.float32)  # p/n on the coarse grid
+    coarse = (2.0 * x.shape[2] / size[0]) * rd + (2.0 * x.shape[3] / size[1]) * rh + (2.0 * x.shape[4] / size[2]) * rw
+    extra_w = [slope[None, :, None, None, None].expand(1, c, 2, 2, 2)]
+    extra_in = [coarse.expand(b, 1, *x.shape[2:])]
+    if b == 1:
+        extra_w.append((const + shift[0][:, None, None, None])[None])
+    else:  # a per-sample shift cannot live in shared weights: one input channel per sample
+        extra_w.append(const[None].expand(1, c, 2, 2, 2))
+        extra_w.append(shift[:, :, None, None, None].expand(b, c, 2, 2, 2))
+    ones = x.new_ones(b, 1, *x.shape[2:])
+    extra_in.append(ones)
+    if b > 1:
+        extra_in.append(torch.eye(b, device=x.device, dtype=x.dtype)[:, :, None, None, None].expand(b, b, *x.shape[2:]))
+    x_aug = torch.cat([x, *(t.to(x.dtype) for t in extra_in)], dim=1)
+    if x.is_contiguous(memory_format=torch.channels_last_3d):
+        x_aug = x_aug.contiguous(memory_format=torch.channels_last_3d)
+    w_aug = torch.cat([wt, *extra_w], dim=0)
+    return _cl_grad(F.conv_transpose3d(x_aug, w_aug.to(x.dtype), None, stride=2))
 
-    # gate (Eq. 17) and channel path (Eq. 21) share one 1x1 conv.
-    conv_ch = stage.path_channel[0]
-    w = torch.cat([stage.gate.weight, conv_ch.weight])
-    b = torch.cat([_bias(stage.gate), _bias(conv_ch)])
-    gc = _cl_grad(F.conv3d(d_in, w.to(d_in.dtype), b.to(d_in.dtype)))
-    pi = torch.softmax(gc[:, :3], dim=1)
-    channel = _norm_act(gc[:, 3:], stage.path_channel[1], inplace)
-    local = _conv_norm_act(d_in, stage.path_local, inplace)
-    context = _conv_norm_act(d_in, stage.path_context, inplace)
+
+def _ghost_halves_ok(conv: nn.Module, norm: nn.GroupNorm) -> bool:
+    """True when a ghost conv's primary and cheap halves each hold whole GN groups (C=8,16,...)."""
+    if not isinstance(conv, GhostConv3d):
+        return False
+    c, g = norm.num_channels, norm.num_groups
+    primary = conv.primary.out_channels
+    return primary * 2 == c and g % 2 == 0 and primary % (c // g) == 0
+
+
+def _decoder_stage(
+    stage, x: torch.Tensor, skip_term: torch.Tensor, anchors, inplace: bool, in_scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Stage j up to the gated sum (Eqs. 14-20); its SE scale is applied by the consumer."""
+    d_in = _upsample_fused(stage, x, in_scale, anchors)
+    d_in = d_in.add_(skip_term) if inplace else d_in + skip_term
+    pi = torch.softmax(_conv(d_in, stage.gate), dim=1)  # Eq. 17
+    channel = _conv_norm_act(d_in, stage.path_channel, inplace)  # Eq. 21
+    local = _conv_norm_act(d_in, stage.path_local, inplace)  # Eq. 19
+    conv, norm, _ = stage.path_context
+    if inplace and _ghost_halves_ok(conv, norm):
+        # Eq. 20 without the ghost concatenation: normalise each half with its own groups and
+        # accumulate it straight into its channel slice of the output.
+        half, g2 = conv.primary.out_channels, norm.num_groups // 2
+        primary = _conv(d_in, conv.primary)
+        cheap = _conv(primary, conv.cheap)
+        del d_in
+        gated = local.mul_(pi[:, 0:1]).addcmul_(pi[:, 2:3], channel)
+        del channel
+        for sl, part in ((slice(0, half), primary), (slice(half, 2 * half), cheap)):
+            y = F.group_norm(part, g2, norm.weight[sl].to(part.dtype), norm.bias[sl].to(part.dtype), norm.eps)
+            gated[:, sl].addcmul_(pi[:, 1:2], F.silu(y, inplace=True))
+        return gated
+    context = _conv_norm_act(d_in, stage.path_context, inplace)  # Eq. 20
     if inplace:
-        gated = local.mul_(pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
-    else:
-        gated = pi[:, 0:1] * local + pi[:, 1:2] * context + pi[:, 2:3] * channel  # Eq. 18
-    return gated
+        return local.mul_(pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
+    return pi[:, 0:1] * local + pi[:, 1:2] * context + pi[:, 2:3] * channel  # Eq. 18
 
 
 def fast_logits(
@@ -279,8 +326,6 @@ def fast_logits(
     n = len(model.decoder)
     scale = None
     for j, stage in enumerate(model.decoder):
-        if scale is not None:
-            x_dec = _channel_scale(x_dec, scale, inplace)
         size = [2 * s for s in x_dec.shape[2:]]
         fuse = pointwise_matrix(stage.fuse)
         c = fuse.shape[0]
@@ -294,7 +339,7 @@ def fast_logits(
             source = skips[n - 2 - j] if j < n - 1 else f0
             w, b = compose_pointwise(w_s, adapter.proj)
             skip_term = _project_resampled(source, w, b, size)
-        x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace)
+        x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace, in_scale=scale)
         scale = _se_scale(stage.se, x_dec)
     head = model.head
     if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
