@@ -1,8 +1,10 @@
 """CPU speed of LightMedSeg: plain eager vs the fast paths, with MONAI's UNet as the bar (issue 6).
 
-Every configuration runs in a fresh subprocess (so its peak-RSS increase is its own), and the
-configurations are interleaved over several rounds so that load from other processes on a shared
-machine hits all of them alike; the table reports medians and ratios to the plain eager fp32 path.
+Timing: all configurations of a task (forward, training step) are built in ONE process and run
+interleaved over several rounds, so that load from other processes on a shared machine hits them
+alike; the table reports medians and ratios to the plain eager fp32 path measured alongside.
+Memory: each configuration runs once more in a fresh subprocess (warm-up + one call) whose peak RSS
+minus its RSS before the first call is reported, so every figure is that configuration's own.
 
     .venv/bin/python benchmarks/bench_cpu_speed.py            # measure, print, update docs/benchmarks.md
     .venv/bin/python benchmarks/bench_cpu_speed.py --quick    # one round, no docs update
@@ -86,43 +88,67 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def worker(name: str, repeats: int, threads: int) -> dict:
-    """Measure one configuration in this (fresh) process."""
+def make_step(name: str):
+    """(model, zero-argument step function) for one configuration, with its own seeded input."""
     import torch
     from torch.nn import functional as F
 
-    torch.set_num_threads(threads)
     task = CONFIGS[name][0]
     shape = FORWARD_SHAPE if task == "forward" else TRAIN_SHAPE
     model, fn = build(name, shape[1])
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g)
-    times: list[float] = []
-    first = None
     if task == "forward":
         def step() -> None:
             with torch.no_grad():
                 fn(x)
-    else:
-        model.train()
-        y = torch.randint(0, 4, (shape[0], *shape[2:]), generator=g)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        return model, step
+    model.train()
+    y = torch.randint(0, 4, (shape[0], *shape[2:]), generator=g)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(fn(x), y).backward()
-            opt.step()
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(fn(x), y).backward()
+        opt.step()
+    return model, train_step
+
+
+def memory_worker(name: str, threads: int) -> dict:
+    """Peak RSS increase of one configuration, measured in this (fresh) process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model, step = make_step(name)
     base = rss_mb()
-    t0 = time.perf_counter()
-    step()  # warm-up (and compilation, when asked)
-    first = time.perf_counter() - t0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    step()
+    step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"name": name, "times": times, "first": first, "peak_increase_mb": peak - base,
-            "params": sum(p.numel() for p in model.parameters())}
+    return {"name": name, "peak_increase_mb": peak - base}
+
+
+def time_task(names: list[str], rounds: int, threads: int) -> dict[str, dict]:
+    """Interleaved timing of several configurations in this process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    steps, results = {}, {}
+    for name in names:
+        model, step = make_step(name)
+        t0 = time.perf_counter()
+        step()  # warm-up (and compilation, when asked)
+        results[name] = {"times": [], "first": time.perf_counter() - t0,
+                         "params": sum(p.numel() for p in model.parameters())}
+        steps[name] = step
+        print(f"  built {name:24s} first call {results[name]['first']:7.2f} s", flush=True)
+    for r in range(rounds):
+        for name in names:
+            t0 = time.perf_counter()
+            steps[name]()
+            results[name]["times"].append(time.perf_counter() - t0)
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(
+            f"{n.split('/')[1]} {results[n]['times'][-1]:.2f}s" for n in names), flush=True)
+    return results
 
 
 def machine() -> str:
@@ -142,22 +168,24 @@ def machine() -> str:
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
-def run_all(names: list[str], rounds: int, repeats: int, threads: int) -> dict[str, dict]:
-    results: dict[str, dict] = {n: {"times": [], "first": [], "peak": []} for n in names}
-    for r in range(rounds):
-        for name in names:
-            proc = subprocess.run([sys.executable, __file__, "--worker", name, "--repeats", str(repeats),
-                                   "--threads", str(threads)], capture_output=True, text=True, cwd=ROOT)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
-            res = results[name]
-            res["times"] += out["times"]
-            res["first"].append(out["first"])
-            res["peak"].append(out["peak_increase_mb"])
-            res["params"] = out["params"]
-            print(f"round {r + 1}/{rounds} {name:24s} median {statistics.median(out['times']):7.3f} s  "
-                  f"first {out['first']:7.2f} s  peak +{out['peak_increase_mb']:6.0f} MB", flush=True)
+def run_all(names: list[str], rounds: int, threads: int) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for task in ("forward", "train"):
+        group = [n for n in names if CONFIGS[n][0] == task]
+        print(f"timing {task} ({len(group)} configurations, {rounds} interleaved rounds)", flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--time-worker", ",".join(group), "--rounds", str(rounds),
+                               "--threads", str(threads)], capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"timing {task} failed:\n{proc.stderr[-3000:]}")
+        print(proc.stdout.rsplit("\n", 2)[0], flush=True)
+        results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    for name in names:
+        proc = subprocess.run([sys.executable, __file__, "--worker", name, "--threads", str(threads)],
+                              capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+        results[name]["peak"] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_increase_mb"]
+        print(f"memory {name:24s} peak +{results[name]['peak']:6.0f} MB", flush=True)
     return results
 
 
@@ -170,7 +198,7 @@ def table(results: dict[str, dict], task: str, baseline: str) -> list[str]:
             continue
         med = statistics.median(res["times"])
         lines.append(f"| {CONFIGS[name][1]} | {res['params'] / 1e6:.2f}M | {med:.3f} | {base / med:.2f}x | "
-                     f"{statistics.median(res['first']):.2f} | {max(res['peak']):.0f} |")
+                     f"{res['first']:.2f} | {res['peak']:.0f} |")
     return lines
 
 
@@ -187,25 +215,28 @@ def write_doc(section: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (fresh process per config each)")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per process after one warm-up")
+    ap.add_argument("--time-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved timed rounds (after one warm-up call each)")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the fast path")
     ap.add_argument("--quick", action="store_true", help="one round, do not touch docs/benchmarks.md")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.repeats, args.threads)))
+        print(json.dumps(memory_worker(args.worker, args.threads)))
+        return 0
+    if args.time_worker:
+        print(json.dumps(time_task(args.time_worker.split(","), args.rounds, args.threads)))
         return 0
     names = [n for n in CONFIGS if args.compile or not n.endswith("compile")]
-    rounds = 1 if args.quick else args.rounds
-    results = run_all(names, rounds, args.repeats, args.threads)
+    rounds = 2 if args.quick else args.rounds
+    results = run_all(names, rounds, args.threads)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "## CPU speed of LightMedSeg (issue 6)", "",
-        f"Measured {now} on {machine()}; {args.threads} torch threads; {rounds} interleaved rounds x "
-        f"{args.repeats} timed runs per configuration, each configuration in a fresh process (after one "
-        "warm-up call). The machine is shared, so compare ratios within this table, not absolute seconds "
-        "across runs. Rerun: `" + RERUN + (" --compile" if args.compile else "") + "`.", "",
+        f"Measured {now} on {machine()}; {args.threads} torch threads. Times: medians of {rounds} "
+        "timed calls per configuration after one warm-up call, all configurations of a table in one process "
+        "and interleaved call by call. Peak RSS: a fresh process per configuration. The machine is shared "
+        "with other jobs, so compare ratios within a table, not absolute seconds across runs. Rerun: `" + RERUN + (" --compile" if args.compile else "") + "`.", "",
         f"### Inference forward, input {'x'.join(map(str, FORWARD_SHAPE))} (4 classes)", "",
         *table(results, "forward", "fwd/plain_fp32"), "",
         f"### Training step (forward, cross-entropy, backward, AdamW), batch {'x'.join(map(str, TRAIN_SHAPE))} "
