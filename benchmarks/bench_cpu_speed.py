@@ -114,6 +114,12 @@ def make_step(name: str):
     return model, train_step
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: robust to other jobs taking the cores."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def memory_worker(name: str, threads: int) -> dict:
     """Peak RSS increase of one configuration, measured in this (fresh) process."""
     import torch
@@ -143,9 +149,10 @@ def time_task(names: list[str], rounds: int, threads: int) -> dict[str, dict]:
         print(f"  built {name:24s} first call {results[name]['first']:7.2f} s", flush=True)
     for r in range(rounds):
         for name in names:
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             steps[name]()
             results[name]["times"].append(time.perf_counter() - t0)
+            results[name].setdefault("cpu", []).append(cpu_seconds() - c0)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(
             f"{n.split('/')[1]} {results[n]['times'][-1]:.2f}s" for n in names), flush=True)
     return results
@@ -191,14 +198,15 @@ def run_all(names: list[str], rounds: int, threads: int) -> dict[str, dict]:
 
 def table(results: dict[str, dict], task: str, baseline: str) -> list[str]:
     base = statistics.median(results[baseline]["times"])
-    head = "| configuration | params | median s | speed-up vs plain | first call s | peak RSS increase MB |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    base_cpu = statistics.median(results[baseline]["cpu"])
+    lines = ["| configuration | params | median wall s | wall speed-up | median CPU s | CPU speed-up "
+             "| first call s | peak RSS increase MB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, res in results.items():
         if CONFIGS[name][0] != task:
             continue
-        med = statistics.median(res["times"])
+        med, cpu = statistics.median(res["times"]), statistics.median(res["cpu"])
         lines.append(f"| {CONFIGS[name][1]} | {res['params'] / 1e6:.2f}M | {med:.3f} | {base / med:.2f}x | "
-                     f"{res['first']:.2f} | {res['peak']:.0f} |")
+                     f"{cpu:.2f} | {base_cpu / cpu:.2f}x | {res['first']:.2f} | {res['peak']:.0f} |")
     return lines
 
 
@@ -236,7 +244,9 @@ def main() -> int:
         f"Measured {now} on {machine()}; {args.threads} torch threads. Times: medians of {rounds} "
         "timed calls per configuration after one warm-up call, all configurations of a table in one process "
         "and interleaved call by call. Peak RSS: a fresh process per configuration. The machine is shared "
-        "with other jobs, so compare ratios within a table, not absolute seconds across runs. Rerun: `" + RERUN + (" --compile" if args.compile else "") + "`.", "",
+        "with other jobs, so compare ratios within a table, not absolute seconds across runs; CPU s is the "
+        "process's user + system time per call (all threads), which other jobs do not inflate the way they "
+        "inflate wall time. Rerun: `" + RERUN + (" --compile" if args.compile else "") + "`.", "",
         f"### Inference forward, input {'x'.join(map(str, FORWARD_SHAPE))} (4 classes)", "",
         *table(results, "forward", "fwd/plain_fp32"), "",
         f"### Training step (forward, cross-entropy, backward, AdamW), batch {'x'.join(map(str, TRAIN_SHAPE))} "

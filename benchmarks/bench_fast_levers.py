@@ -9,6 +9,7 @@ ratios to the plain eager fp32 forward measured alongside them.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from typing import Callable
@@ -25,26 +26,31 @@ from lightmedseg.model.decoder import SpatialPositionBias
 CL = torch.channels_last_3d
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
-def interleave(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def interleave(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, tuple[float, float]]:
+    """Median (wall s, CPU s) per case, cases run call by call in turn after one warm-up each."""
     for fn in cases.values():
         fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in cases}
+    wall: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(rounds):
         for name, fn in cases.items():
-            times[name].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(cpu_seconds() - c0)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in cases}
 
 
-def report(title: str, med: dict[str, float], base: str) -> None:
-    print(f"\n{title}\n| variant | median s | vs {base} |\n|---|---:|---:|")
-    for name, t in med.items():
-        print(f"| {name} | {t:.3f} | {med[base] / t:.2f}x |")
+def report(title: str, med: dict[str, tuple[float, float]], base: str) -> None:
+    print(f"\n{title}\n| variant | median wall s | wall vs {base} | median CPU s | CPU vs {base} |"
+          "\n|---|---:|---:|---:|---:|")
+    for name, (t, c) in med.items():
+        print(f"| {name} | {t:.3f} | {med[base][0] / t:.2f}x | {c:.2f} | {med[base][1] / c:.2f}x |", flush=True)
 
 
 def forward_levers(size: int, rounds: int) -> None:
