@@ -3,16 +3,19 @@
 ``fast_logits(model, x)`` reads the parameters of a reference :class:`LightMedSeg` and computes the
 same logits. The exact rewrites (all linear algebra, no approximation beyond float rounding):
 
-* Eqs. 14-16: ``Conv1x1([ConvT(x) + SPB, SKIP])`` becomes ``ConvT'(x) + slope * R + shift + W_s SKIP``,
-  where ConvT' is the transposed conv composed with the skip-fusion 1x1 and the position bias is the
-  closed form of :func:`folding.position_bias_terms` (no K x D x H x W stack, no concatenation).
+* Eqs. 14-16: ``Conv1x1([ConvT(x) + SPB, SKIP])`` becomes ``ConvT'(x_aug) + W_s SKIP``: ConvT' is the
+  transposed conv composed with the fusion's first half, and the position bias (closed form of
+  :func:`folding.position_bias_terms`, no K x D x H x W stack) plus every bias ride in it as two
+  extra input channels (see :func:`_upsample_fused`); no concatenation at full size.
 * Skip adapters: the adapter 1x1 and the fusion's skip half are one 1x1, applied on the coarse grid
   before trilinear upsampling (1x1 convs commute with interpolation, whose weights sum to one).
 * Router (Eqs. 11-13): ``Conv1x1(cat(aligned))`` is a sum of per-stage 1x1s; the fused 64-wide skip is
   only ever seen through the adapter and fusion 1x1s, so it is formed directly at the decoder width;
   finer sources are downsampled before projecting, coarser ones projected before upsampling.
-* The last stage's SE scale is folded into the head's weights (batch of one) and the mixer's softmax
-  over two experts is a sigmoid of the logit difference.
+* SE scales are folded into the next transposed conv / the head (batch of one); the mixer's softmax
+  over two experts is a sigmoid of the logit difference; at inference the ghost conv's halves are
+  normalised separately (GN groups never straddle them) instead of being concatenated.
+* Channels-last 3D throughout, gradients included (:class:`_ChannelsLastGrad`).
 
 Where nothing is gained the reference submodules are called unchanged. ``inplace=True`` (inference
 only) lets elementwise chains reuse buffers.
