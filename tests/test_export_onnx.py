@@ -6,7 +6,6 @@ Tolerance: max |logit difference| <= lightmedseg.inference.export.ORT_ATOL (1e-4
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np

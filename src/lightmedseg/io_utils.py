@@ -43,6 +43,24 @@ def write_json_atomic(target: str | os.PathLike, obj: object) -> None:
     write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_object(path: str | os.PathLike, expected: str, error: type[ValueError] = ValueError) -> dict:
+    """Read a JSON file that must hold an object; ``error`` (a ValueError subclass) names the file and problem.
+
+    Args:
+        path: the JSON file.
+        expected: what the object should hold, for the message (e.g. "a 'labels' mapping").
+        error: the exception type to raise, so each pipeline stage keeps its own error class.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: cannot read JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object with {expected}")
+    return data
+
+
 def is_inside(child: str | os.PathLike, parent: str | os.PathLike) -> bool:
     """True when ``child`` is ``parent`` or lies below it (after resolving symlinks)."""
     c, p = Path(child).resolve(), Path(parent).resolve()

@@ -265,7 +265,7 @@ def format_report(report: dict[str, Any]) -> str:
             "multiply-adds (G):",
             f"  torch.utils.flop_counter (convs + matmuls, ConvT per input voxel): {m['flop_counter']['total'] / 1e9:.2f}",
             f"  fvcore (convs + group norms):                                      {m['fvcore']['total'] / 1e9:.2f}",
-            f"  thop (ConvT per output voxel):                                     "
+            "  thop (ConvT per output voxel):                                     "
             + ("not installed" if m["thop_total"] is None else f"{m['thop_total'] / 1e9:.2f}"),
             f"  paper (Table 3, 'GFLOPs'):                                         {m['paper_total'] / 1e9:.2f}",
         ]

@@ -15,7 +15,6 @@ Writers go through :func:`staged_output` so a failed conversion never leaves a p
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ import numpy as np
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import ImageGeometry, default_file_mode, read_image_channels, read_label, write_label, write_volume
-from lightmedseg.io_utils import is_inside, write_json_atomic
+from lightmedseg.io_utils import is_inside, read_json_object, write_json_atomic
 
 FILE_ENDING = ".nii.gz"
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
@@ -41,12 +40,7 @@ def load_dataset_json(dataset_dir: str | os.PathLike) -> dict:
     path = Path(dataset_dir) / "dataset.json"
     if not path.is_file():
         raise DataError(f"{path}: not found; {dataset_dir} is not a dataset in the canonical (nnU-Net v2 raw) layout")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object")
+    meta = read_json_object(path, "the nnU-Net v2 dataset keys", DataError)
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise DataError(f"{path}: missing required keys {missing} (nnU-Net v2 needs {list(REQUIRED_KEYS)})")

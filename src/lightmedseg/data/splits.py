@@ -19,7 +19,6 @@ Shipped splits (``lightmedseg/splits/*.json``, see :func:`shipped_splits`):
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.layout import patient_id
-from lightmedseg.io_utils import write_json_atomic
+from lightmedseg.io_utils import read_json_object, write_json_atomic
 
 SUBSETS = ("train", "validation", "test")
 SPLIT_DIR = Path(str(resources.files("lightmedseg") / "splits"))
@@ -106,12 +105,7 @@ def read_split(path: str | os.PathLike, fold: int | None = None,
     ``case_ids`` (the dataset's cases) patient IDs are expanded and train/validation are checked.
     """
     path = _split_path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object with train/validation/test or folds")
+    data = read_json_object(path, "train/validation/test or folds", DataError)
     if "folds" in data:
         folds = data["folds"]
         if fold is None:

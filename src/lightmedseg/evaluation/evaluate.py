@@ -9,7 +9,6 @@ region definitions of :mod:`lightmedseg.data.labels`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from lightmedseg.data import labels as L
 from lightmedseg.data.io import AFFINE_TOLERANCE, read_label
 from lightmedseg.evaluation.metrics import check_mode, mask_metrics
+from lightmedseg.io_utils import read_json_object
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
@@ -89,13 +89,7 @@ def match_cases(pred: Mapping[str, Path], ref: Mapping[str, Path]) -> CaseMatch:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: cannot read dataset JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise EvaluationError(f"{path}: expected a JSON object with a 'labels' mapping")
-    return data
+    return read_json_object(path, "a 'labels' mapping", EvaluationError)
 
 
 def label_spec_from_dataset_json(dataset_json: Mapping, source: str = "dataset.json") -> LabelSpec:
