@@ -8,6 +8,7 @@ import torch
 from lightmedseg import LightMedSeg, load_config
 from lightmedseg.config import available_presets, available_variants
 from lightmedseg.model import anchor_offset_maps
+from lightmedseg.profiling import PAPER_MODULE_PARAMS
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -104,16 +105,11 @@ def test_ablations_remove_modules_rather_than_zeroing_them() -> None:
 
 def test_module_parameter_counts_match_the_paper_within_3_percent() -> None:
     model = LightMedSeg(4, 4)  # the paper's BraTS configuration, K = 8
-    paper = {
-        "anchor_detector": 8.6e3,
-        "lspm": 11.7e3,
-        "lspm.texture": 1.0e3,
-        "lspm.gating": 10.5e3,
-        "lspm.mixer": 0.15e3,
-        "skip_router": 24e3,
-    }
     modules = dict(model.named_modules())
-    for name, expected in paper.items():
+    assert set(PAPER_MODULE_PARAMS) == {
+        "anchor_detector", "lspm", "lspm.texture", "lspm.gating", "lspm.mixer", "skip_router"
+    }
+    for name, expected in PAPER_MODULE_PARAMS.items():
         got = n_params(modules[name])
         assert abs(got - expected) / expected <= 0.03, (name, got, expected)
 
