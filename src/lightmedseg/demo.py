@@ -28,7 +28,7 @@ class DemoSettings:
     train_cases: int = 10
     test_cases: int = 3
     shape: Sequence[int] = (64, 64, 64)
-    minutes: float = 7.0
+    minutes: float = 6.0
     max_steps: int | None = None
     seed: int = 0
     overrides: Sequence[str] = field(default_factory=tuple)

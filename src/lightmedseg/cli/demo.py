@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lightmedseg_demo", help="new folder for data, run and report (default ./lightmedseg_demo)")
-    p.add_argument("--minutes", type=float, default=7.0, help="training budget in minutes (default 7)")
+    p.add_argument("--minutes", type=float, default=6.0, help="training budget in minutes (default 6)")
     p.add_argument("--max-steps", type=int, default=None, help="stop training after N steps (for quick checks)")
     p.add_argument("--train-cases", type=int, default=10, help="synthetic training cases (default 10)")
     p.add_argument("--test-cases", type=int, default=3, help="synthetic unseen test cases (default 3)")
