@@ -89,8 +89,10 @@ def worker(kind: str, spec: dict, runs: int) -> dict:
     elif kind == "forward":
         model.eval()
         x = torch.randn(*SHAPE)
+        # UNETR's patch embedding is built for one input size, so it warms up at the measured size
+        warm = x if spec["architecture"] == "unetr" else torch.randn(1, 4, 32, 32, 32)
         with torch.inference_mode():
-            fn(torch.randn(1, 4, 32, 32, 32))
+            fn(warm)
             rss = psutil.Process().memory_info().rss
             t0 = time.perf_counter()
             fn(x)
@@ -256,10 +258,13 @@ def main() -> int:
                    help="networks whose full-volume time is measured (default: all but the two transformers, "
                         "whose 27-window CPU sliding window takes tens of minutes)")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
+    p.add_argument("--merge", action="store_true",
+                   help="update the networks measured now inside the existing --json results (same machine)")
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     args = p.parse_args()
 
     names = [n for n in NETWORKS if not args.only or n in args.only]
+    previous = json.loads(Path(args.json).read_text()) if args.merge and Path(args.json).exists() else None
     kinds = ["static", "forward"] + ([] if args.skip_train else ["train"]) + ([] if args.skip_volume else ["volume"])
     results: dict[str, dict] = {}
     for name in names:
@@ -281,6 +286,10 @@ def main() -> int:
         "date": dt.date.today().isoformat(), "machine": machine(), "threads": args.threads, "runs": args.runs,
         "command": "python benchmarks/bench_peers.py " + shlex.join(sys.argv[1:]),
     }
+    if previous is not None:  # keep the other networks' measurements, in the table's usual order
+        merged = {**previous["results"], **results}
+        results = {n: merged[n] for n in NETWORKS if n in merged}
+        meta["command"] = previous["meta"]["command"] + "; then " + meta["command"]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     section = markdown(results, meta)
