@@ -89,8 +89,9 @@ def worker(kind: str, spec: dict, runs: int) -> dict:
     elif kind == "forward":
         model.eval()
         x = torch.randn(*SHAPE)
-        # UNETR's patch embedding is built for one input size, so it warms up at the measured size
-        warm = x if spec["architecture"] == "unetr" else torch.randn(1, 4, 32, 32, 32)
+        # UNETR's patch embedding is built for one input size, and SwinUNETR's instance norms need more
+        # than one voxel at its bottleneck, so the transformers warm up at the measured size
+        warm = x if spec["architecture"] in ("unetr", "swinunetr") else torch.randn(1, 4, 32, 32, 32)
         with torch.inference_mode():
             fn(warm)
             rss = psutil.Process().memory_info().rss
