@@ -6,7 +6,6 @@ how each kind of model file becomes one.
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,39 +40,17 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def fast_forward_fn(model: torch.nn.Module, device: torch.device) -> ForwardFn | None:
-    """The fast path: :func:`lightmedseg.fast.fast_logits` (exact re-associated forward), if installed.
-
-    Returns None when ``lightmedseg.fast`` is absent so callers fall back to the reference forward.
-    In-place variants are safe here: prediction runs under ``torch.inference_mode`` and keeps no activations.
-    """
-    try:
-        module = importlib.import_module("lightmedseg.fast")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lightmedseg.fast":
-            raise
-        return None
-    fast_logits = getattr(module, "fast_logits", None)
-    if not callable(fast_logits):
-        return None
-    model.eval()
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return fast_logits(model, x, inplace=True)
-
-    return forward
-
-
 def load_torch(source: str | os.PathLike, device: torch.device, reference: bool = False) -> LoadedModel:
     """Run folder, model file or shipped name -> PyTorch model; fast forward unless ``reference``."""
     from lightmedseg.checkpoint import load_model, resolve_model_path
 
     path = resolve_model_path(source)
     model, config = load_model(path, device=device)
+    from lightmedseg.fast import fast_forward
     from lightmedseg.model import LightMedSeg
 
     # the fast path rewrites LightMedSeg only; MONAI baselines (model.architecture) run as they are
-    fn = None if reference or not isinstance(model, LightMedSeg) else fast_forward_fn(model, device)
+    fn = None if reference or not isinstance(model, LightMedSeg) else fast_forward(model, device)
     kind = "fast path" if fn is not None else "reference forward"
     return LoadedModel(config, fn or plain_forward(model), f"PyTorch model {path} ({kind})", model)
 

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError, build_model
+from lightmedseg.fast import fast_train_forward
 from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.training import checkpointing as C
@@ -88,23 +89,6 @@ def epoch_loader(base: DataLoader, seed: int) -> DataLoader:
                       drop_last=True, generator=generator, persistent_workers=False)
 
 
-class FastForward(torch.nn.Module):
-    """The network evaluated through :func:`lightmedseg.fast.fast_logits` (exact, differentiable rewrite)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        try:
-            from lightmedseg.fast import fast_logits
-        except ImportError:
-            raise ValueError("train.fast=true but lightmedseg.fast is not available in this build; "
-                             "use --reference or --set train.fast=false") from None
-        self.net = model
-        self._fn = fast_logits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fn(self.net, x)
-
-
 @contextmanager
 def _stop_on_signals(flag: dict) -> Iterator[None]:
     """SIGTERM / SIGINT request a clean stop (checkpoint first) instead of killing the run."""
@@ -156,7 +140,7 @@ class Trainer:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
         # The one place the network is called from; train.fast plugs in the fast path (same parameters).
         use_fast = bool(tcfg.get("fast")) and not reference and isinstance(self.model, LightMedSeg)
-        net: torch.nn.Module = FastForward(self.model) if use_fast else self.model
+        net: torch.nn.Module = fast_train_forward(self.model) if use_fast else self.model
         self.ddp_model: torch.nn.Module = net
         if info.distributed:  # DDP wraps whatever is called, so gradient all-reduce sees every forward
             self.ddp_model = DistributedDataParallel(
