@@ -155,7 +155,7 @@ def test_missing_labels_in_config_writes_indices(tmp_path):
 def test_fast_path_matches_reference_and_forward_fn_hook(tmp_path):
     run = _model(tmp_path)
     _write_case(tmp_path / "in", "c1", (33, 20, 18), LPS_ANISO, 4)
-    predict(tmp_path / "in", tmp_path / "fast", run, progress=False, probabilities=True)
+    predict(tmp_path / "in", tmp_path / "fast", run, progress=False, probabilities=True, precision="fp32")
     predict(tmp_path / "in", tmp_path / "ref", run, progress=False, probabilities=True, reference=True)
     pf = np.asarray(nib.load(str(tmp_path / "fast" / "probabilities" / "c1.nii.gz")).dataobj)
     pr = np.asarray(nib.load(str(tmp_path / "ref" / "probabilities" / "c1.nii.gz")).dataobj)
@@ -182,3 +182,26 @@ def test_msd_style_4d_input(tmp_path):
     assert out.shape == (30, 25, 19) and np.allclose(out.affine, LPS_ANISO)
     prob = nib.load(str(tmp_path / "out" / "probabilities" / "seg.nii.gz"))
     assert prob.shape == (30, 25, 19, 4) and prob.header.get_zooms()[3] == 1.0
+
+
+def test_precision_switch(tmp_path):
+    from lightmedseg.fast import native_bf16
+    from lightmedseg.inference.backends import resolve_precision
+    from lightmedseg.inference.predictor import PredictionError
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu, fast=True) is None
+    assert resolve_precision("bf16", cpu, fast=True) == torch.bfloat16
+    assert resolve_precision("auto", cpu, fast=True) == (torch.bfloat16 if native_bf16() else None)
+    assert resolve_precision("auto", cpu, fast=False) is None  # reference path and baselines stay fp32
+    with pytest.raises(PredictionError, match="needs the fast path"):
+        resolve_precision("bf16", cpu, fast=False)
+    with pytest.raises(PredictionError, match="expected one of"):
+        resolve_precision("fp16", cpu, fast=True)
+    run = _model(tmp_path)
+    _write_case(tmp_path / "in", "c1", (33, 20, 18), LPS_ANISO, 4)
+    messages: list[str] = []
+    predict(tmp_path / "in", tmp_path / "bf16", run, progress=False, precision="bf16", log=messages.append)
+    assert any("fast path, bf16" in m for m in messages)
+    out = nib.load(str(tmp_path / "bf16" / "c1.nii.gz"))
+    assert out.shape == (33, 20, 18)

@@ -15,6 +15,7 @@ import torch
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, plain_forward
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -40,7 +41,31 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def load_torch(source: str | os.PathLike, device: torch.device, reference: bool = False) -> LoadedModel:
+def resolve_precision(precision: str, device: torch.device, fast: bool) -> torch.dtype | None:
+    """``auto``/``fp32``/``bf16`` -> the fast path's activation dtype (None = float32).
+
+    ``auto`` is bf16 only where it was measured to pay off and to keep predictions: the fast path on a
+    CPU with native bf16 (AVX512-BF16 or AMX); fp32 everywhere else (GPU, reference path, baselines).
+    See docs/performance.md for the speed and agreement measurements behind this default.
+    """
+    if precision not in PRECISIONS:
+        raise PredictionError(f"--precision {precision!r}: expected one of {list(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if not fast:
+        if precision == "bf16":
+            raise PredictionError("--precision bf16 needs the fast path (a LightMedSeg model without --reference)")
+        return None
+    from lightmedseg.fast import native_bf16
+
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and native_bf16() else None
+
+
+def load_torch(
+    source: str | os.PathLike, device: torch.device, reference: bool = False, precision: str = "auto"
+) -> LoadedModel:
     """Run folder, model file or shipped name -> PyTorch model; fast forward unless ``reference``."""
     from lightmedseg.checkpoint import load_model, resolve_model_path
 
@@ -50,13 +75,20 @@ def load_torch(source: str | os.PathLike, device: torch.device, reference: bool 
     from lightmedseg.model import LightMedSeg
 
     # the fast path rewrites LightMedSeg only; MONAI baselines (model.architecture) run as they are
-    fn = None if reference or not isinstance(model, LightMedSeg) else fast_forward(model, device)
-    kind = "fast path" if fn is not None else "reference forward"
-    return LoadedModel(config, fn or plain_forward(model), f"PyTorch model {path} ({kind})", model)
+    fast = not reference and isinstance(model, LightMedSeg)
+    dtype = resolve_precision(precision, device, fast)
+    if not fast:
+        return LoadedModel(config, plain_forward(model), f"PyTorch model {path} (reference forward, fp32)", model)
+    kind = f"fast path, {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+    return LoadedModel(config, fast_forward(model, device, dtype=dtype), f"PyTorch model {path} ({kind})", model)
 
 
 def load_backend(
-    source: str | os.PathLike, backend: str = "auto", device: str | torch.device = "cpu", reference: bool = False
+    source: str | os.PathLike,
+    backend: str = "auto",
+    device: str | torch.device = "cpu",
+    reference: bool = False,
+    precision: str = "auto",
 ) -> LoadedModel:
     """Pick the backend: ``onnxruntime`` for ``.onnx`` files (or when asked), PyTorch otherwise."""
     if backend not in BACKENDS:
@@ -72,4 +104,4 @@ def load_backend(
         return LoadedModel(config, fn, desc)
     if is_onnx:
         raise PredictionError(f"{source}: an ONNX file runs with --backend onnxruntime (or auto), not torch")
-    return load_torch(source, dev, reference=reference)
+    return load_torch(source, dev, reference=reference, precision=precision)

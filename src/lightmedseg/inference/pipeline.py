@@ -88,6 +88,7 @@ def predict(
     overwrite: bool = False,
     reference: bool = False,
     backend: str = "auto",
+    precision: str = "auto",
     forward_fn: ForwardFn | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
@@ -95,8 +96,10 @@ def predict(
     """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
+    ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
+    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
     """
-    loaded = load_backend(model, backend=backend, device=device, reference=reference)
+    loaded = load_backend(model, backend=backend, device=device, reference=reference, precision=precision)
     predictor = Predictor(loaded.config, forward_fn or loaded.forward_fn, device=device, tta=tta)
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     targets, prob_dir = plan_outputs(cases, output, input_dir)
