@@ -23,10 +23,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 
+from lightmedseg.data.io import read_label
 from lightmedseg.data.layout import case_files
 from lightmedseg.data.splits import read_split
 from lightmedseg.inference.backends import load_backend
@@ -82,7 +82,7 @@ def main() -> int:
     for case in cases:
         images, label_file = case_files(args.data, case)
         image, _ = read_case(CaseInput(case, list(images)))
-        truth = np.asarray(nib.load(str(label_file)).dataobj).astype(np.int16) if label_file else None
+        truth = read_label(label_file)[0] if label_file else None  # (Z, Y, X), like the prediction
         out = {}
         for name, predictor in predictors.items():
             t0 = time.perf_counter()
