@@ -38,7 +38,7 @@ TRAIN_SHAPE = (2, 1, 16, 160, 160)  # ACDC-like crop, batch 2, 1 channel, 4 clas
 CONFIGS: dict[str, tuple[str, str]] = {
     "fwd/plain_fp32": ("forward", "LightMedSeg, plain eager fp32 (reference forward, no_grad)"),
     "fwd/fast_fp32": ("forward", "LightMedSeg fast path, fp32 (exact), channels-last"),
-    "fwd/fast_bf16": ("forward", "LightMedSeg fast path, bf16, channels-last"),
+    "fwd/fast_bf16": ("forward", "LightMedSeg fast path, bf16, channels-last (default predict path on CPUs with native bf16)"),
     "fwd/unet_fp32": ("forward", "MONAI UNet 16-256, 2 res units, eager fp32 (no_grad)"),
     "fwd/unet_bf16": ("forward", "MONAI UNet, bf16 autocast, channels-last"),
     "fwd/fast_bf16_compile": ("forward", "LightMedSeg fast path, bf16, torch.compile (inductor)"),

@@ -112,3 +112,10 @@ def test_missing_model_and_missing_cuda(tmp_path, capsys, run_dir):
         rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir, "--device", "cuda")
         assert rc == 2 and "CUDA is not available" in err
     assert _nothing_written(tmp_path / "out")
+
+
+def test_bf16_with_reference_path(tmp_path, capsys, run_dir):
+    _case(tmp_path / "in", "c1")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir, "--reference", "--precision", "bf16")
+    assert rc == 2 and "--precision bf16 needs the fast path" in err
+    assert _nothing_written(tmp_path / "out")
