@@ -13,7 +13,7 @@ for pair in acdc_lightmedseg:lightmedseg acdc_unet:unet; do
   done
   [ -f "runs/${pair%%:*}.log" ] && tail -n 200 "runs/${pair%%:*}.log" > "$dest/stdout_tail.log"
   if [ "${pair##*:}" = lightmedseg ]; then
-    for f in checkpoint_last.pt model_best.safetensors; do [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"; done
+    for f in checkpoint_last.pt; do [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"; done
   fi
   [ -d "$run/eval" ] && rm -rf "$dest/eval" && mkdir -p "$dest/eval" && \
     cp -r "$run/eval/eval_strict" "$run/eval/eval_nnformer" "$dest/eval/" 2>/dev/null || true
