@@ -62,7 +62,7 @@ def test_onnxruntime_predict_matches_pytorch_without_model_code(trained, tmp_pat
     for c in range(4):
         nib.save(nib.Nifti1Image(rng.normal(size=(29, 35, 21)).astype(np.float32), aff),
                  str(tmp_path / "in" / f"k_{c:04d}.nii.gz"))
-    predict(tmp_path / "in", tmp_path / "torch", root / "run", progress=False, probabilities=True)
+    predict(tmp_path / "in", tmp_path / "torch", root / "run", progress=False, probabilities=True, precision="fp32")
 
     def _no_torch_model(*args, **kwargs):
         raise AssertionError("the ONNX Runtime path must not run the PyTorch model")
