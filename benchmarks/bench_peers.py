@@ -34,6 +34,9 @@ VOLUME = (1, 4, 155, 240, 240)
 NETWORKS = {
     "LightMedSeg (ghost)": {"architecture": "lightmedseg", "conv": "ghost"},
     "LightMedSeg (ghost, fast path)": {"architecture": "lightmedseg", "conv": "ghost", "fast": True},
+    # the default `lightmedseg predict` path on CPUs with native bf16 (inference only: training stays fp32)
+    "LightMedSeg (ghost, fast path, bf16)": {"architecture": "lightmedseg", "conv": "ghost", "fast": True,
+                                             "bf16": True},
     "LightMedSeg (standard conv)": {"architecture": "lightmedseg", "conv": "standard"},
     "MONAI UNet": {"architecture": "unet"},
     "MONAI SegResNet": {"architecture": "segresnet"},
@@ -62,7 +65,7 @@ def _build(spec: dict):
     if spec.get("fast"):
         from lightmedseg.fast import fast_forward
 
-        fn = fast_forward(model.eval(), device="cpu")
+        fn = fast_forward(model.eval(), device="cpu", dtype=torch.bfloat16 if spec.get("bf16") else None)
     return model, fn, torch
 
 
@@ -117,7 +120,7 @@ def worker(kind: str, spec: dict, runs: int) -> dict:
             from lightmedseg.fast import fast_logits
 
             def step_fn(t):  # noqa: E306 - the training fast path, same parameters
-                return fast_logits(model, t)
+                return fast_logits(model, t, dtype=torch.bfloat16 if spec.get("bf16") else None)
         times = []
         for _ in range(runs + 1):
             t0 = time.perf_counter()
@@ -204,8 +207,12 @@ def markdown(results: dict, meta: dict) -> str:
         "## LightMedSeg vs MONAI networks (1 x 4 x 128^3, CPU)",
         "",
         f"Measured {meta['date']} on {meta['machine']}, {meta['threads']} threads, {meta['runs']} warm runs per median; "
-        f"rerun: `{meta['command']}`. Every cell is a measurement from this run; `-` = not measured, "
-        "`OOM` = did not fit the memory cap, each measurement in a fresh process.",
+        f"rerun: `{meta['command']}`. "
+        + ("Every cell is a measurement from this run; " if "; then " not in meta["command"] else
+           "Every cell is a measurement; each later command (`--merge`) replaced the cells of the networks and "
+           "columns it measured, so cells from different commands were measured at different times and loads "
+           "(see the note below the table); ")
+        + "`-` = not measured, `OOM` = did not fit the memory cap, each measurement in a fresh process.",
         "",
         "| network | " + " | ".join(c[1] for c in cols) + " |",
         "| --- | " + " | ".join("---:" for _ in cols) + " |",
@@ -288,8 +295,8 @@ def main() -> int:
         "command": "python benchmarks/bench_peers.py " + shlex.join(sys.argv[1:]),
     }
     if previous is not None:  # keep the other networks' measurements, in the table's usual order
-        merged = {**previous["results"], **results}
-        results = {n: merged[n] for n in NETWORKS if n in merged}
+        old = previous["results"]  # per network, new measurements replace old ones key by key
+        results = {n: {**old.get(n, {}), **results.get(n, {})} for n in NETWORKS if n in old or n in results}
         meta["command"] = previous["meta"]["command"] + "; then " + meta["command"]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
