@@ -71,7 +71,8 @@ def main() -> int:
     split = read_split(args.split)
     cases = split[args.subset][: args.limit or None]
     loaded = {name: load_backend(args.model, reference=ref, precision=prec) for name, (ref, prec) in PATHS.items()}
-    config = loaded["plain fp32"].config
+    label_map = loaded["plain fp32"].config.get("labels")  # dataset.json style: name -> value
+    label_names = {int(v): k for k, v in label_map.items()} if isinstance(label_map, dict) else {}
     predictors = {name: Predictor(lm.config, lm.forward_fn) for name, lm in loaded.items()}
     labels = [v for v in predictors["plain fp32"].label_values if v != 0]
     vs_plain: dict[str, dict[int, list[int]]] = {n: {} for n in PATHS if n != "plain fp32"}
@@ -104,8 +105,7 @@ def main() -> int:
 
     def pooled(total: dict[int, list[int]]) -> dict[str, float]:
         d = dice({lab: tuple(v) for lab, v in total.items()})
-        names = {int(v): k for k, v in config.get("labels", {}).items()} if isinstance(config.get("labels"), dict) else {}
-        res = {names.get(lab, str(lab)): d[lab] for lab in d}
+        res = {label_names.get(lab, str(lab)): d[lab] for lab in d}
         res["mean"] = float(np.mean(list(d.values())))
         return res
 

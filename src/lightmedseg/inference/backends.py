@@ -56,10 +56,10 @@ def resolve_precision(precision: str, device: torch.device, fast: bool) -> torch
         if precision == "bf16":
             raise PredictionError("--precision bf16 needs the fast path (a LightMedSeg model without --reference)")
         return None
-    from lightmedseg.fast import native_bf16
-
     if precision == "bf16":
         return torch.bfloat16
+    from lightmedseg.fast import native_bf16
+
     return torch.bfloat16 if device.type == "cpu" and native_bf16() else None
 
 
