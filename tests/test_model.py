@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightmedseg import LightMedSeg, load_config
-from lightmedseg.config import available_presets, available_variants
+from lightmedseg import LightMedSeg
+from lightmedseg.config import available_presets, available_variants, load_config, load_variant
 from lightmedseg.model import anchor_offset_maps
 from lightmedseg.profiling import PAPER_MODULE_PARAMS
 
@@ -88,6 +88,9 @@ def test_wrong_channel_count_is_a_clear_error() -> None:
 @pytest.mark.parametrize("variant", available_variants())
 def test_every_preset_and_variant_builds(preset: str, variant: str) -> None:
     cfg = load_config(preset, variant=variant)
+    # The chosen variant wins over every preset of the inherit chain (acdc and demo inherit brats).
+    assert {k: cfg["model"][k] for k in load_variant(variant)} == load_variant(variant)
+    assert cfg["variant"] == variant and cfg["name"] == preset
     model = LightMedSeg(**cfg["model"])
     assert model.config["conv"] == cfg["model"]["conv"]
 

@@ -4,7 +4,10 @@
 # The UNet's checkpoint (58 MB) stays in runs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for pair in acdc_lightmedseg:lightmedseg acdc_unet:unet; do
+# STAGE=2 copies the stage-2 runs (run_stage2.sh) into experiments/acdc/stage2/.
+if [ "${STAGE:-1}" = 2 ]; then PAIRS="acdc_lightmedseg_s2:stage2/lightmedseg acdc_unet_s2:stage2/unet"
+else PAIRS="acdc_lightmedseg:lightmedseg acdc_unet:unet"; fi
+for pair in $PAIRS; do
   run=runs/${pair%%:*}; dest=experiments/acdc/${pair##*:}
   [ -d "$run" ] || continue
   mkdir -p "$dest"
@@ -12,7 +15,7 @@ for pair in acdc_lightmedseg:lightmedseg acdc_unet:unet; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"
   done
   [ -f "runs/${pair%%:*}.log" ] && tail -n 200 "runs/${pair%%:*}.log" > "$dest/stdout_tail.log"
-  if [ "${pair##*:}" = lightmedseg ]; then
+  if [ "${pair##*/}" = lightmedseg ] || [ "${pair##*:}" = lightmedseg ]; then
     for f in checkpoint_last.pt; do [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"; done
   fi
   [ -d "$run/eval" ] && rm -rf "$dest/eval" && mkdir -p "$dest/eval" && \

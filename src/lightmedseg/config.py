@@ -92,6 +92,22 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
     return out
 
 
+def _preset_with_parents(preset: str) -> tuple[Path, dict]:
+    """A preset's YAML merged over its ``inherit`` chain, before any variant is applied.
+
+    Variants are applied once, on the merged preset: merging a parent's variant-expanded ``model`` would
+    let the parent's default variant silently win over the child's ``--variant``.
+    """
+    path = _resolve_file(preset, PRESET_DIR, "preset", available_presets())
+    data = _read_yaml(path)
+    if "inherit" in data:
+        _, parent = _preset_with_parents(str(data.pop("inherit")))
+        parent.pop("variant", None)
+        parent.pop("name", None)
+        data = deep_merge(parent, data)
+    return path, data
+
+
 def load_config(
     preset: str = "brats", variant: str | None = None, overrides: Iterable[str] = ()
 ) -> dict:
@@ -102,12 +118,7 @@ def load_config(
         variant: network variant overriding the preset's own ``variant`` key.
         overrides: ``section.key=value`` strings, applied last.
     """
-    path = _resolve_file(preset, PRESET_DIR, "preset", available_presets())
-    data = _read_yaml(path)
-    if "inherit" in data:
-        parent = load_config(str(data.pop("inherit")))
-        parent.pop("variant", None)
-        data = deep_merge(parent, data)
+    path, data = _preset_with_parents(preset)
     chosen = variant or data.get("variant", "ghost")
     data["model"] = deep_merge(load_variant(chosen), data.get("model", {}))
     data["variant"] = chosen

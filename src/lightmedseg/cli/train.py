@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N optimiser steps in total")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after M minutes of this invocation")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
+    parser.add_argument("--init-weights", metavar="MODEL",
+                        help="start from these weights (run folder, model file or shipped name) with a fresh "
+                             "optimiser and schedule: fine-tuning or a second training stage")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset value, e.g. --set data.patch_size=[32,32,32] (repeatable)")
     parser.add_argument("--reference", action="store_true",
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         {"train": _train_overrides(args.overrides)} if args.overrides else None)
     summary = train(config, args.data, args.out, split=args.split, fold=args.fold, max_steps=args.max_steps,
                     max_minutes=args.max_minutes, resume=args.resume, reference=args.reference,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, init_weights=args.init_weights)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
     return 0

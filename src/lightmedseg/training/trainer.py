@@ -30,7 +30,7 @@ from monai.data import DataLoader
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from lightmedseg.checkpoint import CheckpointError, build_model
+from lightmedseg.checkpoint import CheckpointError, build_model, read_checkpoint, resolve_model_path
 from lightmedseg.fast import fast_train_forward
 from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
@@ -158,7 +158,7 @@ class Trainer:
         self.best_epoch = -1
         self.epoch_sums = {k: 0.0 for k in TERMS}
         self.rng_to_restore: dict | None = None
-        if state is not None:
+        if state is not None and "optimizer" in state:  # a resumed run; init weights bring only "model"
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
@@ -371,9 +371,23 @@ def _merge_resumed_config(stored: dict, given: dict | None) -> dict:
     return out
 
 
+def initial_weights(source: str | Path, config: dict) -> dict[str, Any]:
+    """``{"model": state_dict, "source": path}`` from ``source`` for a new run; the networks must match."""
+    path = resolve_model_path(source)
+    weights, stored, _ = read_checkpoint(path)
+    mine, theirs = config["model"], stored.get("model", {})
+    differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differing:
+        detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
+        raise CheckpointError(f"{path}: --init-weights come from a different network ({detail}); "
+                                "use the same preset/variant, or start without them")
+    return {"model": weights, "source": str(path)}
+
+
 def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
           fold: int | None = None, max_steps: int | None = None, max_minutes: float | None = None,
-          resume: bool = False, reference: bool = False, progress: bool = True) -> dict[str, Any]:
+          resume: bool = False, reference: bool = False, progress: bool = True,
+          init_weights: str | Path | None = None) -> dict[str, Any]:
     """Train LightMedSeg on the canonical dataset ``data_dir`` into the run folder ``out_dir``.
 
     Args:
@@ -383,6 +397,9 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         max_minutes: stop (with a checkpoint) after this much wall time in this invocation.
         resume: continue from ``out_dir/checkpoint_last.pt`` (starts afresh when there is none yet).
         reference: force the reference forward path even when ``train.fast`` is set.
+        init_weights: start a new run from these network weights (a run folder, model file or shipped
+            name) with a fresh optimiser and schedule - fine-tuning or a second training stage. The
+            network config must match the run's. Ignored when an existing run is resumed.
     Returns:
         a summary (steps, epochs, stop reason, best validation Dice, weights checksum of this replica).
     """
@@ -407,6 +424,9 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
             raise ValueError(f"nothing to resume in {run_dir}; give a --preset to start a new run")
         config = config_for_dataset(config, data_dir)
         split_ids = resolve_split(data_dir, split, fold, int(config["train"].get("seed", 0)))
+        if init_weights is not None:
+            state = initial_weights(init_weights, config)
+            config["train"]["init_weights"] = state["source"]
     info = init_distributed(config["train"].get("device"))
     try:
         set_deterministic(bool(config["train"].get("deterministic", False)))
