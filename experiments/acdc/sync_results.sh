@@ -15,8 +15,8 @@ for pair in $PAIRS; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"
   done
   [ -f "runs/${pair%%:*}.log" ] && tail -n 200 "runs/${pair%%:*}.log" > "$dest/stdout_tail.log"
-  if [ "${pair##*/}" = lightmedseg ] || [ "${pair##*:}" = lightmedseg ]; then
-    for f in checkpoint_last.pt; do [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"; done
+  if [ "$(basename "$dest")" = lightmedseg ] && [ -f "$run/checkpoint_last.pt" ]; then
+    cp "$run/checkpoint_last.pt" "$dest/checkpoint_last.pt"
   fi
   [ -d "$run/eval" ] && rm -rf "$dest/eval" && mkdir -p "$dest/eval" && \
     cp -r "$run/eval/eval_strict" "$run/eval/eval_nnformer" "$dest/eval/" 2>/dev/null || true

@@ -114,7 +114,8 @@ class Trainer:
     """Holds the model, optimiser state and loop of one run; use :func:`train`."""
 
     def __init__(self, config: dict, data_dir: Path, run_dir: Path, split: dict, info: DistInfo,
-                 state: dict | None = None, reference: bool = False, progress: bool = True) -> None:
+                 state: dict | None = None, reference: bool = False, progress: bool = True,
+                 init_weights: dict[str, torch.Tensor] | None = None) -> None:
         self.config, self.data_dir, self.run_dir, self.split, self.info = config, data_dir, run_dir, split, info
         tcfg = config["train"]
         self.tcfg = tcfg
@@ -133,9 +134,10 @@ class Trainer:
         self.amp = amp_policy(tcfg.get("amp", "auto"), self.device)
 
         self.model = build_model(config).to(self.device)
-        if state is not None:
+        weights = state["model"] if state is not None else init_weights  # a resumed run, or --init-weights
+        if weights is not None:
             try:
-                self.model.load_state_dict(state["model"])
+                self.model.load_state_dict(weights)
             except RuntimeError as exc:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
         # The one place the network is called from; train.fast plugs in the fast path (same parameters).
@@ -158,7 +160,7 @@ class Trainer:
         self.best_epoch = -1
         self.epoch_sums = {k: 0.0 for k in TERMS}
         self.rng_to_restore: dict | None = None
-        if state is not None and "optimizer" in state:  # a resumed run; init weights bring only "model"
+        if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
@@ -371,8 +373,8 @@ def _merge_resumed_config(stored: dict, given: dict | None) -> dict:
     return out
 
 
-def initial_weights(source: str | Path, config: dict) -> dict[str, Any]:
-    """``{"model": state_dict, "source": path}`` from ``source`` for a new run; the networks must match."""
+def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.Tensor], Path]:
+    """The weights in ``source`` and the file they came from, for a new run; the networks must match."""
     path = resolve_model_path(source)
     weights, stored, _ = read_checkpoint(path)
     mine, theirs = config["model"], stored.get("model", {})
@@ -381,7 +383,7 @@ def initial_weights(source: str | Path, config: dict) -> dict[str, Any]:
         detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
         raise CheckpointError(f"{path}: --init-weights come from a different network ({detail}); "
                                 "use the same preset/variant, or start without them")
-    return {"model": weights, "source": str(path)}
+    return weights, path
 
 
 def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
@@ -411,7 +413,7 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
     if max_minutes is not None and max_minutes <= 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
     last = run_dir / C.LAST
-    state = None
+    state, start_weights = None, None
     if resume and last.exists():
         state = C.load_training_checkpoint(last)
         config = _merge_resumed_config(state["config"], config)
@@ -425,8 +427,8 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         config = config_for_dataset(config, data_dir)
         split_ids = resolve_split(data_dir, split, fold, int(config["train"].get("seed", 0)))
         if init_weights is not None:
-            state = initial_weights(init_weights, config)
-            config["train"]["init_weights"] = state["source"]
+            start_weights, source = initial_weights(init_weights, config)
+            config["train"]["init_weights"] = str(source)
     info = init_distributed(config["train"].get("device"))
     try:
         set_deterministic(bool(config["train"].get("deterministic", False)))
@@ -438,7 +440,7 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
             write_json_atomic(run_dir / "split.json", split_ids)
         barrier(info)
         trainer = Trainer(config, data_dir, run_dir, split_ids, info, state=state, reference=reference,
-                          progress=progress)
+                          progress=progress, init_weights=start_weights)
         return trainer.run(max_steps=max_steps, max_minutes=max_minutes)
     finally:
         cleanup_distributed()
