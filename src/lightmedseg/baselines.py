@@ -25,8 +25,12 @@ def build_baseline(architecture: str, cfg: dict[str, Any], roi_size: tuple[int, 
 
     c_in, n_cls = int(cfg["in_channels"]), int(cfg["num_classes"])
     if architecture == "unet":
-        # The bar used in issue 6/7: 16..256 channels, four stride-2 levels, two residual units.
-        return nets.UNet(3, c_in, n_cls, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2)
+        # The bar used in issue 6/7: 16..256 channels, four downsampling levels, two residual units. With
+        # model.strides (the LightMedSeg geometry of the preset, e.g. the anisotropic ACDC plan) the UNet
+        # downsamples exactly as LightMedSeg does, so the two are compared on the same geometry.
+        strides = [tuple(int(v) for v in s) if isinstance(s, (list, tuple)) else int(s)
+                   for s in cfg.get("strides") or (2, 2, 2, 2)]
+        return nets.UNet(3, c_in, n_cls, channels=(16, 32, 64, 128, 256), strides=strides, num_res_units=2)
     if architecture == "segresnet":
         return nets.SegResNet(spatial_dims=3, in_channels=c_in, out_channels=n_cls, init_filters=16)
     if architecture == "unetr":

@@ -37,6 +37,7 @@ from lightmedseg.fast.folding import (
     position_bias_terms,
 )
 from lightmedseg.model.blocks import GhostConv3d, SqueezeExcite3d
+from lightmedseg.model.skip_router import is_finer
 
 
 def _bias(conv: nn.Module) -> torch.Tensor:
@@ -113,11 +114,15 @@ def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
 
 
-def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``resample(Conv1x1(x))`` in the cheaper order: downsample before projecting, upsample after."""
-    finer = x.shape[2] > size[0]
+def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: Sequence[int],
+                       downsample: str = "interpolate") -> torch.Tensor:
+    """``resample(Conv1x1(x))`` in the cheaper order: downsample before projecting, upsample after.
+
+    Both orders give the same values: trilinear weights and average pooling weights sum to one.
+    """
+    finer = is_finer(x.shape[2:], size)
     if finer:
-        x = _resample(x, size)
+        x = F.adaptive_avg_pool3d(x, tuple(size)) if downsample == "pool" else _resample(x, size)
     y = _cl_grad(F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype)))
     return y if finer else _resample(y, size)
 
@@ -171,11 +176,15 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
     x = features
     for i, stage in enumerate(enc.stages):
         if i > 0:
-            x = F.max_pool3d(x, 2, 2)
+            stride = enc.pool_strides[i - 1]
+            x = F.max_pool3d(x, stride, stride)
         t_i = None
         if texture is not None:
             t_i = _resample(texture, x.shape[2:])
         cond = _conv3(x, stage.project)
+        if stage.project_norm is not None:
+            norm = stage.project_norm
+            cond = F.group_norm(cond, norm.num_groups, norm.weight.to(cond.dtype), norm.bias.to(cond.dtype), norm.eps)
         if stage.film is not None:
             gamma = stage.film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
             beta = stage.film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
@@ -207,7 +216,7 @@ def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool
         c1_i = c1[:, i * width : (i + 1) * width]
         outer = torch.cat([c1_i, fuse_skip])
         w, b = compose_pointwise(outer, proj)
-        y = _project_resampled(e, w, b, size)
+        y = _project_resampled(e, w, b, size, router.downsample)
         ctrl_part, skip_part = y[:, :width], y[:, width:]
         pre = ctrl_part if pre is None else pre + ctrl_part
         branches.append(skip_part)
@@ -222,39 +231,41 @@ def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool
 def _upsample_fused(stage, x: torch.Tensor, in_scale: torch.Tensor | None, anchors) -> torch.Tensor:
     """``W_u (ConvT(x * in_scale) + SPB) + b_fuse`` (Eqs. 14-16 minus the skip half) as ONE transposed conv.
 
-    The full-resolution ramp splits as ``n/N = 2p/N + k/N`` (p: input voxel, k: kernel tap), so the
+    The full-resolution ramp splits as ``n/N = s p/N + k/N`` (p: input voxel, k: kernel tap, s: stride), so the
     position bias becomes two extra input channels of the transposed conv: the coarse ramp
-    ``sum_axes 2p/N`` with weight ``slope`` for every tap, and a constant one whose per-tap weight
+    ``sum_axes s p/N`` with weight ``slope`` for every tap, and a constant one whose per-tap weight
     carries ``slope * sum_axes k/N`` plus all biases. No full-size broadcast add is left.
     The previous stage's SE scale is folded into the weights when the batch has one sample.
     """
     fuse = pointwise_matrix(stage.fuse)
     c = fuse.shape[0]
     w_u = fuse[:, :c]
-    wt, bt = compose_transpose(w_u, stage.up)  # (C_in x C x 2 x 2 x 2), (C,)
+    wt, bt = compose_transpose(w_u, stage.up)  # (C_in x C x sd x sh x sw), (C,)
+    stride = tuple(stage.up.stride)
     b = x.shape[0]
     if in_scale is not None:
         if b == 1:
             wt = wt * in_scale[0][:, None, None, None, None]
         else:
             x = x * in_scale.to(x.dtype)[:, :, None, None, None]
-    const = (bt + _bias(stage.fuse))[:, None, None, None].expand(c, 2, 2, 2)
+    const = (bt + _bias(stage.fuse))[:, None, None, None].expand(c, *stride)
     if stage.spb is None:
-        return _cl_grad(F.conv_transpose3d(x, wt.to(x.dtype), const[:, 0, 0, 0].to(x.dtype), stride=2))
+        return _cl_grad(F.conv_transpose3d(x, wt.to(x.dtype), const[:, 0, 0, 0].to(x.dtype), stride=stride))
     slope, shift = position_bias_terms(stage.spb.proj, anchors, w_u)  # (C,), (B x C)
-    size = [2 * n for n in x.shape[2:]]
-    taps = torch.arange(2, device=x.device, dtype=torch.float32)
-    tap_ramp = (taps[:, None, None] / size[0] + taps[None, :, None] / size[1] + taps[None, None, :] / size[2])
+    size = [s * n for s, n in zip(stride, x.shape[2:])]
+    td, th, tw = (torch.arange(s, device=x.device, dtype=torch.float32) / n for s, n in zip(stride, size))
+    tap_ramp = td[:, None, None] + th[None, :, None] + tw[None, None, :]
     const = const + slope[:, None, None, None] * tap_ramp
     rd, rh, rw = axis_ramps(x.shape[2:], x.device, torch.float32)  # p/n on the coarse grid
-    coarse = (2.0 * x.shape[2] / size[0]) * rd + (2.0 * x.shape[3] / size[1]) * rh + (2.0 * x.shape[4] / size[2]) * rw
-    extra_w = [slope[None, :, None, None, None].expand(1, c, 2, 2, 2)]
+    coarse = ((stride[0] * x.shape[2] / size[0]) * rd + (stride[1] * x.shape[3] / size[1]) * rh
+              + (stride[2] * x.shape[4] / size[2]) * rw)
+    extra_w = [slope[None, :, None, None, None].expand(1, c, *stride)]
     extra_in = [coarse.expand(b, 1, *x.shape[2:])]
     if b == 1:
         extra_w.append((const + shift[0][:, None, None, None])[None])
     else:  # a per-sample shift cannot live in shared weights: one input channel per sample
-        extra_w.append(const[None].expand(1, c, 2, 2, 2))
-        extra_w.append(shift[:, :, None, None, None].expand(b, c, 2, 2, 2))
+        extra_w.append(const[None].expand(1, c, *stride))
+        extra_w.append(shift[:, :, None, None, None].expand(b, c, *stride))
     ones = x.new_ones(b, 1, *x.shape[2:])
     extra_in.append(ones)
     if b > 1:
@@ -263,7 +274,7 @@ def _upsample_fused(stage, x: torch.Tensor, in_scale: torch.Tensor | None, ancho
     if x.is_contiguous(memory_format=torch.channels_last_3d):
         x_aug = x_aug.contiguous(memory_format=torch.channels_last_3d)
     w_aug = torch.cat([wt, *extra_w], dim=0)
-    return _cl_grad(F.conv_transpose3d(x_aug, w_aug.to(x.dtype), None, stride=2))
+    return _cl_grad(F.conv_transpose3d(x_aug, w_aug.to(x.dtype), None, stride=stride))
 
 
 def _ghost_halves_ok(conv: nn.Module, norm: nn.GroupNorm) -> bool:
@@ -328,8 +339,11 @@ def fast_logits(
     x_dec = _conv(skips[-1], model.bottleneck)
     n = len(model.decoder)
     scale = None
+    deep_supervision = model.training and len(model.aux_heads) > 0
+    stage_outputs: list[torch.Tensor] = []
+    router_downsample = model.skip_router.downsample if model.skip_router is not None else "interpolate"
     for j, stage in enumerate(model.decoder):
-        size = [2 * s for s in x_dec.shape[2:]]
+        size = [s * f for s, f in zip(x_dec.shape[2:], stage.up.stride)]
         fuse = pointwise_matrix(stage.fuse)
         c = fuse.shape[0]
         w_s = fuse[:, c:]
@@ -341,14 +355,19 @@ def fast_logits(
         else:
             source = skips[n - 2 - j] if j < n - 1 else f0
             w, b = compose_pointwise(w_s, adapter.proj)
-            skip_term = _project_resampled(source, w, b, size)
+            skip_term = _project_resampled(source, w, b, size, router_downsample)
         x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace, in_scale=scale)
         scale = _se_scale(stage.se, x_dec)
+        if deep_supervision:
+            stage_outputs.append(_channel_scale(x_dec, scale, inplace=False))
     head = model.head
     if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
         logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
     else:
         logits = _conv(_channel_scale(x_dec, scale, inplace), head)
+    if deep_supervision:  # training-only heads on the coarser stages, finest first (as LightMedSeg.forward)
+        aux = [_conv(stage_outputs[n - 2 - k], h).float() for k, h in enumerate(model.aux_heads)]
+        return [logits.float(), *aux]
     if torch.is_grad_enabled() and logits.requires_grad:
         # Training: keep channels-last so the loss gradient comes back in the same layout; a
         # contiguous gradient flowing into channels-last convs sends oneDNN's backward down a slow path.

@@ -20,9 +20,10 @@ from monai.inferers import sliding_window_inference
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
+from lightmedseg.model.network import size_divisors
 
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
-SIZE_DIVISOR = 16  # stride-2 stem and three 2x poolings (LightMedSeg.check_input)
+SIZE_DIVISOR = 16  # the paper's network (stride-2 stem, three 2x poolings); per model: size_divisors(config)
 MIN_SPATIAL_SIZE = 2  # a single slice is a 2D image, not a volume this 3D model can segment
 SPATIAL_DIMS = (2, 3, 4)
 
@@ -59,9 +60,9 @@ def mirror_axes_sets(axes: Sequence[int] = SPATIAL_DIMS) -> list[tuple[int, ...]
     return [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
-def _symmetric_pad(shape: Sequence[int], divisor: int) -> list[tuple[int, int]]:
+def _symmetric_pad(shape: Sequence[int], divisors: Sequence[int]) -> list[tuple[int, int]]:
     out = []
-    for s in shape:
+    for s, divisor in zip(shape, divisors):
         total = (-s) % divisor
         out.append((total // 2, total - total // 2))
     return out
@@ -72,7 +73,8 @@ class Predictor:
 
     Args:
         config: the model's full config (sections ``model``, ``data``, ``infer``; optional ``labels``).
-        forward_fn: callable x -> logits (B x N x D x H x W); must accept spatial sizes that are multiples of 16.
+        forward_fn: callable x -> logits (B x N x D x H x W); must accept spatial sizes that are multiples of
+            the model's :func:`~lightmedseg.model.network.size_divisors` (16 for the paper's network).
         device: where windows are evaluated and aggregated.
         tta: mirroring test-time augmentation; default ``config["infer"]["tta"]``.
         overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` or 0.5.
@@ -98,8 +100,10 @@ class Predictor:
         self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
         self.mode = str(infer.get("mode", "gaussian"))
         self.roi_size = [int(r) for r in infer.get("roi_size", config["data"].get("patch_size", [128] * 3))]
-        if len(self.roi_size) != 3 or any(r <= 0 or r % SIZE_DIVISOR for r in self.roi_size):
-            raise PredictionError(f"model config: infer.roi_size {self.roi_size} must be 3 positive multiples of {SIZE_DIVISOR}")
+        self.divisors = size_divisors(config["model"])
+        if len(self.roi_size) != 3 or any(r <= 0 or r % m for r, m in zip(self.roi_size, self.divisors)):
+            raise PredictionError(
+                f"model config: infer.roi_size {self.roi_size} must be 3 positive multiples of {list(self.divisors)} (d, h, w)")
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(config)
@@ -126,7 +130,7 @@ class Predictor:
                 f"volume of size {tuple(shape)} (z, y, x) is too small: every axis needs at least "
                 f"{MIN_SPATIAL_SIZE} voxels for this 3D model"
             )
-        pads = _symmetric_pad(shape, SIZE_DIVISOR)
+        pads = _symmetric_pad(shape, self.divisors)
         x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=self.device)[None]
         # F.pad takes (last-axis before, after, ...) pairs; zeros = background after normalisation.
         x = F.pad(x, [p for pair in reversed(pads) for p in pair], mode="constant", value=0.0)

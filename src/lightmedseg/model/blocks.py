@@ -8,12 +8,22 @@ fixed reduction ratio, whereas the paper fixes the bottleneck width to ``max(4, 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence, Union
 
 import torch
 from torch import nn
 
 ConvKind = Literal["ghost", "standard"]
+Stride3 = tuple[int, int, int]
+StrideLike = Union[int, Sequence[int]]
+
+
+def as_stride3(stride: StrideLike) -> Stride3:
+    """``2`` -> ``(2, 2, 2)``; a (d, h, w) sequence is checked and returned as a tuple of positive ints."""
+    values = (stride,) * 3 if isinstance(stride, int) else tuple(int(s) for s in stride)
+    if len(values) != 3 or any(s < 1 for s in values):
+        raise ValueError(f"a stride must be a positive int or three positive ints (d, h, w), got {stride!r}")
+    return values  # type: ignore[return-value]
 
 
 def group_norm(channels: int, groups: int = 4) -> nn.GroupNorm:
@@ -29,11 +39,11 @@ class GhostConv3d(nn.Module):
     callers add GN_4 where the paper does (stem, Eq. 20).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: StrideLike = 1) -> None:
         super().__init__()
         primary = (out_channels + 1) // 2
         ghost = out_channels - primary
-        self.primary = nn.Conv3d(in_channels, primary, kernel_size, stride, padding=kernel_size // 2)
+        self.primary = nn.Conv3d(in_channels, primary, kernel_size, as_stride3(stride), padding=kernel_size // 2)
         self.cheap = nn.Conv3d(primary, ghost, 3, 1, padding=1, groups=math.gcd(primary, ghost))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,12 +51,12 @@ class GhostConv3d(nn.Module):
         return torch.cat([y, self.cheap(y)], dim=1)
 
 
-def make_conv3(in_channels: int, out_channels: int, stride: int = 1, kind: ConvKind = "ghost") -> nn.Module:
+def make_conv3(in_channels: int, out_channels: int, stride: StrideLike = 1, kind: ConvKind = "ghost") -> nn.Module:
     """A 3^3 convolution as GhostConv3D (paper default) or a dense Conv3D ("Standard Conv" variant)."""
     if kind == "ghost":
         return GhostConv3d(in_channels, out_channels, 3, stride)
     if kind == "standard":
-        return nn.Conv3d(in_channels, out_channels, 3, stride, padding=1)
+        return nn.Conv3d(in_channels, out_channels, 3, as_stride3(stride), padding=1)
     raise ValueError(f"conv must be 'ghost' or 'standard', got {kind!r}")
 
 
@@ -88,12 +98,19 @@ class SqueezeExcite3d(nn.Module):
 
 
 class FiLM(nn.Module):
-    """Anchor-conditioned FiLM (Eq. 6): ``(1 + W_gamma s) * x + W_beta s`` with s = flatten(S)."""
+    """Anchor-conditioned FiLM (Eq. 6): ``(1 + W_gamma s) * x + W_beta s`` with s = flatten(S).
 
-    def __init__(self, anchor_dim: int, channels: int) -> None:
+    ``identity_init`` starts W_gamma = W_beta = 0, so the block is the identity at initialisation (the
+    reading the paper's "(1 + gamma)" form suggests; see docs/architecture.md, "Initialisation").
+    """
+
+    def __init__(self, anchor_dim: int, channels: int, identity_init: bool = False) -> None:
         super().__init__()
         self.w_gamma = nn.Linear(anchor_dim, channels, bias=False)
         self.w_beta = nn.Linear(anchor_dim, channels, bias=False)
+        if identity_init:
+            nn.init.zeros_(self.w_gamma.weight)
+            nn.init.zeros_(self.w_beta.weight)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         gamma = self.w_gamma(s)[:, :, None, None, None]

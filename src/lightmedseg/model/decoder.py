@@ -11,6 +11,8 @@ from lightmedseg.model.blocks import (
     ConvKind,
     ConvNormAct,
     SqueezeExcite3d,
+    StrideLike,
+    as_stride3,
     conv1x1,
     depthwise3,
     make_conv3,
@@ -33,11 +35,18 @@ def anchor_offset_maps(anchors: torch.Tensor, size: Sequence[int]) -> torch.Tens
 
 
 class SpatialPositionBias(nn.Module):
-    """SPB_j = Conv1x1(stack_k P_{j,k}; K -> C_j) (Eq. 15). Reference form; see fast path for the closed form."""
+    """SPB_j = Conv1x1(stack_k P_{j,k}; K -> C_j) (Eq. 15). Reference form; see fast path for the closed form.
 
-    def __init__(self, num_anchors: int, channels: int) -> None:
+    ``zero_init`` starts the projection at zero: the bias is learned from nothing instead of starting
+    3-12x larger than the upsampled features it is added to (docs/architecture.md, "Initialisation").
+    """
+
+    def __init__(self, num_anchors: int, channels: int, zero_init: bool = False) -> None:
         super().__init__()
         self.proj = conv1x1(num_anchors, channels)
+        if zero_init:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, anchors: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return self.proj(anchor_offset_maps(anchors, size))
@@ -48,14 +57,29 @@ class DecoderStage(nn.Module):
 
     ``U = ConvT_{2,2}(x)``; ``D_in = Conv1x1([U + SPB, SKIP])`` (Eq. 16);
     ``pi = softmax(Conv1x1(D_in; C -> 3))`` (Eq. 17); ``D_gated = sum_p pi_p F_p(D_in)`` (Eqs. 18-21); SE.
+
+    Args:
+        stride: the upsampling factor, kernel = stride (2 in the paper; per axis, e.g. (1, 2, 2), to
+            mirror an anisotropic encoder).
+        upsample_init: "torch" (PyTorch's default, whose fan-in for ConvTranspose3d is C_out * k^3, so
+            every upsampling shrinks the signal) or "fan_in" (N(0, 1/C_in) at the true fan-in, zero bias).
+        spb_zero_init: start the spatial position bias at zero.
     """
 
     num_paths = 3
 
-    def __init__(self, in_channels: int, out_channels: int, num_anchors: int | None, conv: ConvKind = "ghost") -> None:
+    def __init__(self, in_channels: int, out_channels: int, num_anchors: int | None, conv: ConvKind = "ghost",
+                 stride: StrideLike = 2, upsample_init: str = "torch", spb_zero_init: bool = False) -> None:
         super().__init__()
-        self.up = nn.ConvTranspose3d(in_channels, out_channels, 2, 2)
-        self.spb = SpatialPositionBias(num_anchors, out_channels) if num_anchors else None
+        self.stride = as_stride3(stride)
+        self.up = nn.ConvTranspose3d(in_channels, out_channels, self.stride, self.stride)
+        if upsample_init == "fan_in":
+            # kernel = stride: every output voxel sees exactly one input voxel per input channel.
+            nn.init.normal_(self.up.weight, std=in_channels ** -0.5)
+            nn.init.zeros_(self.up.bias)
+        elif upsample_init != "torch":
+            raise ValueError(f"upsample_init must be 'torch' or 'fan_in', got {upsample_init!r}")
+        self.spb = SpatialPositionBias(num_anchors, out_channels, spb_zero_init) if num_anchors else None
         self.fuse = conv1x1(2 * out_channels, out_channels)  # Eq. 16
         self.gate = conv1x1(out_channels, self.num_paths)  # Eq. 17
         self.path_local = ConvNormAct(depthwise3(out_channels, bias=False), out_channels)  # Eq. 19

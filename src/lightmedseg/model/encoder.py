@@ -8,7 +8,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightmedseg.model.blocks import ConvKind, ConvNormAct, FiLM, SqueezeExcite3d, conv1x1, depthwise3, make_conv3
+from lightmedseg.model.blocks import (
+    ConvKind,
+    ConvNormAct,
+    FiLM,
+    SqueezeExcite3d,
+    StrideLike,
+    as_stride3,
+    conv1x1,
+    depthwise3,
+    group_norm,
+    make_conv3,
+)
 
 
 class EncoderStage(nn.Module):
@@ -19,18 +30,25 @@ class EncoderStage(nn.Module):
         out_channels: C_i.
         anchor_dim: 3K, the length of the flattened anchors; ``None`` removes FiLM ("w/o Anchors").
         conv: "ghost" or "standard" for the projection.
+        project_norm: GN_4 after the projection, before FiLM (a reading of Section 3.1's "concatenated and
+            normalized via Group Normalization"; the literal Eq. 6 has none).
+        film_identity_init: FiLM starts as the identity (W_gamma = W_beta = 0).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, anchor_dim: int | None, conv: ConvKind = "ghost") -> None:
+    def __init__(self, in_channels: int, out_channels: int, anchor_dim: int | None, conv: ConvKind = "ghost",
+                 project_norm: bool = False, film_identity_init: bool = False) -> None:
         super().__init__()
         self.project = make_conv3(in_channels, out_channels, kind=conv)
-        self.film = FiLM(anchor_dim, out_channels) if anchor_dim else None
+        self.project_norm = group_norm(out_channels) if project_norm else None
+        self.film = FiLM(anchor_dim, out_channels, film_identity_init) if anchor_dim else None
         self.detail = ConvNormAct(depthwise3(out_channels, bias=False), out_channels)  # Eq. 7
         self.smooth = conv1x1(out_channels, out_channels)  # Eq. 8
         self.se = SqueezeExcite3d(out_channels)  # Eq. 10
 
     def forward(self, x: torch.Tensor, anchors_flat: torch.Tensor | None, texture: torch.Tensor | None) -> torch.Tensor:
         cond = self.project(x)
+        if self.project_norm is not None:
+            cond = self.project_norm(cond)
         if self.film is not None:
             cond = self.film(cond, anchors_flat)  # Eq. 6
         detail, smooth = self.detail(cond), self.smooth(cond)
@@ -43,7 +61,11 @@ class EncoderStage(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Stages with widths ``channels`` (8, 16, 32, 64); MaxPool3D(2) after stages 1-3, identity after 4."""
+    """Stages with widths ``channels`` (8, 16, 32, 64); max pooling before stages 2-4.
+
+    ``pool_strides`` gives each pooling's (d, h, w) kernel = stride: (2, 2, 2) three times in the paper,
+    (1, 2, 2), (2, 2, 2), (2, 2, 2) in the anisotropic ACDC plan.
+    """
 
     def __init__(
         self,
@@ -51,14 +73,22 @@ class Encoder(nn.Module):
         channels: Sequence[int] = (8, 16, 32, 64),
         anchor_dim: int | None = 24,
         conv: ConvKind = "ghost",
+        pool_strides: Sequence[StrideLike] | None = None,
+        project_norm: bool = False,
+        film_identity_init: bool = False,
     ) -> None:
         super().__init__()
         self.channels = tuple(channels)
         widths = (in_channels, *channels)
         self.stages = nn.ModuleList(
-            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv) for i in range(len(channels))
+            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv, project_norm, film_identity_init)
+            for i in range(len(channels))
         )
-        self.pool = nn.MaxPool3d(2, 2)
+        strides = [as_stride3(s) for s in (pool_strides or [2] * (len(channels) - 1))]
+        if len(strides) != len(channels) - 1:
+            raise ValueError(f"need {len(channels) - 1} pooling strides for {len(channels)} stages, got {len(strides)}")
+        self.pool_strides = strides
+        self.pools = nn.ModuleList(nn.MaxPool3d(s, s) for s in strides)
 
     def forward(
         self, x: torch.Tensor, anchors_flat: torch.Tensor | None, texture: torch.Tensor | None
@@ -67,7 +97,7 @@ class Encoder(nn.Module):
         skips: list[torch.Tensor] = []
         for i, stage in enumerate(self.stages):
             if i > 0:
-                x = self.pool(x)
+                x = self.pools[i - 1](x)
             t_i = None
             if texture is not None:
                 t_i = texture if texture.shape[2:] == x.shape[2:] else F.interpolate(

@@ -11,10 +11,25 @@ from torch.nn import functional as F
 from lightmedseg.model.blocks import conv1x1
 
 
-def resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Trilinear resampling to ``size`` (identity when the size already matches)."""
+DOWNSAMPLE_MODES = ("interpolate", "pool")
+
+
+def is_finer(shape: Sequence[int], size: Sequence[int]) -> bool:
+    """True when a map of spatial ``shape`` is at least as fine as ``size`` on every axis and finer on one."""
+    return all(s >= t for s, t in zip(shape, size)) and tuple(shape) != tuple(size)
+
+
+def resample(x: torch.Tensor, size: Sequence[int], downsample: str = "interpolate") -> torch.Tensor:
+    """Bring ``x`` to spatial ``size``: trilinear, or average pooling for finer maps with ``downsample="pool"``.
+
+    Section 3.5 says the stage maps are "trilinearly upsampled"; for maps finer than the target that
+    cannot apply literally. "interpolate" (trilinear both ways) is the literal reading; "pool" averages
+    every source voxel of a target cell instead of sampling between two (docs/architecture.md).
+    """
     if tuple(x.shape[2:]) == tuple(size):
         return x
+    if downsample == "pool" and is_finer(x.shape[2:], size):
+        return F.adaptive_avg_pool3d(x, tuple(size))
     return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
 
 
@@ -27,16 +42,20 @@ class MultiScaleSkipRouter(nn.Module):
     (paper: 24K). The 64 -> C_j output projection belongs to each decoder stage's skip adapter.
     """
 
-    def __init__(self, encoder_channels: Sequence[int] = (8, 16, 32, 64), width: int = 64) -> None:
+    def __init__(self, encoder_channels: Sequence[int] = (8, 16, 32, 64), width: int = 64,
+                 downsample: str = "interpolate") -> None:
         super().__init__()
+        if downsample not in DOWNSAMPLE_MODES:
+            raise ValueError(f"router downsample must be one of {DOWNSAMPLE_MODES}, got {downsample!r}")
         self.width = width
+        self.downsample = downsample
         self.project = nn.ModuleList(conv1x1(c, width) for c in encoder_channels)
         n = len(encoder_channels)
         self.controller = nn.Sequential(conv1x1(n * width, width), nn.SiLU(), conv1x1(width, n))
 
     def forward(self, skips: Sequence[torch.Tensor], size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse ``skips`` at spatial ``size``; returns (SKIP_j with ``width`` channels, weights B x M x size)."""
-        aligned = [resample(proj(e), size) for proj, e in zip(self.project, skips)]  # Eq. 11 + resampling
+        aligned = [resample(proj(e), size, self.downsample) for proj, e in zip(self.project, skips)]  # Eq. 11 + resampling
         weights = torch.softmax(self.controller(torch.cat(aligned, dim=1)), dim=1)  # Eq. 12
         fused = sum(weights[:, i : i + 1] * a for i, a in enumerate(aligned))  # Eq. 13
         return fused, weights

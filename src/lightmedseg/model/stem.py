@@ -5,15 +5,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightmedseg.model.blocks import ConvKind, group_norm, make_conv3
+from lightmedseg.model.blocks import ConvKind, StrideLike, group_norm, make_conv3
 
 
 class PatchEmbeddingStem(nn.Module):
-    """``F_0 = GN_4(GhostConv3D_{k3,s2}(X))`` in R^{B x C_0 x D/2 x H/2 x W/2}."""
+    """``F_0 = GN_4(GhostConv3D_{k3,s2}(X))`` in R^{B x C_0 x D/2 x H/2 x W/2}.
 
-    def __init__(self, in_channels: int, out_channels: int = 8, conv: ConvKind = "ghost") -> None:
+    ``stride`` is 2 in the paper; a per-axis (d, h, w) stride such as (1, 2, 2) keeps the slices of an
+    anisotropic volume (the nnFormer-style ACDC plan, docs/architecture.md).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 8, conv: ConvKind = "ghost",
+                 stride: StrideLike = 2) -> None:
         super().__init__()
-        self.conv = make_conv3(in_channels, out_channels, stride=2, kind=conv)
+        self.conv = make_conv3(in_channels, out_channels, stride=stride, kind=conv)
         self.norm = group_norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

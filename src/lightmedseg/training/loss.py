@@ -160,3 +160,42 @@ class LightMedSegLoss(nn.Module):
         total = self.w_dice * l_dice + self.w_ce * l_ce + self.w_bdry * l_bdry
         self.last_terms = {"dice": l_dice.detach(), "ce": l_ce.detach(), "boundary": l_bdry.detach()}
         return total
+
+
+def deep_supervision_weights(num_outputs: int) -> list[float]:
+    """nnU-Net's weights for outputs from the finest to the coarsest: 1, 1/2, 1/4, ..., normalised to sum 1."""
+    raw = [0.5**i for i in range(num_outputs)]
+    return [w / sum(raw) for w in raw]
+
+
+class DeepSupervisionLoss(nn.Module):
+    """Eq. 22 on the full-resolution logits plus, when the network returns a list (deep supervision,
+    not in the paper), on each coarser output against the nearest-neighbour-downsampled target.
+
+    A plain tensor is passed straight to the wrapped loss, so the wrapper is a no-op without deep
+    supervision. ``last_terms`` are those of the full-resolution output (what the logs show).
+    """
+
+    def __init__(self, loss: LightMedSegLoss) -> None:
+        super().__init__()
+        self.loss = loss
+
+    @property
+    def last_terms(self) -> dict[str, torch.Tensor]:
+        return self.loss.last_terms
+
+    def forward(self, outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            return self.loss(outputs, target)
+        if target.dim() == outputs[0].dim() - 1:
+            target = target.unsqueeze(1)
+        weights = deep_supervision_weights(len(outputs))
+        total = outputs[0].new_zeros((), dtype=torch.float32)
+        full_terms: dict[str, torch.Tensor] = {}
+        for i, (w, logits) in enumerate(zip(weights, outputs)):
+            t = target if i == 0 else F.interpolate(target.float(), size=logits.shape[2:], mode="nearest").long()
+            total = total + w * self.loss(logits, t)
+            if i == 0:
+                full_terms = self.loss.last_terms
+        self.loss.last_terms = full_terms
+        return total

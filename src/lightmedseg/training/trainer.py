@@ -36,7 +36,7 @@ from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.logs import RunLogger
-from lightmedseg.training.loss import LightMedSegLoss
+from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss
 from lightmedseg.training.optim import build_optimizer, build_scheduler
 from lightmedseg.training.plots import plot_curves
 from lightmedseg.training.runtime import (
@@ -151,7 +151,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), tcfg)
         self.scheduler = build_scheduler(self.optimizer, tcfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
-        self.loss_fn = LightMedSegLoss.from_config(config["model"]["num_classes"], tcfg.get("loss"))
+        self.loss_fn = DeepSupervisionLoss(LightMedSegLoss.from_config(config["model"]["num_classes"], tcfg.get("loss")))
 
         self.step = 0
         self.epoch = 0

@@ -1,0 +1,147 @@
+"""Issue 17's network options: initialisation, per-stage strides, deep supervision, router pooling, encoder norm.
+
+Each option must keep shapes and gradients, the fast graph must compute the same function (forward and
+backward), the ACDC plan must accept 16 x 160 x 160 crops, and models trained before the options existed
+must still load and predict.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightmedseg import LightMedSeg, load_config
+from lightmedseg.checkpoint import build_model, load_model
+from lightmedseg.fast import fast_logits
+from lightmedseg.model.network import size_divisors
+from lightmedseg.model.skip_router import resample
+from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss, deep_supervision_weights
+
+ACDC_STRIDES = [[1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
+OPTIONS = {
+    "init": dict(upsample_init="fan_in", spb_zero_init=True, film_identity_init=True),
+    "strides": dict(strides=ACDC_STRIDES),
+    "deep_supervision": dict(strides=ACDC_STRIDES, deep_supervision=2),
+    "pool": dict(strides=ACDC_STRIDES, router_downsample="pool"),
+    "norm": dict(encoder_norm=True),
+    "all_standard": dict(strides=ACDC_STRIDES, deep_supervision=3, router_downsample="pool", encoder_norm=True,
+                         upsample_init="fan_in", spb_zero_init=True, film_identity_init=True, conv="standard"),
+}
+FP32_ATOL = 1e-4
+
+
+def make(name: str, seed: int = 0) -> LightMedSeg:
+    torch.manual_seed(seed)
+    return LightMedSeg(1, 4, **OPTIONS[name])
+
+
+def as_list(out: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    return out if isinstance(out, list) else [out]
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_fast_graph_matches_reference_forward_and_backward(name: str) -> None:
+    model = make(name)
+    x = torch.randn(2, 1, 16, 32, 48)
+    model.eval()
+    with torch.no_grad():
+        assert (fast_logits(model, x) - model(x)).abs().max().item() < FP32_ATOL
+        assert (fast_logits(model, x[:1], inplace=True) - model(x[:1])).abs().max().item() < FP32_ATOL
+    model.train()
+    ref, fast = as_list(model(x)), as_list(fast_logits(model, x))
+    assert [r.shape for r in ref] == [f.shape for f in fast]
+    for r, f in zip(ref, fast):
+        assert (r - f).abs().max().item() < FP32_ATOL
+    params = [p for p in model.parameters()]
+    g_ref = torch.autograd.grad(sum(r.square().mean() for r in ref), params)
+    g_fast = torch.autograd.grad(sum(f.square().mean() for f in fast), params)
+    for a, b in zip(g_ref, g_fast):
+        assert (a - b).abs().max().item() < 1e-4 * max(1.0, a.abs().max().item())
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    model = make(name).train()
+    out = as_list(model(torch.randn(2, 1, 16, 32, 32)))
+    sum(o.square().mean() for o in out).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+def test_acdc_plan_shapes_and_divisors() -> None:
+    config = load_config("acdc")
+    assert size_divisors(config["model"]) == (4, 16, 16)
+    model = build_model(config)
+    model.train()
+    out = model(torch.randn(1, 1, 16, 160, 160))
+    # deep supervision: full resolution first, then the two coarser decoder stages (in-plane halved only)
+    assert [tuple(o.shape[2:]) for o in out] == [(16, 160, 160), (16, 80, 80), (16, 40, 40)]
+    model.eval()
+    assert model(torch.randn(1, 1, 8, 32, 48)).shape == (1, 4, 8, 32, 48)  # depth 8: a multiple of 4
+    with pytest.raises(ValueError, match=r"multiple of \(4, 16, 16\)"):
+        model(torch.randn(1, 1, 6, 32, 32))
+
+
+def test_paper_preset_keeps_the_literal_network() -> None:
+    model = build_model(load_config("acdc_paper"))
+    assert model.size_divisor == (16, 16, 16) and len(model.aux_heads) == 0
+    with pytest.raises(ValueError, match="multiple of"):
+        model(torch.randn(1, 1, 8, 32, 32))
+
+
+def test_bad_strides_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="need 4 entries"):
+        LightMedSeg(1, 4, strides=[2, 2, 2])
+    with pytest.raises(ValueError, match="positive int or three"):
+        LightMedSeg(1, 4, strides=[[1, 2], 2, 2, 2])
+    with pytest.raises(ValueError, match="deep_supervision"):
+        LightMedSeg(1, 4, deep_supervision=4)
+    with pytest.raises(ValueError, match="upsample_init"):
+        LightMedSeg(1, 4, upsample_init="xavier")
+
+
+def test_initialisation_starts_film_identity_spb_zero_and_convt_at_true_fan_in() -> None:
+    torch.manual_seed(0)
+    model = LightMedSeg(1, 4, **OPTIONS["init"], encoder_channels=(32, 64, 128, 256))
+    for stage in model.encoder.stages:
+        assert stage.film.w_gamma.weight.abs().max() == 0 and stage.film.w_beta.weight.abs().max() == 0
+    for stage in model.decoder:
+        assert stage.spb.proj.weight.abs().max() == 0 and stage.up.bias.abs().max() == 0
+        c_in = stage.up.weight.shape[0]
+        # N(0, 1/C_in): the output variance of a stride = kernel transposed conv equals the input's
+        assert abs(stage.up.weight.std().item() * c_in**0.5 - 1.0) < 0.1
+    torch.manual_seed(0)
+    default = LightMedSeg(1, 4, encoder_channels=(32, 64, 128, 256))
+    c_in = default.decoder[0].up.weight.shape[0]
+    assert default.decoder[0].up.weight.std().item() * c_in**0.5 < 0.5  # PyTorch's default shrinks the signal
+
+
+def test_router_pooling_averages_finer_maps() -> None:
+    x = torch.arange(16.0).view(1, 1, 1, 4, 4)
+    pooled = resample(x, (1, 2, 2), "pool")
+    assert torch.allclose(pooled[0, 0, 0], torch.tensor([[2.5, 4.5], [10.5, 12.5]]))
+    assert resample(x, (1, 8, 8), "pool").shape[-1] == 8  # coarser maps are still interpolated
+
+
+def test_deep_supervision_loss_downsamples_the_target() -> None:
+    assert deep_supervision_weights(3) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    base = LightMedSegLoss(4, boundary=0.0)
+    loss = DeepSupervisionLoss(base)
+    target = torch.zeros(1, 1, 4, 8, 8, dtype=torch.long)
+    target[..., 2:6, 2:6] = 1
+    perfect = [(torch.nn.functional.one_hot(t[:, 0], 4).movedim(-1, 1).float() * 20.0)
+               for t in (target, target[..., ::2, ::2])]
+    assert loss(perfect, target).item() < 1e-3  # the coarse output is scored on the downsampled target
+    wrong = [perfect[0], perfect[1].flip(1)]
+    assert loss(wrong, target).item() > 0.5
+    single = torch.randn(1, 4, 4, 8, 8)
+    assert loss(single, target).item() == pytest.approx(base(single, target).item())
+
+
+@pytest.mark.parametrize("source", ["acdc"])
+def test_models_shipped_before_the_options_still_load_and_predict(source: str) -> None:
+    model, config = load_model(source)
+    assert "strides" not in config["model"]  # an old config: the paper's network
+    assert model.size_divisor == (16, 16, 16)
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 16, 32, 32)).shape == (1, 4, 16, 32, 32)
