@@ -343,3 +343,12 @@ def test_checkpoint_write_failure_is_an_os_error_naming_the_file(tmp_path, monke
     with pytest.raises(OSError, match=r"checkpoint_last.pt: cannot write the checkpoint"):
         C.save_training_checkpoint(tmp_path / "checkpoint_last.pt", {"model": {}, "config": {}})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_output_through_the_python_api(tmp_path, model1):
+    from lightmedseg.inference.inputs import InputError
+    from lightmedseg.inference.pipeline import predict
+
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    with pytest.raises(InputError, match="OUTPUT is empty"):
+        predict(tmp_path / "in", "", model1, progress=False)

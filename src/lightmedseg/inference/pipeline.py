@@ -51,12 +51,10 @@ def plan_outputs(
 ) -> tuple[dict[str, Path], Path | None]:
     """Output label file per case, and the probability folder base.
 
-    Refuses an empty OUTPUT, a NIfTI ending in the wrong case (``x.NII.GZ``), and any output inside the
+    Refuses a NIfTI ending in the wrong case (``x.NII.GZ``), and any output inside the
     input folder or inside a folder that really holds an input file (symlinks resolved), so a link to an
     image can never lead to the image being replaced.
     """
-    if str(output) == "":
-        raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
     out = Path(output)
     as_file = out.name.endswith(NIFTI_ENDINGS)
     if not as_file and out.name.lower().endswith(NIFTI_ENDINGS):
@@ -116,7 +114,7 @@ def predict(
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
     on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
     """
-    if str(output) == "":
+    if str(output) == "":  # Path("") would be the current folder
         raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
     loaded = load_backend(model, backend=backend, device=device, reference=reference, precision=precision)
     try:
