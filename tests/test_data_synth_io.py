@@ -91,8 +91,14 @@ def test_synth_cli_refuses_existing_folder(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "d"), "--cases", "1", "--shape", "16", "16", "16"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "d" / "keep.txt").exists()
+    # --overwrite replaces only a dataset lightmedseg wrote: a user's folder is refused, not deleted
+    assert main(["synth", str(tmp_path / "d"), "--cases", "1", "--shape", "16", "16", "16", "--overwrite"]) == 2
+    assert "written by lightmedseg" in capsys.readouterr().err
+    assert (tmp_path / "d" / "keep.txt").read_text() == "x"
+    (tmp_path / "d" / "keep.txt").unlink()
+    assert main(["synth", str(tmp_path / "d"), "--cases", "1", "--shape", "16", "16", "16"]) == 0
     assert main(["synth", str(tmp_path / "d"), "--cases", "1", "--shape", "16", "16", "16", "--overwrite"]) == 0
-    assert not (tmp_path / "d" / "keep.txt").exists() and (tmp_path / "d" / "dataset.json").exists()
+    assert (tmp_path / "d" / "dataset.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no staging folders left behind
 
 

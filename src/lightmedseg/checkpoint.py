@@ -80,18 +80,29 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, di
             raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
         if CONFIG_KEY not in meta:
             raise CheckpointError(f"{path}: safetensors file has no '{CONFIG_KEY}' metadata")
-        return state, json.loads(meta[CONFIG_KEY]), {}
+        return state, _parse_config(meta[CONFIG_KEY], path), {}
     try:
         blob = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/corrupt zips
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it may be truncated or corrupt - resume from another checkpoint or retrain"
+            "it may be truncated or corrupt - use another model file or checkpoint"
         ) from None
     if not isinstance(blob, dict) or "model" not in blob or "config_json" not in blob:
         raise CheckpointError(f"{path}: not a LightMedSeg checkpoint (expected keys 'model' and 'config_json')")
     extra = {k: v for k, v in blob.items() if k not in ("model", "config_json")}
-    return blob["model"], json.loads(blob["config_json"]), extra
+    return blob["model"], _parse_config(blob["config_json"], path), extra
+
+
+def _parse_config(text: object, path: Path) -> dict:
+    """The stored config JSON of a model file as a dict, else a CheckpointError naming the file."""
+    try:
+        config = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: stored config is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: stored config is not a JSON object with 'model', 'data' and 'infer' sections")
+    return config
 
 
 def build_model(config: dict) -> torch.nn.Module:
@@ -113,7 +124,12 @@ def load_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[
     """Load a model (eval mode) and its config from a run folder, model file or shipped name."""
     path = resolve_model_path(source)
     state, config, _ = read_checkpoint(path)
-    model = build_model(config)
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{path}: stored config has no 'model' section (expected the network settings)")
+    try:
+        model = build_model(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: stored config does not describe a model ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

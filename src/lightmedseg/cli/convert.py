@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from lightmedseg.cli import path_arg
 from lightmedseg.data.convert import FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("format", choices=sorted(FORMATS), metavar="FORMAT",
                         help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
-    parser.add_argument("src", help="source folder (read only)")
-    parser.add_argument("dst", help="output folder, written in the canonical nnU-Net v2 raw layout")
+    parser.add_argument("src", type=path_arg, help="source folder (read only)")
+    parser.add_argument("dst", type=path_arg, help="output folder, written in the canonical nnU-Net v2 raw layout")
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
                         help="voxel spacing in mm for sources that store none (acdc-h5; default 10 1.5625 1.5625)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")

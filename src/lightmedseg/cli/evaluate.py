@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
+
+from lightmedseg.cli import path_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps {case}.nii.gz")
-    parser.add_argument("--ref", required=True, type=Path, help="folder of reference label maps {case}.nii.gz")
+    parser.add_argument("--pred", required=True, type=path_arg, help="folder of predicted label maps {case}.nii.gz")
+    parser.add_argument("--ref", required=True, type=path_arg, help="folder of reference label maps {case}.nii.gz")
     parser.add_argument(
-        "--labels", type=Path, default=None,
+        "--labels", type=path_arg, default=None,
         help="dataset.json (or its folder) declaring labels and regions; default: REF/dataset.json or "
         "REF/../dataset.json if present, else one region per label value found",
     )
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="strict: HD95 in mm, both-empty -> NaN, one-empty -> Dice 0 / HD95 = image diagonal; "
         "nnformer: reproduces the nnFormer/UNETR++ scripts (both-empty Dice 1, HD95 0 if either empty, voxels)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the --pred folder)")
+    parser.add_argument("--out", type=path_arg, default=None, help="output folder (default: the --pred folder)")
     parser.add_argument("--method", default="LightMedSeg", help="row label in the Markdown table")
     parser.add_argument("--allow-missing", action="store_true",
                         help="evaluate the matched cases even if some references have no prediction (listed)")
@@ -30,14 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightmedseg.evaluation.evaluate import evaluate_folders
+    from lightmedseg.evaluation.evaluate import check_folders, evaluate_folders
     from lightmedseg.evaluation.report import write_reports
+    from lightmedseg.io_utils import check_writable
 
+    out = args.out or args.pred
+    check_folders(args.pred, args.ref, out)
+    check_writable(out, "report folder")
     rows, summary = evaluate_folders(
         args.pred, args.ref, labels=args.labels, mode=args.mode, allow_missing=args.allow_missing,
         check_affine=not args.no_geometry_check, progress=not args.quiet,
     )
-    paths = write_reports(rows, summary, args.out or args.pred, method=args.method)
+    paths = write_reports(rows, summary, out, method=args.method)
     m = summary["metrics"]
     unit = summary["hd95_unit"]
     print(f"{summary['num_cases']} cases, mode {args.mode}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from lightmedseg.cli import path_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", required=True, help="run folder, .safetensors/.pt model file or shipped model name")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write (FILE.onnx)")
+    parser.add_argument("-o", "--output", required=True, type=path_arg, help="ONNX file to write (FILE.onnx)")
     parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file FILE.torchscript.pt")
     parser.add_argument(
         "--exporter", choices=("auto", "dynamo", "legacy"), default="auto",

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from lightmedseg.io_utils import describe_os_error
+
 # (subcommand, module, one-line help) in the order a user meets them.
 COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "demo", "synthetic data -> train -> predict -> evaluate -> report, no download"),
@@ -63,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+    except (CLIError, ValueError) as exc:
         print(f"lightmedseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only folder, full disk, missing file...: one line with the path and errno
+        print(f"lightmedseg {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lightmedseg {args.command}: interrupted", file=sys.stderr)

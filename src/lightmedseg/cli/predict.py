@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from lightmedseg.cli import path_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "--input", required=True, type=Path,
+    parser.add_argument("-i", "--input", required=True, type=path_arg,
                         help="a case file, a folder of {case}_{XXXX}.nii.gz files, or a dataset folder (uses imagesTs)")
-    parser.add_argument("-o", "--output", required=True, type=Path,
+    parser.add_argument("-o", "--output", required=True, type=path_arg,
                         help="output folder ({case}.nii.gz per case), or a .nii.gz file name for a single case")
     parser.add_argument("-m", "--model", required=True,
                         help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file")

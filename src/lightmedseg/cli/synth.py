@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from lightmedseg.cli import path_arg
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dst", help="output dataset folder (canonical nnU-Net v2 raw layout)")
+    parser.add_argument("dst", type=path_arg, help="output dataset folder (canonical nnU-Net v2 raw layout)")
     parser.add_argument("--cases", type=int, default=8, help="number of cases (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("Z", "Y", "X"),

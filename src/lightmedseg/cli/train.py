@@ -10,12 +10,14 @@ import argparse
 import json
 import os
 
+from lightmedseg.cli import path_arg
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="preset name (brats, acdc, demo) or YAML path; optional with --resume")
     parser.add_argument("--variant", help="network variant (ghost, standard, k16, no_lspm, ...) overriding the preset's")
-    parser.add_argument("--data", required=True, help="converted dataset folder (holds dataset.json)")
-    parser.add_argument("--out", required=True, help="run folder for config, checkpoints, logs and curves")
+    parser.add_argument("--data", required=True, type=path_arg, help="converted dataset folder (holds dataset.json)")
+    parser.add_argument("--out", required=True, type=path_arg, help="run folder for config, checkpoints, logs and curves")
     parser.add_argument("--split", help="split file naming train/validation cases (default: seeded 80/20 split)")
     parser.add_argument("--fold", type=int, help="fold of a cross-validation split file")
     parser.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N optimiser steps in total")
@@ -39,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--preset is required to start a new run (e.g. --preset demo)")
     config = load_config(args.preset, args.variant, args.overrides) if args.preset else (
         {"train": _train_overrides(args.overrides)} if args.overrides else None)
+    if int(os.environ.get("RANK", "0")) == 0:
+        from lightmedseg.io_utils import check_writable
+
+        check_writable(args.out, "run folder")
     summary = train(config, args.data, args.out, split=args.split, fold=args.fold, max_steps=args.max_steps,
                     max_minutes=args.max_minutes, resume=args.resume, reference=args.reference,
                     progress=not args.no_progress, init_weights=args.init_weights)

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from lightmedseg.data.errors import DataError
-from lightmedseg.io_utils import atomic_path
+from lightmedseg.io_utils import atomic_path, default_file_mode  # noqa: F401  (re-exported)
 
 # Affines of two files are "the same" when they differ by less than this (mm), like nnU-Net's check.
 AFFINE_TOLERANCE = 1e-3
@@ -47,8 +47,13 @@ def _is_nifti(path: Path) -> bool:
     return path.name.endswith((".nii", ".nii.gz"))
 
 
-def _load(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """Load the voxel array of a NIfTI file (nibabel order), turning every failure into a DataError."""
+def load_header(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Open a NIfTI file without reading its voxels, and refuse what no reader should accept silently.
+
+    Refused: a missing or non-NIfTI file, an unreadable header, a voxel-to-world affine with NaN/Inf
+    entries (it would be copied into every output), complex voxel types (the imaginary part would be
+    dropped). Each error names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -56,6 +61,32 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
         raise DataError(f"{path}: expected a NIfTI file ending in .nii or .nii.gz")
     try:
         img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for unreadable headers
+        raise DataError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise DataError(
+            f"{path}: the voxel-to-world affine (sform/qform) has NaN or Inf entries; expected a finite "
+            "affine (fix the header, e.g. with nibabel, before using this file)"
+        )
+    dtype = img.header.get_data_dtype()
+    if np.issubdtype(dtype, np.complexfloating):
+        raise DataError(f"{path}: voxels are complex ({dtype}); expected real-valued intensities (e.g. the magnitude image)")
+    return img
+
+
+def geometry_difference(a: "ImageGeometry", b: "ImageGeometry") -> str:
+    """How two geometries differ, for messages: the shapes when they differ, else the largest affine difference."""
+    if a.shape != b.shape:
+        return f"shape {a.shape} vs {b.shape} (z, y, x)"
+    return f"same shape {a.shape} but affines differ by up to {np.abs(a.affine - b.affine).max():.4g} mm"
+
+
+def _load(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Load the voxel array of a NIfTI file (nibabel order), turning every failure into a DataError."""
+    path = Path(path)
+    img = load_header(path)
+    try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel/zlib/EOF errors on truncated or corrupt files
         raise DataError(
@@ -120,8 +151,7 @@ def read_image_channels(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray,
             ref = geom
         elif not geom.matches(ref):
             raise DataError(
-                f"{f}: geometry differs from {files[0]} (shape {geom.shape} vs {ref.shape}, "
-                f"affine max difference {np.abs(geom.affine - ref.affine).max():.4g} mm); "
+                f"{f}: geometry differs from {files[0]} ({geometry_difference(geom, ref)}); "
                 "all modalities of a case must share shape and affine"
             )
         arrays.append(arr)
@@ -172,18 +202,10 @@ def _nifti(array_zyx: np.ndarray, geometry: ImageGeometry, dtype: np.dtype) -> n
     return img
 
 
-def default_file_mode() -> int:
-    """Permissions a plain ``open()`` would give a new file (0o666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_volume(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype=np.float32) -> None:
     """Write a (Z, Y, X) array atomically as NIfTI in ``geometry``."""
     with atomic_path(path, suffix=".nii.gz" if str(path).endswith(".gz") else ".nii") as tmp:
         nib.save(_nifti(array, geometry, np.dtype(dtype)), str(tmp))
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; datasets are meant to be shared
 
 
 def write_label(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry) -> None:

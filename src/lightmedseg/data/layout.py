@@ -27,8 +27,9 @@ import numpy as np
 
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
-from lightmedseg.data.io import ImageGeometry, default_file_mode, read_image_channels, read_label, write_label, write_volume
-from lightmedseg.io_utils import is_inside, read_json_object, write_json_atomic
+from lightmedseg.data.io import (ImageGeometry, default_file_mode, geometry_difference, read_image_channels, read_label,
+                                  write_label, write_volume)
+from lightmedseg.io_utils import check_writable, is_inside, read_json_object, write_json_atomic
 
 FILE_ENDING = ".nii.gz"
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
@@ -82,10 +83,14 @@ def list_cases(dataset_dir: str | os.PathLike, subset: str = "Tr") -> list[str]:
     for case, chans in sorted(found.items()):
         if chans != set(range(n)):
             missing = sorted(set(range(n)) - chans)
+            extra = sorted(chans - set(range(n)))
+            ending = meta["file_ending"]
+            problems = ([f"is missing channel file(s) {[f'{case}_{c:04d}{ending}' for c in missing]}"] if missing else []) + (
+                [f"has extra channel file(s) {[f'{case}_{c:04d}{ending}' for c in extra]}"] if extra else [])
+            problem = " and ".join(problems)
             raise DataError(
-                f"{root / ('images' + subset)}: case {case!r} is missing channel file(s) "
-                f"{[case + '_' + format(c, '04d') + meta['file_ending'] for c in missing]} "
-                f"(dataset.json declares {n} channels); extra: {sorted(chans - set(range(n)))}"
+                f"{root / ('images' + subset)}: case {case!r} {problem}; {root / 'dataset.json'} declares "
+                f"{n} channel(s) ({case}_0000 ... {case}_{n - 1:04d})"
             )
     return sorted(found)
 
@@ -140,7 +145,7 @@ def validate_dataset(dataset_dir: str | os.PathLike, read_data: bool = True) -> 
             _, geom = read_image_channels(images)
             lab, lgeom = read_label(label)
             if not lgeom.matches(geom):
-                raise DataError(f"{label}: label geometry (shape {lgeom.shape}) differs from its images {images[0]} (shape {geom.shape})")
+                raise DataError(f"{label}: label geometry differs from its images {images[0]} ({geometry_difference(lgeom, geom)})")
             extra = sorted(set(np.unique(lab).tolist()) - values)
             if extra:
                 raise DataError(f"{label}: label values {extra} are outside the declared set {sorted(values)}")
@@ -212,22 +217,63 @@ class DatasetWriter:
         return meta
 
 
+DATASET_ENTRIES = ("dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs")
+
+
+def check_replaceable(dst: Path) -> None:
+    """Refuse to replace ``dst`` unless it is a dataset this tool wrote and holds nothing else.
+
+    ``--overwrite`` must never delete a user's folder: ``dst`` needs a ``dataset.json`` with the
+    ``source_format`` key that :class:`DatasetWriter` adds, no entries besides :data:`DATASET_ENTRIES`,
+    and only NIfTI files in its image/label folders.
+    """
+    meta_path = dst / "dataset.json"
+    try:
+        written_by_us = "source_format" in read_json_object(meta_path, "the dataset keys", DataError)
+    except DataError:
+        written_by_us = False
+    if not written_by_us:
+        raise DataError(
+            f"{dst}: --overwrite replaces only a dataset written by lightmedseg (dataset.json with "
+            "'source_format'), and this folder is not one; remove it yourself or choose another output folder"
+        )
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in dst.iterdir() if p.name not in DATASET_ENTRIES)
+    for sub in DATASET_ENTRIES[1:]:
+        folder = dst / sub
+        if folder.is_symlink() or folder.exists() and not folder.is_dir():
+            foreign.append(sub)
+        elif folder.is_dir():
+            foreign += [f"{sub}/{p.name}" for p in sorted(folder.iterdir())
+                        if p.is_symlink() or not p.is_file() or not p.name.endswith((".nii.gz", ".nii"))]
+    if foreign:
+        raise DataError(
+            f"{dst}: --overwrite would delete {foreign[:5]}{' ...' if len(foreign) > 5 else ''}, which "
+            "lightmedseg did not write; move them out or choose another output folder"
+        )
+
+
 @contextmanager
 def staged_output(dst: str | os.PathLike, overwrite: bool = False,
                   src: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside ``dst``; on success it replaces ``dst``, on failure it is removed.
 
-    Refuses an existing non-empty ``dst`` unless ``overwrite``; refuses ``dst`` inside ``src`` (or the
-    reverse), so the input is never modified.
+    Refuses an existing non-empty ``dst`` unless ``overwrite``, and even then unless it holds only a
+    dataset this tool wrote (:func:`check_replaceable`); refuses ``dst`` inside ``src`` (or the reverse),
+    so the input is never modified and no user folder is deleted.
     """
     dst = Path(dst)
     if src is not None and (is_inside(dst, src) or is_inside(src, dst)):
         raise DataError(f"{dst}: output folder must not be the input folder {src}, lie inside it or contain it")
+    if dst.is_symlink():
+        raise DataError(f"{dst}: is a symbolic link; give the real folder ({dst.resolve()}) or a new name")
     if dst.exists():
         if not dst.is_dir():
             raise DataError(f"{dst}: exists and is not a folder")
-        if any(dst.iterdir()) and not overwrite:
-            raise DataError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
+        if any(dst.iterdir()):
+            if not overwrite:
+                raise DataError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
+            check_replaceable(dst)
+    check_writable(dst.parent, "parent of the output folder")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     os.chmod(tmp, default_file_mode() | 0o111)  # mkdtemp makes 0700 folders

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lightmedseg.data import labels as L
 from lightmedseg.data.io import AFFINE_TOLERANCE, read_label
 from lightmedseg.evaluation.metrics import check_mode, mask_metrics
-from lightmedseg.io_utils import read_json_object
+from lightmedseg.io_utils import is_inside, read_json_object
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
@@ -193,6 +193,16 @@ def _warn(msg: str) -> None:
     print(f"WARNING: {msg}", file=sys.stderr)
 
 
+def check_folders(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> None:
+    """Refuse a prediction folder that is the reference folder, and reports written into the reference folder."""
+    if Path(pred_dir).resolve() == Path(ref_dir).resolve():
+        raise EvaluationError(f"{pred_dir}: --pred and --ref are the same folder; a folder scored against itself is "
+                              "always 100 % - give the predictions and the references")
+    if out_dir is not None and is_inside(out_dir, ref_dir):
+        raise EvaluationError(f"{out_dir}: reports must not be written into the reference folder {ref_dir}; "
+                              "give --out outside it")
+
+
 def evaluate_folders(
     pred_dir: str | os.PathLike,
     ref_dir: str | os.PathLike,
@@ -210,7 +220,12 @@ def evaluate_folders(
     check_mode(mode)
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     preds, refs = find_label_files(pred_dir, "prediction"), find_label_files(ref_dir, "reference")
+    check_folders(pred_dir, ref_dir)
     match = match_cases(preds, refs)
+    same = [cid for cid, p, r in match.pairs if p.resolve() == r.resolve()]
+    if same:
+        raise EvaluationError(f"{preds[same[0]]}: is the reference file {refs[same[0]]} itself (links resolved); "
+                              f"{len(same)} prediction(s) would be scored against themselves")
     if not match.pairs:
         raise EvaluationError(
             f"no case IDs in common between {pred_dir} ({sorted(preds)[:5]}...) and {ref_dir} ({sorted(refs)[:5]}...)"

@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
-
 from lightmedseg.data.errors import DataError
+from lightmedseg.data.io import load_header
+from lightmedseg.inference.predictor import MIN_SPATIAL_SIZE
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>\.nii\.gz|\.nii)$")
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -46,11 +46,52 @@ def _strip(name: str) -> str | None:
     return None
 
 
-def _ndim(path: Path) -> int:
+def _shape(path: Path) -> tuple[int, ...]:
+    """Shape of a NIfTI file from its header (trailing singleton axes dropped); refuses bad headers."""
     try:
-        return len(nib.load(str(path)).shape)
-    except Exception as exc:  # nibabel raises many types for unreadable headers
-        raise InputError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+        shape = tuple(int(s) for s in load_header(path).shape)
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def check_case(case: CaseInput) -> None:
+    """Header-only pre-flight of one case: readable headers, finite affines, real voxels, 3D (or 4D with
+    channels), at least 2 voxels on every axis, and one shape for all channel files.
+
+    Run for every case before the first is predicted, so a bad file is named before anything is written.
+    """
+    ref_shape: tuple[int, ...] | None = None
+    for f in case.files:
+        shape = _shape(f)
+        spatial = shape[:3]
+        if len(shape) != (4 if case.four_d else 3):
+            raise InputError(f"{f}: expected a {'4D (x, y, z, c)' if case.four_d else '3D'} volume, got shape {shape}")
+        if min(spatial) < MIN_SPATIAL_SIZE:
+            raise InputError(
+                f"{f}: volume of size {spatial} (x, y, z) is too small: every axis needs at least "
+                f"{MIN_SPATIAL_SIZE} voxels for this 3D model (a single slice is a 2D image)"
+            )
+        if ref_shape is not None and spatial != ref_shape:
+            raise InputError(
+                f"{f}: shape {spatial} (x, y, z) differs from {case.files[0]} {ref_shape}; "
+                "all channel files of a case must share shape and affine"
+            )
+        ref_shape = spatial
+
+
+def _unique_ids(folder: Path, pairs: list[tuple[str, Path]]) -> None:
+    """Refuse two files that would give one case (or channel) ID, e.g. ``scan.nii`` and ``scan.nii.gz``."""
+    seen: dict[str, Path] = {}
+    for key, f in pairs:
+        if key in seen:
+            raise InputError(
+                f"{folder}: {seen[key].name} and {f.name} give the same case {key!r}; both would be written to "
+                "one output file - keep one of them"
+            )
+        seen[key] = f
 
 
 def _check_channels(case: str, found: dict[int, Path], folder: Path, ending: str, n: int) -> list[Path]:
@@ -81,10 +122,12 @@ def _scan_channel_folder(folder: Path, n_channels: int) -> list[CaseInput]:
                 f"{folder}: files are not in nnU-Net naming {{case}}_{{XXXX}}.nii.gz, which a {n_channels}-channel "
                 "model needs (one file per channel: case_0000.nii.gz, case_0001.nii.gz, ...)"
             )
+        _unique_ids(folder, [(_strip(f.name), f) for f in files])
         return [CaseInput(_strip(f.name), [f]) for f in files]
     stray = [f.name for f, m in named.items() if m is None]
     if stray:
         raise InputError(f"{folder}: files {stray[:5]} do not follow the nnU-Net naming {{case}}_{{XXXX}}.nii.gz of the others")
+    _unique_ids(folder, [(f"{m['case']}_{m['ch']}", f) for f, m in named.items()])
     cases: dict[str, dict[int, Path]] = {}
     endings: dict[str, str] = {}
     for f, m in named.items():
@@ -94,26 +137,33 @@ def _scan_channel_folder(folder: Path, n_channels: int) -> list[CaseInput]:
 
 
 def find_cases(input_path: str | os.PathLike, n_channels: int) -> tuple[list[CaseInput], Path]:
-    """Cases in ``input_path`` for a model with ``n_channels`` inputs; also returns the input folder.
+    """Cases in ``input_path`` for a model with ``n_channels`` inputs, each checked by :func:`check_case`;
+    also returns the input folder.
 
-    The folder is what outputs must never be written into (the file's folder for a file input).
+    The folder is what outputs must never be written into (the file's folder for a file input); the real
+    folders of the case files (symlinks resolved) are protected too, see ``pipeline.plan_outputs``.
     """
-    path = Path(input_path)
+    cases, folder = _find(Path(input_path), n_channels)
+    for case in cases:
+        check_case(case)
+    return cases, folder
+
+
+def _find(path: Path, n_channels: int) -> tuple[list[CaseInput], Path]:
     if path.is_file():
         name = path.name
         if _strip(name) is None:
             raise InputError(f"{path}: expected a NIfTI file ending in .nii.gz or .nii")
         m = CHANNEL_RE.match(name)
         if m:
-            siblings = {
-                int(mm["ch"]): f for f in path.parent.iterdir()
-                if (mm := CHANNEL_RE.match(f.name)) and mm["case"] == m["case"]
-            }
+            matches = [(mm, f) for f in sorted(path.parent.iterdir())
+                       if (mm := CHANNEL_RE.match(f.name)) and mm["case"] == m["case"]]
+            _unique_ids(path.parent, [(f"{mm['case']}_{mm['ch']}", f) for mm, f in matches])
+            siblings = {int(mm["ch"]): f for mm, f in matches}
             files = _check_channels(m["case"], siblings, path.parent, m["ext"], n_channels)
             return [CaseInput(m["case"], files)], path.parent
-        ndim = _ndim(path)
-        if ndim == 4:
-            shape = nib.load(str(path)).shape
+        shape = _shape(path)
+        if len(shape) == 4:
             if shape[3] != n_channels:
                 raise InputError(f"{path}: 4D file has {shape[3]} channels (x, y, z, c = {shape}); the model expects {n_channels}")
             return [CaseInput(_strip(name), [path], four_d=True)], path.parent

@@ -1,8 +1,12 @@
 """File-level prediction: find cases, decide output paths safely, predict, write NIfTI in native geometry.
 
-Safety rules: outputs are never written inside the input folder; existing outputs are skipped (folder
-output) or refused (file output) unless ``overwrite``; every file is written atomically, and all cases are
-checked (channel files present, count matches the model) before the first one is predicted.
+Safety rules: outputs are never written inside the input folder nor inside the real folder of any input
+file (symlinks resolved); existing outputs are skipped (folder output) or refused (file output) unless
+``overwrite`` - a case counts as done only when every file asked for (label map, and probability map with
+``probabilities``) exists; every file is written atomically and temporaries left by a killed run are
+removed on start; all cases are checked (channel files present, count matches the model, readable
+headers, finite affines, 3D with >= 2 voxels per axis) and the output folders tested for writability
+before the first one is predicted.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from tqdm import tqdm
 from lightmedseg.data.io import ImageGeometry, read_4d, read_image_channels, write_label
 from lightmedseg.inference.backends import load_backend
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
-from lightmedseg.inference.predictor import ForwardFn, Prediction, Predictor, describe
-from lightmedseg.io_utils import atomic_path, is_inside
+from lightmedseg.inference.predictor import ForwardFn, Prediction, PredictionError, Predictor, describe
+from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 PROBABILITY_FOLDER = "probabilities"
@@ -45,9 +49,16 @@ def read_case(case: CaseInput) -> tuple[np.ndarray, ImageGeometry]:
 def plan_outputs(
     cases: list[CaseInput], output: str | os.PathLike, input_dir: Path
 ) -> tuple[dict[str, Path], Path | None]:
-    """Output label file per case, and the probability folder base; refuses paths inside the input folder."""
+    """Output label file per case, and the probability folder base.
+
+    Refuses a NIfTI ending in the wrong case (``x.NII.GZ``), and any output inside the
+    input folder or inside a folder that really holds an input file (symlinks resolved), so a link to an
+    image can never lead to the image being replaced.
+    """
     out = Path(output)
     as_file = out.name.endswith(NIFTI_ENDINGS)
+    if not as_file and out.name.lower().endswith(NIFTI_ENDINGS):
+        raise InputError(f"{out}: ends like a NIfTI file but not in lower case; write .nii.gz or .nii (or pick a folder name)")
     if as_file and len(cases) != 1:
         raise InputError(f"{out}: a file name as OUTPUT needs a single case, but INPUT holds {len(cases)}; give a folder")
     if as_file and out.is_dir():
@@ -55,10 +66,14 @@ def plan_outputs(
     if not as_file and out.is_file():
         raise InputError(f"{out}: exists and is a file; OUTPUT for several cases must be a folder")
     target_dir = out.parent if as_file else out
-    if is_inside(target_dir, input_dir):
-        raise InputError(
-            f"{out}: output must not be written inside the input folder {input_dir}; choose a folder outside it"
-        )
+    protected = [input_dir, *sorted(real_folders(f for c in cases for f in c.files) - {input_dir.resolve()})]
+    for folder in protected:
+        if is_inside(target_dir, folder):
+            raise InputError(
+                f"{out}: output must not be written inside the input folder {folder}"
+                + ("" if folder == input_dir else " (where the input files really are, links resolved)")
+                + "; choose a folder outside it"
+            )
     if as_file:
         return {cases[0].case_id: out}, out.parent / PROBABILITY_FOLDER
     return {c.case_id: out / f"{c.case_id}.nii.gz" for c in cases}, out / PROBABILITY_FOLDER
@@ -99,32 +114,58 @@ def predict(
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
     on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
     """
+    if str(output) == "":  # Path("") would be the current folder
+        raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
     loaded = load_backend(model, backend=backend, device=device, reference=reference, precision=precision)
-    predictor = Predictor(loaded.config, forward_fn or loaded.forward_fn, device=device, tta=tta)
+    try:
+        predictor = Predictor(loaded.config, forward_fn or loaded.forward_fn, device=device, tta=tta)
+    except PredictionError as exc:
+        raise PredictionError(f"{model}: {exc}") from None
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     targets, prob_dir = plan_outputs(cases, output, input_dir)
+    for folder in {t.parent for t in targets.values()} | ({prob_dir} if probabilities and prob_dir else set()):
+        check_writable(folder)
     report = PredictReport()
-    todo = []
+    todo: list[tuple[CaseInput, bool, bool]] = []  # (case, write label, write probabilities)
     for case in cases:
         target = targets[case.case_id]
-        if target.exists() and not overwrite:
+        prob = prob_dir / target.name if probabilities and prob_dir is not None else None
+        remove_stale_temporaries(target, ".nii.gz")
+        if prob is not None:
+            remove_stale_temporaries(prob, ".nii.gz")
+        need_label = overwrite or not target.exists()
+        need_prob = prob is not None and (overwrite or not prob.exists())
+        if not need_label and not need_prob:
             if len(cases) == 1 and Path(output).name.endswith(NIFTI_ENDINGS):
                 raise FileExistsError(f"{target}: exists; pass --overwrite to replace it")
             report.skipped.append(target)
             continue
-        todo.append(case)
+        todo.append((case, need_label, need_prob))
     if report.skipped:
         log(f"skipping {len(report.skipped)} case(s) already predicted in {Path(output)} (--overwrite to redo)")
     log(f"{loaded.description}; {describe(predictor)}")
-    for case in tqdm(todo, desc="predict", unit="case", disable=not progress or not todo):
+    for case, need_label, need_prob in tqdm(todo, desc="predict", unit="case", disable=not progress or not todo):
         image, geometry = read_case(case)
-        result: Prediction = predictor.predict_image(image, probabilities=probabilities)
-        write_label(targets[case.case_id], result.labels, geometry)
-        report.written.append(targets[case.case_id])
-        if probabilities and result.probabilities is not None and prob_dir is not None:
-            p = prob_dir / targets[case.case_id].name  # {case}.nii.gz, or the OUTPUT file's name
+        warn_constant_channels(case, image, log)
+        result: Prediction = predictor.predict_image(image, probabilities=need_prob)
+        target = targets[case.case_id]
+        if need_label:
+            write_label(target, result.labels, geometry)
+            report.written.append(target)
+        if need_prob and result.probabilities is not None and prob_dir is not None:
+            p = prob_dir / target.name  # {case}.nii.gz, or the OUTPUT file's name
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return report
+
+
+def warn_constant_channels(case: CaseInput, image: np.ndarray, log: Callable[[str], None]) -> None:
+    """Log a warning for every channel whose voxels all have one value (e.g. an all-zero image)."""
+    for c, channel in enumerate(image):
+        if channel.size and channel.min() == channel.max():
+            f = case.files[0] if case.four_d else case.files[c]
+            where = f"{f} channel {c}" if case.four_d else str(f)
+            log(f"WARNING: {where}: every voxel is {channel.flat[0]:g}; the image holds no structure, "
+                "so the prediction is meaningless (background)")

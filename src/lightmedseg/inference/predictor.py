@@ -93,17 +93,28 @@ class Predictor:
         self.config = config
         self.forward_fn = forward_fn
         self.device = torch.device(device)
-        self.in_channels = int(config["model"]["in_channels"])
-        self.num_classes = int(config["model"]["num_classes"])
-        self.tta = bool(infer.get("tta", False) if tta is None else tta)
-        self.overlap = float(infer.get("overlap", 0.5) if overlap is None else overlap)
-        self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
+        try:
+            self.in_channels = int(config["model"]["in_channels"])
+            self.num_classes = int(config["model"]["num_classes"])
+            self.tta = bool(infer.get("tta", False) if tta is None else tta)
+            self.overlap = float(infer.get("overlap", 0.5) if overlap is None else overlap)
+            self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
+            roi = infer.get("roi_size", config.get("data", {}).get("patch_size", [128] * 3))
+            self.roi_size = [int(r) for r in roi] if isinstance(roi, (list, tuple)) else []
+        except KeyError as exc:
+            raise PredictionError(f"model config: missing key {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise PredictionError(f"model config: a value of the 'model' or 'infer' section has the wrong type ({exc})") from None
         self.mode = str(infer.get("mode", "gaussian"))
-        self.roi_size = [int(r) for r in infer.get("roi_size", config["data"].get("patch_size", [128] * 3))]
-        self.divisors = size_divisors(config["model"])
+        try:
+            self.divisors = size_divisors(config["model"])
+        except (TypeError, ValueError) as exc:
+            raise PredictionError(f"model config: model.strides is not valid ({exc})") from None
         if len(self.roi_size) != 3 or any(r <= 0 or r % m for r, m in zip(self.roi_size, self.divisors)):
             raise PredictionError(
-                f"model config: infer.roi_size {self.roi_size} must be 3 positive multiples of {list(self.divisors)} (d, h, w)")
+                f"model config: infer.roi_size {roi!r} must be a list of 3 positive multiples of "
+                f"{list(self.divisors)} (d, h, w)"
+            )
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(config)

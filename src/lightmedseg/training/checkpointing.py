@@ -68,7 +68,13 @@ def save_training_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     blob["config_json"] = json.dumps(state["config"])
     blob["format_version"] = FORMAT_VERSION
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(blob, str(tmp))
+        try:
+            torch.save(blob, str(tmp))
+        except RuntimeError as exc:  # torch reports a failed write (e.g. a full disk) as a RuntimeError
+            if "writ" not in str(exc).lower():
+                raise
+            raise OSError(f"{path}: cannot write the checkpoint ({str(exc).splitlines()[0][:200]}); "
+                          "is the disk full?") from None
     return path
 
 

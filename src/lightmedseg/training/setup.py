@@ -15,8 +15,56 @@ from lightmedseg.data.layout import list_cases, load_dataset_json
 DEFAULT_VAL_FRACTION = 0.2
 
 
+def _positive_int(config: dict, section: str, key: str, default: object = None) -> None:
+    value = config.get(section, {}).get(key, default)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"config {section}.{key}={value!r}: expected a positive integer")
+
+
+def check_train_config(config: dict) -> None:
+    """Check the settings a run needs before anything is written, so a typo never leaves a half-made run folder.
+
+    Checked: ``data.patch_size`` (and ``infer.roi_size``) 3 positive multiples of the network's
+    :func:`~lightmedseg.model.network.size_divisors` (16 for the paper's strides), positive integer
+    ``train.batch_size``/``epochs``/``iterations_per_epoch``/``val_every``, ``train.amp`` one of the
+    choices, a numeric ``train.optimizer.lr`` > 0, and sections that are mappings.
+    """
+    from lightmedseg.training.runtime import AMP_CHOICES
+
+    from lightmedseg.model.network import size_divisors
+
+    for section in ("model", "data", "train", "infer"):
+        if not isinstance(config.get(section, {}), dict):
+            raise ValueError(f"config {section}: expected a section of key: value settings, got {config[section]!r}")
+    try:
+        divisors = size_divisors(config.get("model", {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config model.strides={config.get('model', {}).get('strides')!r}: {exc}") from None
+    for section, key in (("data", "patch_size"), ("infer", "roi_size")):
+        size = config.get(section, {}).get(key)
+        if size is None and section == "infer":
+            continue
+        if (not isinstance(size, (list, tuple)) or len(size) != 3
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 or s % m for s, m in zip(size, divisors))):
+            raise ValueError(f"config {section}.{key}={size!r}: expected 3 positive multiples of {list(divisors)} "
+                             f"(d, h, w; the network's strides), e.g. {[2 * m for m in divisors]}")
+    for key in ("batch_size", "epochs", "iterations_per_epoch", "val_every"):
+        _positive_int(config, "train", key)
+    amp = config.get("train", {}).get("amp", "auto")
+    if not (amp in (None, False, True) or str(amp).lower() in AMP_CHOICES + ("off", "false")):
+        raise ValueError(f"config train.amp={amp!r}: expected one of {list(AMP_CHOICES)}")
+    optimizer = config.get("train", {}).get("optimizer")
+    lr = optimizer.get("lr") if isinstance(optimizer, dict) else None
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+        raise ValueError(f"config train.optimizer.lr={lr!r}: expected a number > 0")
+
+
 def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
-    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``."""
+    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``;
+    the settings are checked first (:func:`check_train_config`)."""
+    check_train_config(config)
     meta = load_dataset_json(data_dir)
     out = copy.deepcopy(config)
     out.setdefault("model", {})

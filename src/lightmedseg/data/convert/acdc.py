@@ -15,7 +15,7 @@ from pathlib import Path
 from lightmedseg.data import labels as L
 from lightmedseg.data.convert import progress
 from lightmedseg.data.errors import DataError
-from lightmedseg.data.io import read_image_channels, read_label
+from lightmedseg.data.io import geometry_difference, read_image_channels, read_label
 from lightmedseg.data.layout import DatasetWriter
 
 ACCEPTS_SPACING = False
@@ -59,7 +59,7 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
             if label_file.is_file():
                 label, lgeom = read_label(label_file)
                 if not lgeom.matches(geom):
-                    raise DataError(f"{label_file}: label shape/affine {lgeom.shape} differs from {image_file} {geom.shape}")
+                    raise DataError(f"{label_file}: label geometry differs from {image_file} ({geometry_difference(lgeom, geom)})")
                 label = L.remap_values(label, _ACDC_MAP, f"{label_file} (ACDC labels)")
             writer.write_case(frame, image, label, geom, "Tr" if label is not None else "Ts", str(image_file))
             case_info[frame] = {"patient": folder.name, "phase": phase, "group": info.get("Group", "")}

@@ -24,7 +24,7 @@ import numpy as np
 from lightmedseg.data import labels as L
 from lightmedseg.data.convert import nifti_files, stem, progress
 from lightmedseg.data.errors import DataError
-from lightmedseg.data.io import read_image_channels, read_label, read_volume
+from lightmedseg.data.io import geometry_difference, read_image_channels, read_label, read_volume
 from lightmedseg.data.layout import DatasetWriter
 
 ACCEPTS_SPACING = False
@@ -90,14 +90,14 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
         if "mask" in roles:
             mask, mgeom = read_volume(roles["mask"])
             if not mgeom.matches(geom):
-                raise DataError(f"{roles['mask']}: brain mask geometry {mgeom.shape} differs from the images {geom.shape}")
+                raise DataError(f"{roles['mask']}: brain mask geometry differs from the images ({geometry_difference(mgeom, geom)})")
             image = np.where(mask[None] > 0.5, image, 0.0).astype(np.float32)
         label = None
         if "label" in roles:
             raw, lgeom = read_label(roles["label"])
             if not lgeom.matches(geom):
-                raise DataError(f"{roles['label']}: label shape/affine {lgeom.shape} differs from the images "
-                                f"{geom.shape} ({roles[modalities[0]].name})")
+                raise DataError(f"{roles['label']}: label geometry differs from the images ({roles[modalities[0]].name}: "
+                                f"{geometry_difference(lgeom, geom)})")
             label = L.remap_values(raw, mapping, f"{roles['label']} ({scheme} labels)")
         group = folder.parent.relative_to(src).as_posix()
         if group != ".":

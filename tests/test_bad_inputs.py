@@ -1,0 +1,354 @@
+"""The bad-input matrix of issue 13: nothing lost, nothing silently wrong.
+
+Each case runs the CLI as a user would and asserts the exit status, that the message names the file or
+key, that no output is left behind and that every input file is byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lightmedseg.checkpoint import CONFIG_KEY, build_model, save_model
+from lightmedseg.cli.main import main
+from lightmedseg.config import load_config
+from lightmedseg.data.synth import make_synthetic_dataset
+
+SHAPE = (17, 19, 21)  # (x, y, z) on disk: small, one 32^3 window
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    """SHA-256 of every file below ``root`` (links followed), keyed by relative path."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _nifti(path: Path, data: np.ndarray | None = None, affine: np.ndarray | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = np.random.default_rng(len(path.name)).normal(100, 10, SHAPE).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def _config(channels: int) -> dict:
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]", f"model.in_channels={channels}"])
+    cfg["labels"] = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def model1(tmp_path_factory) -> Path:
+    """A 1-channel model file (untrained: only the file paths matter here)."""
+    torch.manual_seed(0)
+    cfg = _config(1)
+    path = tmp_path_factory.mktemp("run1") / "model_best.safetensors"
+    save_model(path, build_model(cfg), cfg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model4(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg = _config(4)
+    path = tmp_path_factory.mktemp("run4") / "model_best.safetensors"
+    save_model(path, build_model(cfg), cfg)
+    return path
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return rc, err
+
+
+def _predict(capsys, inp: Path, out: Path | str, model: Path, *extra: str) -> tuple[int, str]:
+    return _run(capsys, "predict", "-i", inp, "-o", out, "-m", model, "--quiet", "--no-tta", *extra)
+
+
+def _one_line_error(rc: int, err: str, *needles: str) -> None:
+    lines = [ln for ln in err.strip().splitlines() if "error" in ln]
+    assert rc == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], (n, err)
+
+
+# -- 1. data lost: symlinks around "never write into the input folder" --------------------------------
+
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_symlinked_input_never_leads_output_into_the_real_input_folder(tmp_path, capsys, model1, overwrite):
+    images = tmp_path / "images"
+    _nifti(images / "patient001_frame01.nii.gz")
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "patient001_frame01.nii.gz").symlink_to(images / "patient001_frame01.nii.gz")
+    before = _checksums(images)
+    rc, err = _predict(capsys, tmp_path / "links", images, model1, *(["--overwrite"] if overwrite else []))
+    _one_line_error(rc, err, str(images), "links resolved")
+    assert _checksums(images) == before  # image not replaced, no stray file added
+
+
+# -- 2. data lost: convert/synth --overwrite deleting a user's folder -----------------------------------
+
+@pytest.mark.parametrize("command", ["synth", "convert"])
+def test_overwrite_replaces_only_a_dataset_the_tool_wrote(tmp_path, capsys, command):
+    src = make_synthetic_dataset(tmp_path / "src", num_cases=1, seed=0, shape=(16, 16, 16))
+    dst = tmp_path / "dst"
+    (dst / "sub").mkdir(parents=True)
+    (dst / "notes.txt").write_text("my notes")
+    (dst / "sub" / "f.txt").write_text("keep")
+    argv = (["synth", dst, "--cases", "1", "--shape", "16", "16", "16"] if command == "synth"
+            else ["convert", "nnunet", src, dst])
+    before = _checksums(dst), _checksums(src)
+    rc, err = _run(capsys, *argv, "--overwrite")
+    _one_line_error(rc, err, str(dst), "written by lightmedseg")
+    assert (_checksums(dst), _checksums(src)) == before
+    # a dataset the tool wrote, with a user's file added, is refused too (the file is named)
+    dst2 = make_synthetic_dataset(tmp_path / "dst2", num_cases=1, seed=1, shape=(16, 16, 16))
+    (dst2 / "notes.txt").write_text("my notes")
+    rc, err = _run(capsys, "synth", dst2, "--cases", "1", "--shape", "16", "16", "16", "--overwrite")
+    _one_line_error(rc, err, "notes.txt", "did not write")
+    assert (dst2 / "notes.txt").read_text() == "my notes"
+
+
+# -- 3-8. silently wrong ---------------------------------------------------------------------------------
+
+def test_two_files_with_one_case_id(tmp_path, capsys, model1):
+    _nifti(tmp_path / "dup" / "scan.nii.gz")
+    _nifti(tmp_path / "dup" / "scan.nii")
+    rc, err = _predict(capsys, tmp_path / "dup", tmp_path / "out", model1)
+    _one_line_error(rc, err, "scan.nii", "scan.nii.gz", "same case 'scan'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_probabilities_after_a_crash_and_stale_temporaries(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    out = tmp_path / "out"
+    assert _predict(capsys, tmp_path / "in", out, model1)[0] == 0  # label map only: as if killed before probs
+    label_before = (out / "c1.nii.gz").read_bytes()
+    stale = out / ".c1.nii.gz.abcd_123.nii.gz"
+    stale.write_bytes(b"half a file")
+    (out / "probabilities").mkdir()
+    stale_prob = out / "probabilities" / ".c1.nii.gz.x1y2z3w4.nii.gz"
+    stale_prob.write_bytes(b"half")
+    mine = out / ".my_hidden_notes.nii.gz"
+    mine.write_bytes(b"user file")
+    rc, err = _predict(capsys, tmp_path / "in", out, model1, "--probabilities")
+    assert rc == 0, err
+    assert (out / "probabilities" / "c1.nii.gz").is_file()
+    assert (out / "c1.nii.gz").read_bytes() == label_before
+    assert not stale.exists() and not stale_prob.exists() and mine.exists()
+
+
+def test_evaluate_a_folder_against_itself_is_refused(tmp_path, capsys):
+    ref = tmp_path / "ref"
+    _nifti(ref / "c1.nii.gz", np.zeros(SHAPE, np.uint8))
+    before = _checksums(ref)
+    rc, err = _run(capsys, "evaluate", "--pred", ref, "--ref", ref, "--quiet")
+    _one_line_error(rc, err, str(ref), "same folder")
+    pred = tmp_path / "pred"
+    _nifti(pred / "c1.nii.gz", np.zeros(SHAPE, np.uint8))
+    rc, err = _run(capsys, "evaluate", "--pred", pred, "--ref", ref, "--out", ref / "reports", "--quiet")
+    _one_line_error(rc, err, "reference folder")
+    assert _checksums(ref) == before and not (ref / "reports").exists()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "c1.nii.gz").symlink_to(ref / "c1.nii.gz")
+    rc, err = _run(capsys, "evaluate", "--pred", tmp_path / "links", "--ref", ref, "--out", tmp_path / "r", "--quiet")
+    _one_line_error(rc, err, "c1.nii.gz", "itself")
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_nan_in_the_affine(tmp_path, capsys, model1, model4, channels):
+    affine = np.eye(4)
+    affine[0, 3] = np.nan
+    for c in range(channels):
+        _nifti(tmp_path / "in" / f"c1_{c:04d}.nii.gz", affine=affine)
+    before = _checksums(tmp_path / "in")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1 if channels == 1 else model4)
+    _one_line_error(rc, err, "c1_0000.nii.gz", "NaN or Inf")
+    assert "max difference" not in err and not (tmp_path / "out").exists()
+    assert _checksums(tmp_path / "in") == before
+
+
+def test_empty_and_upper_case_output_names(tmp_path, capsys, model1, monkeypatch):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "-i", "in", "-o", "", "-m", str(model1)])
+    assert exc.value.code == 2 and "empty path" in capsys.readouterr().err
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "x.NII.GZ", model1)
+    _one_line_error(rc, err, "x.NII.GZ", "lower case")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_constant_image_warns_and_complex_image_is_refused(tmp_path, capsys, model1):
+    _nifti(tmp_path / "zero" / "c1.nii.gz", np.zeros(SHAPE, np.float32))
+    rc, err = _predict(capsys, tmp_path / "zero", tmp_path / "out", model1)
+    assert rc == 0 and "WARNING" in err and "c1.nii.gz" in err and "every voxel is 0" in err
+    data = (np.ones(SHAPE) + 1j * np.ones(SHAPE)).astype(np.complex64)
+    _nifti(tmp_path / "cplx" / "c1.nii.gz", data)
+    rc, err = _predict(capsys, tmp_path / "cplx", tmp_path / "out2", model1)
+    _one_line_error(rc, err, "c1.nii.gz", "complex")
+    assert not (tmp_path / "out2").exists()
+
+
+# -- 9. write failures: one line, found before inference --------------------------------------------------
+
+def test_read_only_output_folder_is_found_before_inference(tmp_path, capsys, model1, monkeypatch):
+    _nifti(tmp_path / "in" / "a.nii.gz")
+    _nifti(tmp_path / "in" / "b.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr("lightmedseg.io_utils.os.access",
+                        lambda p, mode: False if Path(p) == out else real_access(p, mode))
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    _one_line_error(rc, err, str(out), "not writable", "EACCES")
+    assert not any(out.iterdir())
+
+
+def test_full_disk_during_predict_is_one_line_and_leaves_no_temporary(tmp_path, capsys, model1, monkeypatch):
+    _nifti(tmp_path / "in" / "a.nii.gz")
+    import lightmedseg.data.io as dio
+
+    def full(img, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(dio.nib, "save", full)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "No space left on device", "ENOSPC")
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_full_disk_during_train_is_one_line(tmp_path, capsys, monkeypatch):
+    data = make_synthetic_dataset(tmp_path / "ds", num_cases=2, seed=0, shape=(16, 16, 16))
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr("lightmedseg.training.trainer.write_text_atomic", full)
+    rc, err = _run(capsys, "train", "--preset", "demo", "--data", data, "--out", tmp_path / "run",
+                   "--max-steps", "1", "--no-progress", "--set", "data.patch_size=[16,16,16]")
+    _one_line_error(rc, err, "config.yaml", "ENOSPC")
+
+
+# -- 10. malformed model files -----------------------------------------------------------------------------
+
+def _model_with_config(path: Path, config_text: str) -> Path:
+    state = {k: v.contiguous() for k, v in build_model(_config(1)).state_dict().items()}
+    save_file(state, str(path), metadata={CONFIG_KEY: config_text})
+    return path
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda cfg: "{not json", "not valid JSON"),
+    (lambda cfg: json.dumps({**cfg, "infer": {**cfg["infer"], "roi_size": "abc"}}), "infer.roi_size 'abc'"),
+    (lambda cfg: json.dumps({k: v for k, v in cfg.items() if k != "model"}), "no 'model' section"),
+    (lambda cfg: json.dumps({**cfg, "model": {**cfg["model"], "bogus_key": 1}}), "bogus_key"),
+])
+def test_malformed_model_files(tmp_path, capsys, mutate, needle):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    model = _model_with_config(tmp_path / "m.safetensors", mutate(_config(1)))
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model)
+    _one_line_error(rc, err, str(model), needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_pt_in_predict_gives_no_training_advice(tmp_path, capsys):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    (tmp_path / "bad.pt").write_bytes(b"PK\x03\x04 not a zip")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", tmp_path / "bad.pt")
+    _one_line_error(rc, err, "bad.pt", "corrupt")
+    assert "retrain" not in err
+
+
+# -- 11. every input and setting checked before the first write ---------------------------------------------
+
+@pytest.mark.parametrize("override, key", [
+    ("data.patch_size=[20,20,20]", "data.patch_size"),
+    ("train.amp=fp8", "train.amp"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.epochs=ten", "train.epochs"),
+])
+def test_train_config_errors_before_the_run_folder_exists(tmp_path, capsys, override, key):
+    data = make_synthetic_dataset(tmp_path / "ds", num_cases=2, seed=0, shape=(16, 16, 16))
+    rc, err = _run(capsys, "train", "--preset", "demo", "--data", data, "--out", tmp_path / "run",
+                   "--max-steps", "1", "--no-progress", "--set", override)
+    _one_line_error(rc, err, key)
+    assert not (tmp_path / "run").exists()
+
+
+def test_single_slice_case_is_named_before_any_case_is_written(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "a.nii.gz")
+    _nifti(tmp_path / "in" / "b.nii.gz", np.ones((17, 19, 1), np.float32))
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "b.nii.gz", "too small")
+    assert not (tmp_path / "out").exists()
+
+
+# -- 12. output modes follow the umask ------------------------------------------------------------------------
+
+def test_outputs_are_written_with_the_umask_mode(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    old = os.umask(0o022)
+    try:
+        assert _predict(capsys, tmp_path / "in", tmp_path / "out", model1, "--probabilities")[0] == 0
+        save_model(tmp_path / "m.safetensors", build_model(_config(1)), _config(1))
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "out" / "c1.nii.gz", tmp_path / "out" / "probabilities" / "c1.nii.gz", tmp_path / "m.safetensors"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+# -- 13. wording ------------------------------------------------------------------------------------------------
+
+def test_geometry_and_channel_mismatch_wording(tmp_path, capsys):
+    from lightmedseg.data.io import read_image_channels
+    from lightmedseg.data.layout import list_cases
+
+    a = _nifti(tmp_path / "a.nii.gz")
+    b = _nifti(tmp_path / "b.nii.gz", affine=np.diag([1.0, 1.0, 1.5, 1.0]))
+    with pytest.raises(ValueError, match=r"same shape .* affines differ by up to 0.5 mm"):
+        read_image_channels([a, b])
+    ds = make_synthetic_dataset(tmp_path / "ds", num_cases=1, seed=0, shape=(16, 16, 16))
+    meta = json.loads((ds / "dataset.json").read_text())
+    meta["channel_names"] = {"0": "T1", "1": "T1ce"}
+    meta["label_convention"] = "generic"
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError) as exc:
+        list_cases(ds)
+    msg = str(exc.value)
+    assert "has extra channel file(s) ['synth_000_0002.nii.gz', 'synth_000_0003.nii.gz']" in msg
+    assert "missing" not in msg and "[]" not in msg
+
+
+def test_checkpoint_write_failure_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    from lightmedseg.training import checkpointing as C
+
+    def failing_save(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(C.torch, "save", failing_save)
+    with pytest.raises(OSError, match=r"checkpoint_last.pt: cannot write the checkpoint"):
+        C.save_training_checkpoint(tmp_path / "checkpoint_last.pt", {"model": {}, "config": {}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_output_through_the_python_api(tmp_path, model1):
+    from lightmedseg.inference.inputs import InputError
+    from lightmedseg.inference.pipeline import predict
+
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    with pytest.raises(InputError, match="OUTPUT is empty"):
+        predict(tmp_path / "in", "", model1, progress=False)
