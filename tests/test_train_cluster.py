@@ -69,6 +69,7 @@ def test_rank_and_world_come_from_torchrun_then_slurm() -> None:
     assert R.distributed_env({**slurm, "SLURM_STEP_NUM_TASKS": "4"}) == (3, 4, 1, "slurm")  # the step's tasks
     assert R.distributed_env({**slurm, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}) == (1, 2, 0, "torchrun")
     assert R.distributed_env({"SLURM_JOB_ID": "7"}) == (0, 1, 0, "single")  # a plain sbatch job, no srun tasks
+    assert R.distributed_env({**slurm, "WORLD_SIZE": "1"})[:2] == (0, 1)  # the documented way out of a task
 
 
 @pytest.mark.parametrize("nodelist, first", [
@@ -197,6 +198,22 @@ def test_exit_status_tells_finished_from_resume_me() -> None:
     assert exit_status({"stopped": "completed"}) == exit_status({"stopped": "max_steps"}) == 0
     assert {exit_status({"stopped": s}) for s in ("max_minutes", "SIGUSR1", "SIGTERM", "SIGINT", "signal")} == {75}
     assert EXIT_RESUME not in (0, 1, 2, 130)
+
+
+def test_repeated_stop_signals_keep_the_clean_stop_but_a_second_ctrl_c_aborts() -> None:
+    from lightmedseg.training.trainer import _stop_on_signals
+
+    flag: dict = {}
+    with _stop_on_signals(flag):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. SLURM's own SIGTERM after the forwarded SIGUSR1
+        os.kill(os.getpid(), signal.SIGUSR1)
+    assert flag == {"requested": "SIGUSR1"}
+    with pytest.raises(KeyboardInterrupt):
+        with _stop_on_signals({}):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handlers restored
 
 
 def test_max_minutes_before_the_schedule_exits_with_resume_status(dataset, tmp_path) -> None:

@@ -145,8 +145,8 @@ def init_distributed(device: str | None = None,
             reason = (str(exc).strip().splitlines() or ["no detail"])[0][:200]
             raise DistributedSetupError(
                 f"rank {rank} of {world} ({launcher}): the job's {world} processes did not all join at {where} "
-                f"within {minutes:g} min ({reason}); start all {world} tasks (srun / torchrun), or run a single "
-                "process without SLURM_NTASKS/WORLD_SIZE") from None
+                f"within {minutes:g} min ({reason}); start all {world} tasks (srun / torchrun), or set WORLD_SIZE=1 "
+                "for a single process") from None
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 

@@ -107,9 +107,9 @@ def epoch_loader(base: DataLoader, seed: int) -> DataLoader:
 def _stop_on_signals(flag: dict) -> Iterator[None]:
     """SIGTERM / SIGINT / SIGUSR1 request a clean stop (checkpoint first) instead of killing the run."""
     def handler(signum: int, _frame: Any) -> None:
-        if flag.get("requested"):
+        if flag.get("requested") and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: give up at once
-        flag["requested"] = signal.Signals(signum).name
+        flag.setdefault("requested", signal.Signals(signum).name)  # a repeated SIGUSR1/SIGTERM changes nothing
 
     previous = {}
     try:
