@@ -103,6 +103,17 @@ def test_loader_is_seeded_and_sharded(synth, tmp_path):
     assert len(r0) + len(r1) == 4
 
 
+def test_disk_cache_defaults_to_node_local_tmpdir(synth, tmp_path, monkeypatch):
+    from lightmedseg.data.dataset import default_cache_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "node"))
+    where = default_cache_dir(synth)
+    assert where.parent == tmp_path / "node" / "lightmedseg-cache" and where.name.startswith(synth.name)
+    assert default_cache_dir(synth.parent / "other" / synth.name) != where  # same name, other dataset
+    list(make_train_loader(synth, ["synth_000"], _cfg(cache="disk"), 1, seed=7))
+    assert any(where.iterdir()) and not (synth.parent / f"{synth.name}_cache").exists()
+
+
 def test_loader_rejects_mismatched_model(synth):
     cfg = _cfg()
     cfg["model"]["num_classes"] = 5

@@ -35,14 +35,25 @@ def test_acdc_split_matches_shared_release():
     assert all(c.startswith("patient") and "_frame" not in c for c in split["test"])  # absent, kept as IDs
 
 
-def test_msd_splits_sizes_nesting_and_reproducible():
+def test_msd_splits_are_the_published_lists_disjoint_and_cover_484():
     nn, up = S.read_split("brats_msd_nnformer"), S.read_split("brats_msd_unetrpp")
     assert [len(nn[k]) for k in S.SUBSETS] == [387, 24, 73]
     assert [len(up[k]) for k in S.SUBSETS] == [411, 0, 73]
+    for split in (nn, up):  # disjoint (read_split checks it too) and covering BRATS_001..BRATS_484
+        ids = [c for k in S.SUBSETS for c in split[k]]
+        assert len(ids) == len(set(ids)) and sorted(ids) == S.MSD_BRATS_CASES
     assert sorted(nn["train"] + nn["validation"]) == up["train"] and nn["test"] == up["test"]
-    assert len(set(nn["train"] + nn["validation"] + nn["test"])) == 484
-    regenerated = S.msd_brats_splits()
-    assert regenerated["brats_msd_nnformer"] == nn and regenerated["brats_msd_unetrpp"] == up
+    # Spot checks against nnFormer's hard-coded lists (first val case 011, first dataset-file test case 058).
+    assert nn["test"][:3] == ["BRATS_011", "BRATS_012", "BRATS_018"] and nn["validation"][0] == "BRATS_058"
+    for name in ("brats_msd_nnformer", "brats_msd_unetrpp"):
+        raw = json.loads((S.SPLIT_DIR / f"{name}.json").read_text())
+        assert "282857341/nnFormer" in raw["source"] and raw["reading"]  # provenance and reading kept
+    lists = SHARED.parent / "splits" / "brats_msd_nnformer_lists.json"
+    if lists.is_file():  # the shipped files are exactly what the published lists give
+        built = S.msd_brats_published_splits(json.loads(lists.read_text()))
+        assert {n: json.loads((S.SPLIT_DIR / f"{n}.json").read_text()) for n in built} == built
+    with pytest.raises(ValueError, match="387 / 73 / 24"):
+        S.msd_brats_published_splits({"source": "x", "train": nn["train"], "val": nn["test"], "test": nn["test"][:24]})
 
 
 def test_patient_ids_expand_to_frames():

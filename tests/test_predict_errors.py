@@ -119,3 +119,17 @@ def test_bf16_with_reference_path(tmp_path, capsys, run_dir):
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir, "--reference", "--precision", "bf16")
     assert rc == 2 and "--precision bf16 needs the fast path" in err
     assert _nothing_written(tmp_path / "out")
+
+
+def test_num_parts_split_the_cases_without_overlap(tmp_path, capsys, run_dir):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for case in ("c0", "c1", "c2"):
+        _case(inp, case, shape=(16, 16, 16))
+    written = []
+    for part in (0, 1):
+        rc, err = _predict(capsys, inp, out / f"p{part}", run_dir, "--num-parts", "2", "--part-id", str(part))
+        assert rc == 0, err
+        written.append(sorted(p.name for p in (out / f"p{part}").glob("*.nii.gz")))
+    assert written == [["c0.nii.gz", "c2.nii.gz"], ["c1.nii.gz"]]
+    rc, err = _predict(capsys, inp, out / "bad", run_dir, "--num-parts", "2", "--part-id", "2")
+    assert rc == 2 and "--part-id must lie in [0, --num-parts)" in err and _nothing_written(out / "bad")

@@ -183,7 +183,7 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(dataset, tmp_path) -> None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 75, err[-2000:]  # stopped before the schedule's end: "resume me"
     summary = json.loads(out)
     assert summary["stopped"] == "SIGTERM" and summary["steps"] < 16
     state = torch.load(run / "checkpoint_last.pt", weights_only=True)

@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                         help="auto: onnxruntime for .onnx files, PyTorch otherwise")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--num-parts", type=int, default=1, metavar="N",
+                        help="split the cases (sorted by ID) into N parts, for N array tasks or GPUs (default 1)")
+    parser.add_argument("--part-id", type=int, default=0, metavar="K",
+                        help="segment part K of --num-parts (0-based, e.g. $SLURM_ARRAY_TASK_ID)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     report = predict(
         args.input, args.output, args.model, device=args.device, tta=args.tta, probabilities=args.probabilities,
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
-        precision=args.precision, progress=not args.quiet,
+        precision=args.precision, progress=not args.quiet, num_parts=args.num_parts, part_id=args.part_id,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"
           + (f", skipped {len(report.skipped)} existing" if report.skipped else "")

@@ -1,7 +1,12 @@
 """``lightmedseg train --preset NAME --data DATASET_DIR --out RUN_DIR [...]``: train LightMedSeg.
 
 Single process: ``lightmedseg train ...``. Several GPUs or nodes: ``torchrun --nproc_per_node N
--m lightmedseg.cli.main train ...`` (see docs/training.md); only rank 0 prints and writes.
+-m lightmedseg.cli.main train ...`` or one ``srun`` task per GPU (see docs/training.md); only rank 0
+prints and writes.
+
+Exit status: 0 finished (the schedule, or ``--max-steps``); 75 stopped before the end of the schedule
+by SIGUSR1/SIGTERM/Ctrl-C or ``--max-minutes``, with a checkpoint - run again with ``--resume``; 2 refused
+(bad input, run folder in use, a job's processes did not all join); 1 unexpected failure.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="store_true",
                         help="call the plain PyTorch model even if train.fast is set")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    parser.add_argument("--cache-dir", help="folder of the data.cache=disk cache, ideally node-local "
+                                            "(default: $TMPDIR/lightmedseg-cache/...)")
 
 
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.config import load_config
-    from lightmedseg.training.trainer import train
+    from lightmedseg.training.trainer import exit_status, train
 
     if args.preset is None and not args.resume:
         raise ValueError("--preset is required to start a new run (e.g. --preset demo)")
@@ -47,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out, "run folder")
     summary = train(config, args.data, args.out, split=args.split, fold=args.fold, max_steps=args.max_steps,
                     max_minutes=args.max_minutes, resume=args.resume, reference=args.reference,
-                    progress=not args.no_progress, init_weights=args.init_weights)
-    if int(os.environ.get("RANK", "0")) == 0:
+                    progress=not args.no_progress, init_weights=args.init_weights, cache_dir=args.cache_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # set by torchrun, or from SLURM's variables by the trainer
         print(json.dumps(summary, indent=2))
-    return 0
+    return exit_status(summary)
 
 
 def _train_overrides(overrides: list[str]) -> dict:

@@ -8,14 +8,17 @@ voxel with probability ``data.foreground_oversample``, then the augmentations of
 (flips on every axis, rotations, Gaussian noise).
 
 ``data.cache``: ``null`` (re-read every time), ``memory`` (MONAI ``CacheDataset``) or ``disk``
-(MONAI ``PersistentDataset`` in ``data.cache_dir``, default ``<dataset>_cache`` beside the dataset,
-keyed by the preprocessing settings, so the input folder is never written to).
+(MONAI ``PersistentDataset`` in ``data.cache_dir``, default :func:`default_cache_dir` on node-local
+``$TMPDIR``, keyed by the preprocessing settings, so the input folder is never written to and each node
+fills its own cache once; MONAI writes each entry atomically, so ranks sharing a node do not collide).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -37,6 +40,16 @@ AUGMENT_DEFAULTS = {
     "noise": {"prob": 0.15, "std": 0.1},
 }
 
+
+def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
+    """Node-local disk cache of a dataset: ``$TMPDIR/lightmedseg-cache/<name>-<hash of its absolute path>``.
+
+    ``$TMPDIR`` is the job's node-local scratch on most SLURM clusters (``tempfile.gettempdir()``, i.e.
+    ``/tmp``, without it); the hash keeps two datasets of the same name apart.
+    """
+    path = Path(dataset_dir).resolve()
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    return Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "lightmedseg-cache" / f"{path.name}-{digest}"
 
 def _data_cfg(config: Mapping) -> Mapping:
     return config.get("data", config) if isinstance(config, Mapping) else {}
@@ -159,7 +172,7 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
     if cache == "memory":
         ds = CacheDataset(items, T.Compose(pre + rand), num_workers=0, progress=False)
     elif cache == "disk":
-        cache_dir = Path(data_cfg.get("cache_dir") or dataset_dir.parent / f"{dataset_dir.name}_cache")
+        cache_dir = Path(data_cfg.get("cache_dir") or default_cache_dir(dataset_dir))
         ds = PersistentDataset(items, T.Compose(pre + rand), cache_dir=cache_dir)
     elif cache == "none":
         ds = Dataset(items, T.Compose(pre + rand))

@@ -11,10 +11,14 @@ Shipped splits (``lightmedseg/splits/*.json``, see :func:`shipped_splits`):
   in ../shared/data/README.md; test = the 20 patients of ACDC training set 001-100 that are absent
   from the WSL4MIS release (named by patient ID, since their frame numbers are not known here).
 * ``brats_msd_nnformer`` (387 train / 24 validation / 73 test) and ``brats_msd_unetrpp`` (411 train /
-  73 test) of MSD Task01 (BRATS_001..BRATS_484): we could not obtain the authors' exact case lists,
-  so these are SEEDED RANDOM splits of the published sizes (:func:`msd_brats_splits`), nested like
-  the originals (UNETR++ train = nnFormer train + validation, same 73 test cases). Numbers obtained
-  with them are not directly comparable with the papers' tables.
+  73 test) of MSD Task01 (BRATS_001..BRATS_484): the published case lists that nnFormer's BraTS
+  trainer hard-codes (387 ``train``, 73 ``val``) and its dataset file's 24 ``test`` cases, also used
+  by UNETR++ (provenance in each file's ``source`` key; built by :func:`msd_brats_published_splits`).
+  ``brats_msd_nnformer`` implements the reading of nnFormer's *code*: train on the 387, report on the
+  73 (our ``test``); the 24 serve as validation (checkpoint selection), so the reported 73 never pick
+  a checkpoint. ``brats_msd_unetrpp`` is UNETR++'s and the LightMedSeg paper's "411 training and 73
+  testing cases": train on 387 + 24, report on the 73. nnFormer's *paper* (80:15:5) would instead
+  make the 73 validation and the 24 test; no file implements that reading.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from lightmedseg.io_utils import read_json_object, write_json_atomic
 
 SUBSETS = ("train", "validation", "test")
 SPLIT_DIR = Path(str(resources.files("lightmedseg") / "splits"))
-MSD_SPLIT_SEED = 20240601
+MSD_BRATS_CASES = [f"BRATS_{i:03d}" for i in range(1, 485)]
 
 
 def shipped_splits() -> list[str]:
@@ -155,16 +159,34 @@ def random_split(case_ids: Sequence[str], fractions: Sequence[float] = (0.7, 0.1
     return {name: sorted(c for i in idx for c in groups[i]) for name, idx in zip(SUBSETS, parts)}
 
 
-def msd_brats_splits(seed: int = MSD_SPLIT_SEED) -> dict[str, dict[str, list[str]]]:
-    """Seeded stand-ins for the nnFormer (387/24/73) and UNETR++ (411/0/73) MSD-484 BraTS splits."""
-    ids = [f"BRATS_{i:03d}" for i in range(1, 485)]
-    order = np.random.default_rng(seed).permutation(len(ids))
-    test = sorted(ids[i] for i in order[:73])
-    val = sorted(ids[i] for i in order[73:97])
-    train = sorted(ids[i] for i in order[97:])
+def msd_brats_published_splits(lists: Mapping) -> dict[str, dict]:
+    """The two shipped MSD-484 BraTS split files from the published lists ``{"source", "train", "val", "test"}``.
+
+    ``lists`` is ../shared/splits/brats_msd_nnformer_lists.json (nnFormer's 387 ``train`` and 73 ``val``
+    lists, its dataset file's 24 ``test`` list); the result maps file name -> file content.
+    """
+    train, val73, test24 = (sorted(lists[k]) for k in ("train", "val", "test"))
+    if (len(train), len(val73), len(test24)) != (387, 73, 24) or \
+            sorted(train + val73 + test24) != MSD_BRATS_CASES:
+        raise DataError("the MSD BraTS lists must be 387 / 73 / 24 disjoint cases covering BRATS_001..BRATS_484")
+    source = str(lists["source"])
     return {
-        "brats_msd_nnformer": {"train": train, "validation": val, "test": test},
-        "brats_msd_unetrpp": {"train": sorted(train + val), "validation": [], "test": test},
+        "brats_msd_nnformer": {
+            "protocol": "MSD Task01 BraTS (484 cases), nnFormer's published case lists: 387 train / 24 validation / 73 test",
+            "reading": "nnFormer's code: train on its 387 'train' cases and report on its 73 'val' cases (here "
+                       "'test'); the 24 cases its dataset file lists as 'test' are the validation set here "
+                       "(checkpoint selection), so the reported 73 never select a checkpoint. nnFormer's paper "
+                       "(80:15:5) would make the 73 validation and the 24 test instead.",
+            "source": source,
+            "train": train, "validation": test24, "test": val73,
+        },
+        "brats_msd_unetrpp": {
+            "protocol": "MSD Task01 BraTS (484 cases), UNETR++ published case lists: 411 train / 73 test",
+            "reading": "UNETR++ and the LightMedSeg paper ('411 training and 73 testing cases'): train on "
+                       "nnFormer's 387 'train' + 24 'test' cases, report on its 73 'val' cases (here 'test').",
+            "source": source,
+            "train": sorted(train + test24), "validation": [], "test": val73,
+        },
     }
 
 

@@ -46,6 +46,14 @@ def read_case(case: CaseInput) -> tuple[np.ndarray, ImageGeometry]:
     return read_4d(case.files[0]) if case.four_d else read_image_channels(case.files)
 
 
+def select_part(cases: list[CaseInput], num_parts: int = 1, part_id: int = 0) -> list[CaseInput]:
+    """Part ``part_id`` of ``num_parts`` of the cases (sorted by ID, every num_parts-th): array tasks or GPUs
+    given the same INPUT and OUTPUT split the work without overlap, and together cover every case."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise InputError(f"--part-id must lie in [0, --num-parts) and --num-parts >= 1; got part {part_id} of {num_parts}")
+    return sorted(cases, key=lambda c: c.case_id)[part_id::num_parts]
+
+
 def plan_outputs(
     cases: list[CaseInput], output: str | os.PathLike, input_dir: Path
 ) -> tuple[dict[str, Path], Path | None]:
@@ -107,12 +115,15 @@ def predict(
     forward_fn: ForwardFn | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    num_parts: int = 1,
+    part_id: int = 0,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
     on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
+    ``num_parts``/``part_id``: segment only that part of the cases (:func:`select_part`).
     """
     if str(output) == "":  # Path("") would be the current folder
         raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
@@ -122,6 +133,8 @@ def predict(
     except PredictionError as exc:
         raise PredictionError(f"{model}: {exc}") from None
     cases, input_dir = find_cases(input_path, predictor.in_channels)
+    if num_parts != 1 or part_id != 0:
+        cases = select_part(cases, num_parts, part_id)
     targets, prob_dir = plan_outputs(cases, output, input_dir)
     for folder in {t.parent for t in targets.values()} | ({prob_dir} if probabilities and prob_dir else set()):
         check_writable(folder)

@@ -1,8 +1,10 @@
-"""Where and how the training runs: device, torch.distributed (torchrun), mixed precision, determinism.
+"""Where and how the training runs: device, torch.distributed (torchrun or SLURM srun), mixed precision,
+determinism.
 
 Everything here wraps PyTorch's own facilities (``torch.distributed`` with ``env://`` initialisation,
 ``torch.autocast``, ``torch.amp.GradScaler``, ``torch.use_deterministic_algorithms``); the only new code
-is the policy choosing among them from ``config["train"]``.
+is the policy choosing among them from ``config["train"]`` and the reading of SLURM's task variables
+when a job is started by ``srun`` instead of ``torchrun`` (:func:`distributed_env`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import contextlib
 import datetime
 import os
 import random
+import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import ContextManager
 
@@ -19,6 +24,75 @@ import torch
 import torch.distributed as dist
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+# Collective timeout (train.dist_timeout_minutes): a rank that does not join or answer fails the job in minutes.
+DEFAULT_DIST_TIMEOUT_MINUTES = 15.0
+# MASTER_PORT under SLURM when unset: SLURM_PORT_BASE + SLURM_JOB_ID mod SLURM_PORT_SPAN (jobs sharing a node differ).
+SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
+
+
+class DistributedSetupError(ValueError):
+    """The processes of a job could not form their group (a rank missing, an unreachable master)."""
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """First host name of a SLURM node list (``gpu[003-004,007],cpu1`` -> ``gpu003``), without ``scontrol``.
+
+    The fallback of :func:`master_address` when ``scontrol`` is not on PATH: the first entry at bracket
+    depth 0, each ``[...]`` replaced by its first number (zero padding kept).
+    """
+    depth, end = 0, len(nodelist)
+    for i, ch in enumerate(nodelist):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            end = i
+            break
+    entry = nodelist[:end].strip()
+    return re.sub(r"\[([^\]]*)\]", lambda m: re.split(r"[,-]", m.group(1))[0], entry)
+
+
+def master_address(nodelist: str) -> str:
+    """First host of ``nodelist`` as ``scontrol show hostnames`` gives it, else :func:`first_slurm_host`."""
+    scontrol = shutil.which("scontrol")
+    if scontrol:
+        try:
+            out = subprocess.run([scontrol, "show", "hostnames", nodelist], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout.split()
+            if out:
+                return out[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return first_slurm_host(nodelist)
+
+
+def distributed_env(environ: dict[str, str] | None = None) -> tuple[int, int, int, str]:
+    """``(rank, world_size, local_rank, launcher)`` of this process.
+
+    torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` win when present (launcher ``torchrun``); else a task
+    started by ``srun`` is read from ``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS`` (or ``SLURM_NTASKS``) and
+    ``SLURM_LOCALID`` (launcher ``slurm``); else a single process (``single``).
+    """
+    env = os.environ if environ is None else environ
+    if "RANK" in env or "WORLD_SIZE" in env:
+        return int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0")), "torchrun"
+    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")
+    if "SLURM_PROCID" in env and tasks:
+        return int(env["SLURM_PROCID"]), int(tasks), int(env.get("SLURM_LOCALID", "0")), "slurm"
+    return 0, 1, 0, "single"
+
+
+def _export_slurm_rendezvous(rank: int, world: int, local: int) -> None:
+    """Set torchrun's variables from SLURM's, so ``env://`` and everything after is the torchrun code path."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+    if "MASTER_ADDR" not in os.environ:
+        nodelist = (os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+                    or os.environ.get("SLURM_NODELIST"))
+        if not nodelist:
+            raise DistributedSetupError("started by SLURM without MASTER_ADDR or SLURM_JOB_NODELIST; "
+                                        "export MASTER_ADDR=<first node> in the job script")
+        os.environ["MASTER_ADDR"] = master_address(nodelist)
+    if "MASTER_PORT" not in os.environ:
+        job = int(os.environ.get("SLURM_JOB_ID", "0") or 0)
+        os.environ["MASTER_PORT"] = str(SLURM_PORT_BASE + job % SLURM_PORT_SPAN)
 
 
 @dataclass(frozen=True)
@@ -39,27 +113,40 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str | None = None) -> DistInfo:
-    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+def init_distributed(device: str | None = None,
+                     timeout_minutes: float | None = DEFAULT_DIST_TIMEOUT_MINUTES) -> DistInfo:
+    """Join the job described by the environment: torchrun's variables, or SLURM's (see :func:`distributed_env`).
 
     Uses NCCL when the process drives a CUDA device and gloo on CPU; ``env://`` works across nodes.
-    Without torchrun variables (or WORLD_SIZE=1) it returns a single-process :class:`DistInfo`.
+    ``timeout_minutes`` bounds the rendezvous and every collective: a rank that does not join (a lone task
+    of a multi-task job) or stops answering fails with :class:`DistributedSetupError` or a collective
+    error instead of hanging. A single process (world size 1) returns a :class:`DistInfo` at once.
     """
     use_cuda = torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
         raise ValueError(f"train.device={device!r} but CUDA is not available on this machine")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local, launcher = distributed_env()
+    if not 0 <= rank < world:
+        raise DistributedSetupError(f"rank {rank} is outside world size {world} ({launcher} variables)")
+    if launcher == "slurm" and world > 1:
+        _export_slurm_rendezvous(rank, world, local)
     if use_cuda:
-        dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
+        dev = torch.device("cuda", local % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
         torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")
+    minutes = float(timeout_minutes if timeout_minutes is not None else DEFAULT_DIST_TIMEOUT_MINUTES)
     if world > 1 and not dist.is_initialized():
-        # Long timeout: rank 0 validates while the others wait at the next collective.
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://",
-                                rank=rank, world_size=world, timeout=datetime.timedelta(hours=2))
+        try:
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://",
+                                    rank=rank, world_size=world, timeout=datetime.timedelta(minutes=minutes))
+        except RuntimeError as exc:  # DistStoreError / DistNetworkError: a peer or the master is missing
+            where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+            reason = (str(exc).strip().splitlines() or ["no detail"])[0][:200]
+            raise DistributedSetupError(
+                f"rank {rank} of {world} ({launcher}): the job's {world} processes did not all join at {where} "
+                f"within {minutes:g} min ({reason}); start all {world} tasks (srun / torchrun), or set WORLD_SIZE=1 "
+                "for a single process") from None
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 

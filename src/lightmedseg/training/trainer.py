@@ -1,10 +1,12 @@
 """The training loop: paper recipe, resumable to the exact step, observable, single process or torchrun DDP.
 
 One optimiser step = one batch of random patches; one epoch = ``train.iterations_per_epoch`` steps
-(nnU-Net style). At the end of an epoch: validation every ``train.val_every`` epochs (rank 0),
-the epoch row of ``metrics.csv``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the mean
-validation Dice improved), curves. A stop requested by ``--max-steps``, ``--max-minutes``, SIGTERM or
-Ctrl-C also ends with a checkpoint, taken mid-epoch if need be.
+(nnU-Net style). At the end of an epoch: validation every ``train.val_every`` epochs (sharded over the
+ranks, metrics gathered), the epoch row of ``metrics.csv``, ``checkpoint_last.pt`` (and
+``checkpoint_best.pt`` when the mean validation Dice improved), curves. A stop requested by
+``--max-steps``, ``--max-minutes``, SIGUSR1, SIGTERM or Ctrl-C also ends with a checkpoint, taken
+mid-epoch if need be; a stop before the schedule's end other than ``--max-steps`` is reported as
+resumable (:data:`EXIT_RESUME` from the CLI).
 
 Exact resume: every epoch draws its patches from a loader re-seeded from ``(seed, epoch, rank)``; a
 mid-epoch checkpoint records how many batches of the epoch were consumed, so a resumed run rebuilds
@@ -19,7 +21,7 @@ import math
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
@@ -39,7 +41,9 @@ from lightmedseg.training.logs import RunLogger
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss
 from lightmedseg.training.optim import build_optimizer, build_scheduler
 from lightmedseg.training.plots import plot_curves
+from lightmedseg.training.runlock import run_folder_lock
 from lightmedseg.training.runtime import (
+    DEFAULT_DIST_TIMEOUT_MINUTES,
     DistInfo,
     amp_policy,
     autocast,
@@ -50,12 +54,22 @@ from lightmedseg.training.runtime import (
     set_deterministic,
 )
 from lightmedseg.training.setup import config_for_dataset, resolve_split
-from lightmedseg.training.validation import metric_names, validate
+from lightmedseg.training.validation import metric_names, summarize_cases, validate_cases
 
 # train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
-RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases")
+RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases",
+                      "dist_timeout_minutes")
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_dice", "train_ce", "train_boundary", "lr", "epoch_seconds"]
 TERMS = ("loss", "dice", "ce", "boundary")
+# Exit status of `lightmedseg train` for "stopped before the end of the schedule, resume me" (a signal or
+# --max-minutes); sysexits.h EX_TEMPFAIL. 0 = finished (schedule or --max-steps), 2 = refused, 1 = failed.
+EXIT_RESUME = 75
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
+
+
+def exit_status(summary: dict[str, Any]) -> int:
+    """0 when the run did what was asked (schedule or --max-steps), :data:`EXIT_RESUME` when it should be resumed."""
+    return 0 if summary.get("stopped") in ("completed", "max_steps") else EXIT_RESUME
 
 
 def weights_checksum(model: torch.nn.Module) -> str:
@@ -91,15 +105,15 @@ def epoch_loader(base: DataLoader, seed: int) -> DataLoader:
 
 @contextmanager
 def _stop_on_signals(flag: dict) -> Iterator[None]:
-    """SIGTERM / SIGINT request a clean stop (checkpoint first) instead of killing the run."""
+    """SIGTERM / SIGINT / SIGUSR1 request a clean stop (checkpoint first) instead of killing the run."""
     def handler(signum: int, _frame: Any) -> None:
-        if flag.get("requested"):
+        if flag.get("requested") and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: give up at once
-        flag["requested"] = signal.Signals(signum).name
+        flag.setdefault("requested", signal.Signals(signum).name)  # a repeated SIGUSR1/SIGTERM changes nothing
 
     previous = {}
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: no signal handling
         pass
@@ -206,14 +220,18 @@ class Trainer:
         terms = self.loss_fn.last_terms
         return torch.stack([loss.detach(), terms["dice"], terms["ce"], terms["boundary"]]).float()
 
-    def _sync(self, values: torch.Tensor, stop: bool) -> tuple[list[float], bool]:
-        """Average the loss terms over ranks and agree on stopping (rank 0 decides time limits)."""
-        packed = torch.cat([values.to(self.device), torch.tensor([float(stop)], device=self.device)])
+    def _sync(self, values: torch.Tensor, stop: bool, signalled: bool = False) -> tuple[list[float], bool, bool]:
+        """Average the loss terms over ranks and agree on stopping: (terms, stop, any rank signalled).
+
+        Rank 0 decides time limits (``stop``); a signal received by any rank stops every rank.
+        """
+        flags = torch.tensor([float(stop), float(signalled)], device=self.device)
+        packed = torch.cat([values.to(self.device), flags])
         if self.info.distributed:
             dist.all_reduce(packed)
-            packed[:-1] /= self.info.world_size
+            packed[:-2] /= self.info.world_size
         out = packed.cpu().tolist()
-        return out[:-1], out[-1] > 0
+        return out[:-2], out[-2] > 0 or out[-1] > 0, out[-1] > 0
 
     def _gather_rng(self) -> list[dict]:
         mine = C.capture_rng_state()
@@ -243,17 +261,30 @@ class Trainer:
         barrier(self.info)
 
     def _validate(self) -> dict[str, float]:
-        result = {n: math.nan for n in self.metric_fields}
-        if self.info.is_main and self.val_ids:
-            self.model.eval()  # the unwrapped network (fast path if train.fast): no DDP collectives
-            net = self.ddp_model.module if isinstance(self.ddp_model, DistributedDataParallel) else self.ddp_model
-            result = validate(net, self.data_dir, self.val_ids, self.config, self.device, self.amp.dtype)
-            self.model.train()
-        return result
+        """Every rank scores its share of the validation cases; the per-case metrics are gathered in case order."""
+        if not self.val_ids:
+            return {n: math.nan for n in self.metric_fields}
+        info = self.info
+        mine = list(range(info.rank, len(self.val_ids), info.world_size))
+        self.model.eval()  # the unwrapped network (fast path if train.fast): no DDP collectives
+        net = self.ddp_model.module if isinstance(self.ddp_model, DistributedDataParallel) else self.ddp_model
+        scores = validate_cases(net, self.data_dir, [self.val_ids[i] for i in mine], self.config, self.device,
+                                self.amp.dtype)
+        self.model.train()
+        pairs = list(zip(mine, scores))
+        if info.distributed:
+            everyone: list[Any] = [None] * info.world_size
+            dist.all_gather_object(everyone, pairs)
+            pairs = [p for part in everyone for p in part]
+        return summarize_cases([m for _, m in sorted(pairs, key=lambda p: p[0])], self.config)
 
     # -- loop -----------------------------------------------------------------------------------------
-    def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
-        """Train until the last epoch or a budget/signal stop; returns a summary dict."""
+    def run(self, max_steps: int | None = None, max_minutes: float | None = None,
+            signal_flag: dict | None = None) -> dict[str, Any]:
+        """Train until the last epoch or a budget/signal stop; returns a summary dict.
+
+        ``signal_flag``: the dict a :func:`_stop_on_signals` handler fills (installed here when None).
+        """
         info = self.info
         t0 = time.monotonic()
         self.logger = RunLogger(self.run_dir if info.is_main else None, EPOCH_FIELDS + self.metric_fields,
@@ -261,11 +292,13 @@ class Trainer:
         planned = self.epochs * self.iters if max_steps is None else min(self.epochs * self.iters, max_steps)
         bar = tqdm(total=planned, initial=min(self.step, planned), unit="it", dynamic_ncols=True,
                    disable=not (info.is_main and self.progress), file=sys.stderr, desc="train")
-        signal_flag: dict = {}
+        own_handlers = signal_flag is None
+        signal_flag = {} if signal_flag is None else signal_flag
         # A resumed run may already have used its --max-steps budget: then it does nothing.
         stopped = "max_steps" if max_steps is not None and self.step >= max_steps else "completed"
         last_loss = math.nan
-        with _stop_on_signals(signal_flag):
+        signalled = False
+        with _stop_on_signals(signal_flag) if own_handlers else nullcontext():
             while self.epoch < self.epochs and stopped == "completed":
                 epoch_t0 = time.monotonic()
                 loader = epoch_loader(self.base_loader, epoch_seed(self.seed, self.epoch, info.rank))
@@ -283,9 +316,9 @@ class Trainer:
                     values = self._train_step(batch)
                     self.step += 1
                     self.step_in_epoch += 1
-                    want_stop = bool(signal_flag) or (max_steps is not None and self.step >= max_steps) or (
+                    want_stop = (max_steps is not None and self.step >= max_steps) or (
                         max_minutes is not None and time.monotonic() - t0 >= 60.0 * max_minutes)
-                    terms, stop = self._sync(values, want_stop and info.is_main)
+                    terms, stop, signalled = self._sync(values, want_stop and info.is_main, bool(signal_flag))
                     stop = stop or (max_steps is not None and self.step >= max_steps)
                     for k, v in zip(TERMS, terms):
                         self.epoch_sums[k] += v
@@ -295,17 +328,19 @@ class Trainer:
                     bar.set_postfix(epoch=self.epoch, loss=f"{terms[0]:.4f}", lr=f"{lr:.2e}", refresh=False)
                     bar.update(1)
                     if stop:
-                        stopped = signal_flag.get("requested") or (
+                        stopped = (signal_flag.get("requested") or "signal") if signalled else (
                             "max_steps" if max_steps is not None and self.step >= max_steps else "max_minutes")
                         break
                 if stopped != "completed" and self.step_in_epoch < self.iters:
                     # Mid-epoch stop, resumable at this exact batch; a signal (pre-emption) exits at once.
-                    if stopped in ("max_steps", "max_minutes"):
+                    if not signalled:
                         self._end_epoch(time.monotonic() - epoch_t0, partial=True)
                     else:
                         self._save(best=False)
                     break
                 self._end_epoch(time.monotonic() - epoch_t0)
+        if self.epoch >= self.epochs and stopped != "max_steps":
+            stopped = "completed"  # a stop that fell on the schedule's last step leaves nothing to resume
         bar.close()
         self.logger.close()
         if info.is_main:
@@ -389,7 +424,7 @@ def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.T
 def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
           fold: int | None = None, max_steps: int | None = None, max_minutes: float | None = None,
           resume: bool = False, reference: bool = False, progress: bool = True,
-          init_weights: str | Path | None = None) -> dict[str, Any]:
+          init_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Train LightMedSeg on the canonical dataset ``data_dir`` into the run folder ``out_dir``.
 
     Args:
@@ -402,6 +437,8 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         init_weights: start a new run from these network weights (a run folder, model file or shipped
             name) with a fresh optimiser and schedule - fine-tuning or a second training stage. The
             network config must match the run's. Ignored when an existing run is resumed.
+        cache_dir: folder of the ``data.cache: disk`` cache (node-local storage); replaces the config's
+            ``data.cache_dir`` (default: ``$TMPDIR``, see :func:`lightmedseg.data.dataset.default_cache_dir`).
     Returns:
         a summary (steps, epochs, stop reason, best validation Dice, weights checksum of this replica).
     """
@@ -429,18 +466,27 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         if init_weights is not None:
             start_weights, source = initial_weights(init_weights, config)
             config["train"]["init_weights"] = str(source)
-    info = init_distributed(config["train"].get("device"))
-    try:
-        set_deterministic(bool(config["train"].get("deterministic", False)))
-        seed_everything(int(config["train"].get("seed", 0)) + info.rank)
-        if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temp_files(run_dir)
-            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-            write_json_atomic(run_dir / "split.json", split_ids)
-        barrier(info)
-        trainer = Trainer(config, data_dir, run_dir, split_ids, info, state=state, reference=reference,
-                          progress=progress, init_weights=start_weights)
-        return trainer.run(max_steps=max_steps, max_minutes=max_minutes)
-    finally:
-        cleanup_distributed()
+    if cache_dir is not None:
+        config.setdefault("data", {})["cache_dir"] = str(cache_dir)
+    elif state is not None:  # a machine setting, not recipe: a resumed job on another node uses its own default
+        config.get("data", {}).pop("cache_dir", None)
+    signal_flag: dict = {}
+    # Signals are caught from here on (a SIGUSR1 during set-up or caching must not kill the job); they take
+    # effect after the first step of this invocation.
+    with _stop_on_signals(signal_flag):
+        info = init_distributed(config["train"].get("device"),
+                                config["train"].get("dist_timeout_minutes", DEFAULT_DIST_TIMEOUT_MINUTES))
+        try:
+            with run_folder_lock(run_dir, info):  # before anything is written into the run folder
+                set_deterministic(bool(config["train"].get("deterministic", False)))
+                seed_everything(int(config["train"].get("seed", 0)) + info.rank)
+                if info.is_main:
+                    _remove_stale_temp_files(run_dir)
+                    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+                    write_json_atomic(run_dir / "split.json", split_ids)
+                barrier(info)
+                trainer = Trainer(config, data_dir, run_dir, split_ids, info, state=state, reference=reference,
+                                  progress=progress, init_weights=start_weights)
+                return trainer.run(max_steps=max_steps, max_minutes=max_minutes, signal_flag=signal_flag)
+        finally:
+            cleanup_distributed()

@@ -51,9 +51,10 @@ def case_dice(pred_idx: torch.Tensor, ref_idx: torch.Tensor, config: dict) -> di
 
 
 @torch.no_grad()
-def validate(predictor: Callable[[torch.Tensor], torch.Tensor], data_dir: str | Path, case_ids: Sequence[str],
-             config: dict, device: torch.device, autocast_dtype: torch.dtype | None) -> dict[str, float]:
-    """Mean validation metrics over ``case_ids`` (``predictor`` is the model in eval mode)."""
+def validate_cases(predictor: Callable[[torch.Tensor], torch.Tensor], data_dir: str | Path,
+                   case_ids: Sequence[str], config: dict, device: torch.device,
+                   autocast_dtype: torch.dtype | None) -> list[dict[str, float]]:
+    """Per-case validation metrics (:func:`case_dice`) of ``case_ids``, in their order (one rank's share)."""
     infer = config.get("infer", {})
     roi = list(config["train"].get("val_roi_size") or config["data"]["patch_size"])
     per_case: list[dict[str, float]] = []
@@ -66,8 +67,19 @@ def validate(predictor: Callable[[torch.Tensor], torch.Tensor], data_dir: str | 
                                               mode=str(infer.get("mode", "gaussian")))
         pred = logits.float().argmax(1)[0].cpu()
         per_case.append(case_dice(pred, torch.as_tensor(case["label"]), config))
+    return per_case
+
+
+def summarize_cases(per_case: Sequence[dict[str, float]], config: dict) -> dict[str, float]:
+    """Mean of per-case metrics; ``val_dice`` = mean over the regions (NaN without cases)."""
     names = metric_names(config)
     result = {n: float(np.mean([c[n] for c in per_case])) if per_case else math.nan for n in names[1:]}
     regions = [f"val_dice_{r}" for r in config["regions"]]
     result["val_dice"] = float(np.mean([result[r] for r in regions])) if per_case else math.nan
     return result
+
+
+def validate(predictor: Callable[[torch.Tensor], torch.Tensor], data_dir: str | Path, case_ids: Sequence[str],
+             config: dict, device: torch.device, autocast_dtype: torch.dtype | None) -> dict[str, float]:
+    """Mean validation metrics over ``case_ids`` (``predictor`` is the model in eval mode), in one process."""
+    return summarize_cases(validate_cases(predictor, data_dir, case_ids, config, device, autocast_dtype), config)
