@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from lightmedseg.data.errors import DataError
-from lightmedseg.data.io import ImageGeometry, ItkGeometry, read_4d, read_volume, write_volume
+from lightmedseg.data.io import ImageGeometry, ItkGeometry, default_file_mode, read_4d, read_volume, write_volume
 from lightmedseg.io_utils import atomic_path
 
 if TYPE_CHECKING:  # SimpleITK is imported lazily: NIfTI-only users never load it
@@ -259,13 +259,7 @@ def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometr
         return
     with atomic_path(path, suffix=ending or "") as tmp:
         sitk.WriteImage(img, str(tmp), useCompression=True)
-        os.chmod(tmp, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        os.chmod(tmp, default_file_mode())
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype=np.float32) -> None:

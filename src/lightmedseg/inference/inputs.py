@@ -1,11 +1,15 @@
 """Find the cases to predict in INPUT: a case file, a folder in nnU-Net raw naming, or a dataset folder.
 
 * a file ``{case}_{XXXX}.nii.gz`` -> that case with all its channel files from the same folder;
-* any other ``.nii``/``.nii.gz`` file -> one case: a 3D file is one channel, a 4D (x, y, z, c) file holds
+* any other image file -> one case: a 3D file is one channel, a 4D (x, y, z, c) file holds
   all channels (MSD style);
 * a folder of ``{case}_{XXXX}.nii.gz`` files -> one case per ``{case}``; a folder where no file follows
   that naming is read as one single-channel case per file;
+* a folder of DICOM files -> one case (the folder's single series), named after the folder;
 * a dataset folder (``dataset.json`` + ``imagesTs``) -> the cases of ``imagesTs``.
+
+Image files are NIfTI (``.nii.gz``, ``.nii``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``, ``.mhd``);
+see :mod:`lightmedseg.data.readers`.
 
 Every case must provide exactly the number of channels the model was trained with; a missing channel file
 or a wrong count is reported before anything is predicted.
@@ -18,11 +22,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
-
 from lightmedseg.data.errors import DataError
+from lightmedseg.data.readers import IMAGE_ENDINGS, image_channels, is_dicom_folder, strip_ending
 
-CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>\.nii\.gz|\.nii)$")
+CHANNEL_RE = re.compile(
+    r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>" + "|".join(re.escape(e) for e in IMAGE_ENDINGS) + ")$", re.IGNORECASE
+)
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
@@ -40,17 +45,14 @@ class CaseInput:
 
 
 def _strip(name: str) -> str | None:
-    for ending in NIFTI_ENDINGS:
-        if name.endswith(ending) and not name.startswith("."):
-            return name[: -len(ending)]
-    return None
+    return strip_ending(name)
 
 
-def _ndim(path: Path) -> int:
+def _channels(path: Path) -> int:
     try:
-        return len(nib.load(str(path)).shape)
-    except Exception as exc:  # nibabel raises many types for unreadable headers
-        raise InputError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+        return image_channels(path)
+    except DataError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _check_channels(case: str, found: dict[int, Path], folder: Path, ending: str, n: int) -> list[Path]:
@@ -73,7 +75,7 @@ def _check_channels(case: str, found: dict[int, Path], folder: Path, ending: str
 def _scan_channel_folder(folder: Path, n_channels: int) -> list[CaseInput]:
     files = [f for f in sorted(folder.iterdir()) if f.is_file() and _strip(f.name) is not None]
     if not files:
-        raise InputError(f"{folder}: no NIfTI files (*.nii.gz, *.nii) found")
+        raise InputError(f"{folder}: no image files ({', '.join('*' + e for e in IMAGE_ENDINGS)}) and no DICOM series found")
     named = {f: CHANNEL_RE.match(f.name) for f in files}
     if not any(named.values()):
         if n_channels != 1:
@@ -102,7 +104,7 @@ def find_cases(input_path: str | os.PathLike, n_channels: int) -> tuple[list[Cas
     if path.is_file():
         name = path.name
         if _strip(name) is None:
-            raise InputError(f"{path}: expected a NIfTI file ending in .nii.gz or .nii")
+            raise InputError(f"{path}: expected an image file ending in {', '.join(IMAGE_ENDINGS)} (or a DICOM folder)")
         m = CHANNEL_RE.match(name)
         if m:
             siblings = {
@@ -111,11 +113,10 @@ def find_cases(input_path: str | os.PathLike, n_channels: int) -> tuple[list[Cas
             }
             files = _check_channels(m["case"], siblings, path.parent, m["ext"], n_channels)
             return [CaseInput(m["case"], files)], path.parent
-        ndim = _ndim(path)
-        if ndim == 4:
-            shape = nib.load(str(path)).shape
-            if shape[3] != n_channels:
-                raise InputError(f"{path}: 4D file has {shape[3]} channels (x, y, z, c = {shape}); the model expects {n_channels}")
+        channels = _channels(path)
+        if channels > 1:
+            if channels != n_channels:
+                raise InputError(f"{path}: the file holds {channels} channels; the model expects {n_channels}")
             return [CaseInput(_strip(name), [path], four_d=True)], path.parent
         if n_channels != 1:
             raise InputError(
@@ -124,10 +125,14 @@ def find_cases(input_path: str | os.PathLike, n_channels: int) -> tuple[list[Cas
             )
         return [CaseInput(_strip(name), [path])], path.parent
     if path.is_dir():
+        if is_dicom_folder(path):
+            if n_channels != 1:
+                raise InputError(f"{path}: a DICOM series is one channel, but the model expects {n_channels}")
+            return [CaseInput(path.name, [path])], path
         if (path / "dataset.json").is_file():
             ts = path / "imagesTs"
             if not ts.is_dir():
                 raise InputError(f"{path}: dataset folder without imagesTs; give imagesTr or a case folder explicitly")
             return _scan_channel_folder(ts, n_channels), path
         return _scan_channel_folder(path, n_channels), path
-    raise InputError(f"{path}: input not found (expected a NIfTI file, a folder of case files or a dataset folder)")
+    raise InputError(f"{path}: input not found (expected an image file, a folder of case files, a DICOM folder or a dataset folder)")

@@ -1,4 +1,8 @@
-"""File-level prediction: find cases, decide output paths safely, predict, write NIfTI in native geometry.
+"""File-level prediction: find cases, decide output paths safely, predict, write label maps in native geometry.
+
+Every case goes through :class:`lightmedseg.inference.segment.Segmenter`, the same path as
+:func:`lightmedseg.segment`. Outputs are NIfTI (or the input's format with ``output_format="input"``, or
+the format an OUTPUT file name says); ``labels.json`` and a 3D Slicer colour table name the labels.
 
 Safety rules: outputs are never written inside the input folder; existing outputs are skipped (folder
 output) or refused (file output) unless ``overwrite``; every file is written atomically, and all cases are
@@ -18,10 +22,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lightmedseg.data.io import ImageGeometry, read_4d, read_image_channels, write_label
-from lightmedseg.inference.backends import load_backend
+from lightmedseg.data.io import ImageGeometry
+from lightmedseg.data.readers import image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
-from lightmedseg.inference.predictor import ForwardFn, Prediction, Predictor, describe
+from lightmedseg.inference.predictor import ForwardFn, Prediction, describe
+from lightmedseg.inference.segment import Segmenter, output_ending, write_label_sidecars, write_prediction
 from lightmedseg.io_utils import atomic_path, is_inside
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -35,23 +40,27 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     probabilities: list[Path] = field(default_factory=list)
+    sidecars: list[Path] = field(default_factory=list)  # labels.json and the Slicer colour table
 
 
 def read_case(case: CaseInput) -> tuple[np.ndarray, ImageGeometry]:
-    """Image (C, Z, Y, X) float32 and its geometry, from one 4D file or one 3D file per channel."""
-    return read_4d(case.files[0]) if case.four_d else read_image_channels(case.files)
+    """Image (C, Z, Y, X) float32 and its geometry, from one 4D file or one 3D file per channel (any format)."""
+    return read_channels(case.files)
 
 
 def plan_outputs(
-    cases: list[CaseInput], output: str | os.PathLike, input_dir: Path
+    cases: list[CaseInput], output: str | os.PathLike, input_dir: Path, output_format: str = "nifti"
 ) -> tuple[dict[str, Path], Path | None]:
-    """Output label file per case, and the probability folder base; refuses paths inside the input folder."""
+    """Output label file per case, and the probability folder base; refuses paths inside the input folder.
+
+    An OUTPUT file name's ending picks its format; in a folder, ``output_format`` does (``nifti``/``input``).
+    """
     out = Path(output)
-    as_file = out.name.endswith(NIFTI_ENDINGS)
+    as_file = image_ending(out.name) is not None
     if as_file and len(cases) != 1:
         raise InputError(f"{out}: a file name as OUTPUT needs a single case, but INPUT holds {len(cases)}; give a folder")
     if as_file and out.is_dir():
-        raise InputError(f"{out}: is a folder, but its name ends like a NIfTI file; pick another name")
+        raise InputError(f"{out}: is a folder, but its name ends like an image file; pick another name")
     if not as_file and out.is_file():
         raise InputError(f"{out}: exists and is a file; OUTPUT for several cases must be a folder")
     target_dir = out.parent if as_file else out
@@ -61,7 +70,7 @@ def plan_outputs(
         )
     if as_file:
         return {cases[0].case_id: out}, out.parent / PROBABILITY_FOLDER
-    return {c.case_id: out / f"{c.case_id}.nii.gz" for c in cases}, out / PROBABILITY_FOLDER
+    return {c.case_id: out / f"{c.case_id}{output_ending(c.files[0], output_format)}" for c in cases}, out / PROBABILITY_FOLDER
 
 
 def write_probabilities(path: Path, probs: np.ndarray, geometry: ImageGeometry) -> None:
@@ -82,7 +91,7 @@ def predict(
     input_path: str | os.PathLike,
     output: str | os.PathLike,
     model: str | os.PathLike,
-    device: str = "cpu",
+    device: str = "auto",
     tta: bool | None = None,
     probabilities: bool = False,
     overwrite: bool = False,
@@ -92,39 +101,54 @@ def predict(
     forward_fn: ForwardFn | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
+    resample: bool = False,
+    output_format: str = "nifti",
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
-    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
+    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``). ``device``,
+    ``overlap``, ``sw_batch_size`` and ``resample``: see :class:`~lightmedseg.inference.segment.Segmenter`.
     """
-    loaded = load_backend(model, backend=backend, device=device, reference=reference, precision=precision)
-    predictor = Predictor(loaded.config, forward_fn or loaded.forward_fn, device=device, tta=tta)
+    segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
+                          reference=reference, backend=backend, precision=precision, forward_fn=forward_fn)
+    predictor = segmenter.predictor
     cases, input_dir = find_cases(input_path, predictor.in_channels)
-    targets, prob_dir = plan_outputs(cases, output, input_dir)
+    targets, prob_dir = plan_outputs(cases, output, input_dir, output_format)
     report = PredictReport()
     todo = []
     for case in cases:
         target = targets[case.case_id]
         if target.exists() and not overwrite:
-            if len(cases) == 1 and Path(output).name.endswith(NIFTI_ENDINGS):
+            if len(cases) == 1 and image_ending(Path(output).name) is not None:
                 raise FileExistsError(f"{target}: exists; pass --overwrite to replace it")
             report.skipped.append(target)
             continue
         todo.append(case)
     if report.skipped:
         log(f"skipping {len(report.skipped)} case(s) already predicted in {Path(output)} (--overwrite to redo)")
-    log(f"{loaded.description}; {describe(predictor)}")
+    log(f"{segmenter.description}; {describe(predictor)}{', resampled to the training grid' if resample else ''}")
     for case in tqdm(todo, desc="predict", unit="case", disable=not progress or not todo):
         image, geometry = read_case(case)
-        result: Prediction = predictor.predict_image(image, probabilities=probabilities)
-        write_label(targets[case.case_id], result.labels, geometry)
+        result: Prediction
+        result, notes = segmenter.predict(image, geometry, probabilities=probabilities)
+        for note in notes:
+            log(f"warning: {case.case_id}: {note}")
+        write_prediction(targets[case.case_id], result.labels, geometry, segmenter.names)
         report.written.append(targets[case.case_id])
         if probabilities and result.probabilities is not None and prob_dir is not None:
-            p = prob_dir / targets[case.case_id].name  # {case}.nii.gz, or the OUTPUT file's name
+            name = targets[case.case_id].name  # {case}.nii.gz, or the OUTPUT file's name (always NIfTI)
+            p = prob_dir / (name[: -len(image_ending(name) or "")] + ".nii.gz")
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
+        out = Path(output)
+        ending = image_ending(out.name)
+        folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
+        report.sidecars = write_label_sidecars(folder, segmenter.names, prefix=prefix)
     return report

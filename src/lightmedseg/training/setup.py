@@ -16,7 +16,8 @@ DEFAULT_VAL_FRACTION = 0.2
 
 
 def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
-    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``."""
+    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``,
+    and ``geometry`` (median spacing and orientation of the training images, which predict checks)."""
     meta = load_dataset_json(data_dir)
     out = copy.deepcopy(config)
     out.setdefault("model", {})
@@ -26,6 +27,11 @@ def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
     out["regions"] = L.regions(meta)
     out["label_convention"] = L.convention(meta)
     out["channel_names"] = [meta["channel_names"][k] for k in sorted(meta["channel_names"], key=int)]
+    from lightmedseg.inference.geometry import dataset_geometry_of  # training spacing/orientation for predict
+
+    geometry = dataset_geometry_of(data_dir)
+    if geometry is not None:
+        out["geometry"] = geometry
     return out
 
 
