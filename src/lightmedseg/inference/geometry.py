@@ -94,7 +94,7 @@ def to_training_grid(image: np.ndarray, geometry: ImageGeometry, config: Mapping
     if train is None:
         raise ValueError("--resample needs the model's training spacing (config 'geometry' or card.json), which this model lacks")
     x = _meta(image, geometry.affine)
-    x = Orientation(axcodes=train["orientation"])(x)
+    x = Orientation(axcodes=train["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
     sz, sy, sx = train["spacing"]
     x = Spacing(pixdim=(sx, sy, sz), mode="bilinear", padding_mode="border")(x)
     out = np.ascontiguousarray(x.numpy().transpose(0, 3, 2, 1), dtype=np.float32)
