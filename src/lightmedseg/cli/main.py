@@ -67,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
         print(f"lightmedseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional dependency group is not installed: name the extra
+        from lightmedseg.extras import missing_extra
+
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        print(f"lightmedseg {args.command}: error: {hint}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lightmedseg {args.command}: interrupted", file=sys.stderr)
         return 130
