@@ -220,3 +220,36 @@ def test_cli_warns_about_spacing(tmp_path: Path, capsys) -> None:
                  "--device", "cpu", "--overlap", "0.25", "--sw-batch-size", "2"]) == 0
     err = capsys.readouterr().err
     assert "warning: case: spacing 5 x 0.7 x 0.7 mm" in err and "overlap 0.25" in err
+
+
+def test_keep_largest_removes_islands_per_class() -> None:
+    from lightmedseg.inference.postprocess import keep_largest_component
+
+    labels = np.zeros((10, 12, 12), np.int16)
+    labels[1:5, 1:5, 1:5] = 1  # class 1: big blob ...
+    labels[8, 10, 10] = 1  # ... and a stray voxel
+    labels[6:9, 1:4, 6:9] = 2  # class 2: one blob, untouched
+    labels[2, 8, 8] = 3  # class 3: two single voxels, one survives
+    labels[7, 10, 1] = 3
+    out = keep_largest_component(labels, [1, 2, 3])
+    assert out[8, 10, 10] == 0 and (out == 1).sum() == 64
+    np.testing.assert_array_equal(out == 2, labels == 2)
+    assert (out == 3).sum() == 1
+    diag = np.zeros((4, 4, 4), np.int16)
+    diag[0, 0, 0] = diag[1, 1, 1] = 1  # touching corners: one 26-connected component
+    np.testing.assert_array_equal(keep_largest_component(diag, [1]), diag)
+
+
+def test_keep_largest_through_predict(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    array = _heart()
+    array[1, 2, 2] = array.max()  # a bright speck far from the heart becomes an island of class 3
+    sitk.WriteImage(_itk(array), str(tmp_path / "in" / "case.mha"))
+    model = _tiny_model(tmp_path)
+    for flag, out in ((False, "plain"), (True, "kept")):
+        predict(tmp_path / "in", tmp_path / out, model, device="cpu", progress=False, keep_largest=flag,
+                forward_fn=_threshold_forward, log=lambda m: None)
+    plain = np.asarray(nib.load(str(tmp_path / "plain" / "case.nii.gz")).dataobj)
+    kept = np.asarray(nib.load(str(tmp_path / "kept" / "case.nii.gz")).dataobj)
+    assert plain[2, 2, 1] == 3 and kept[2, 2, 1] == 0  # (x, y, z) order on disk
+    assert (kept == 3).sum() == (plain == 3).sum() - 1

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="predict on the model's training spacing/orientation and resample back to the input grid "
                              "(without it, an input whose spacing differs by more than "
                              f"{SPACING_WARN_FACTOR}x gets a warning)")
+    parser.add_argument("--keep-largest", action="store_true",
+                        help="keep only the largest connected component of each foreground class (needs scipy)")
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
                         help="format of the files in an OUTPUT folder: nifti (.nii.gz, default) or input "
                              "(the input's own: .nrrd, .mha; DICOM input gives NIfTI)")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, args.model, device=args.device, tta=args.tta, probabilities=args.probabilities,
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
         precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-        resample=args.resample, output_format=args.output_format,
+        resample=args.resample, output_format=args.output_format, keep_largest=args.keep_largest,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"
           + (f", skipped {len(report.skipped)} existing" if report.skipped else "")

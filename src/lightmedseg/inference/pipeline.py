@@ -105,16 +105,17 @@ def predict(
     sw_batch_size: int | None = None,
     resample: bool = False,
     output_format: str = "nifti",
+    keep_largest: bool = False,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
     on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``). ``device``,
-    ``overlap``, ``sw_batch_size`` and ``resample``: see :class:`~lightmedseg.inference.segment.Segmenter`.
+    ``overlap``, ``sw_batch_size``, ``resample`` and ``keep_largest``: see :class:`~lightmedseg.inference.segment.Segmenter`.
     """
     segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
-                          reference=reference, backend=backend, precision=precision, forward_fn=forward_fn)
+                          keep_largest=keep_largest, reference=reference, backend=backend, precision=precision, forward_fn=forward_fn)
     predictor = segmenter.predictor
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     targets, prob_dir = plan_outputs(cases, output, input_dir, output_format)

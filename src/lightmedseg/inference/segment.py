@@ -100,6 +100,7 @@ class Segmenter:
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
         resample: predict on the training spacing/orientation and resample the probabilities back.
+        keep_largest: keep only the largest connected component of each foreground class (needs scipy).
         reference, backend, precision, forward_fn: see :func:`lightmedseg.inference.pipeline.predict`.
     """
 
@@ -112,6 +113,7 @@ class Segmenter:
         overlap: float | None = None,
         sw_batch_size: int | None = None,
         resample: bool = False,
+        keep_largest: bool = False,
         reference: bool = False,
         backend: str = "auto",
         precision: str = "auto",
@@ -130,6 +132,7 @@ class Segmenter:
         self.predictor = Predictor(self.config, forward_fn or loaded.forward_fn, device=self.device, tta=tta,
                                    overlap=overlap, sw_batch_size=sw_batch_size)
         self.resample = bool(resample)
+        self.keep_largest = bool(keep_largest)
         if self.resample and training_geometry(self.config) is None:
             raise PredictionError(f"--resample: model {model} does not record its training spacing (config 'geometry' or card.json)")
         self.names = label_names(self.config)
@@ -138,14 +141,20 @@ class Segmenter:
         """``(C, Z, Y, X)`` image in ``geometry`` -> prediction on the same grid, and geometry warnings."""
         from lightmedseg.inference.geometry import from_training_grid, geometry_notes, to_training_grid
 
-        notes = geometry_notes(geometry, self.config)
+        notes = [] if self.resample else geometry_notes(geometry, self.config)
         if not self.resample:
-            return self.predictor.predict_image(image, probabilities=probabilities), notes
-        resampled, affine = to_training_grid(image, geometry, self.config)
-        on_grid = self.predictor.predict_image(resampled, probabilities=True)
-        probs = from_training_grid(on_grid.probabilities, affine, geometry)
-        labels = np.asarray(self.predictor.label_values, dtype=np.int16)[probs.argmax(axis=0)]
-        return Prediction(labels=labels, probabilities=probs if probabilities else None), []
+            result = self.predictor.predict_image(image, probabilities=probabilities)
+        else:
+            resampled, affine = to_training_grid(image, geometry, self.config)
+            on_grid = self.predictor.predict_image(resampled, probabilities=True)
+            probs = from_training_grid(on_grid.probabilities, affine, geometry)
+            labels = np.asarray(self.predictor.label_values, dtype=np.int16)[probs.argmax(axis=0)]
+            result = Prediction(labels=labels, probabilities=probs if probabilities else None)
+        if self.keep_largest:
+            from lightmedseg.inference.postprocess import keep_largest_component
+
+            result.labels = keep_largest_component(result.labels, [v for v in self.predictor.label_values if v != 0])
+        return result, notes
 
     def __call__(self, image) -> "nib.Nifti1Image":  # noqa: F821
         """Segment one image (path, folder or nibabel image; see :func:`segment`) into a NIfTI label map."""
@@ -201,7 +210,7 @@ def segment(
             (3D, or 4D ``(x, y, z, channel)``).
         model: shipped model name, run folder, model file or ``.onnx`` file.
         device: ``auto`` (GPU if present), ``cpu``, ``cuda``, ``cuda:N`` or ``gpu``.
-        **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``reference``, ``backend``,
+        **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``reference``, ``backend``,
             ``precision``, ``forward_fn`` (see :class:`Segmenter`).
 
     Warns :class:`GeometryWarning` when the input's spacing or orientation differs from the training
