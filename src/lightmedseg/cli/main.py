@@ -21,7 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("models", "models", "the shipped models: task, channels, training spacing, labels, scores"),
     ("predict", "predict", "segment NIfTI/NRRD/MetaImage/DICOM volumes with a trained model (sliding window)"),
     ("evaluate", "evaluate", "Dice / HD95 per class and region against reference labels"),
-    ("plot", "plot", "training curves and overlay figures"),
+    ("plot", "plot", "training curves of a run (losses, learning rate, validation Dice)"),
     ("profile", "profile", "parameters, multiply-adds, peak memory and latency of a variant"),
     ("export", "export", "export a trained model to ONNX (and TorchScript)"),
 ]

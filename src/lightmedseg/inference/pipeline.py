@@ -25,7 +25,7 @@ from tqdm import tqdm
 from lightmedseg.data.io import ImageGeometry
 from lightmedseg.data.readers import image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
-from lightmedseg.inference.predictor import ForwardFn, Prediction, describe
+from lightmedseg.inference.predictor import ForwardFn, describe
 from lightmedseg.inference.segment import Segmenter, output_ending, write_label_sidecars, write_prediction
 from lightmedseg.io_utils import atomic_path, is_inside
 
@@ -70,7 +70,8 @@ def plan_outputs(
         )
     if as_file:
         return {cases[0].case_id: out}, out.parent / PROBABILITY_FOLDER
-    return {c.case_id: out / f"{c.case_id}{output_ending(c.files[0], output_format)}" for c in cases}, out / PROBABILITY_FOLDER
+    targets = {c.case_id: out / f"{c.case_id}{output_ending(c.files[0], output_format)}" for c in cases}
+    return targets, out / PROBABILITY_FOLDER
 
 
 def write_probabilities(path: Path, probs: np.ndarray, geometry: ImageGeometry) -> None:
@@ -115,7 +116,8 @@ def predict(
     ``overlap``, ``sw_batch_size``, ``resample`` and ``keep_largest``: see :class:`~lightmedseg.inference.segment.Segmenter`.
     """
     segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
-                          keep_largest=keep_largest, reference=reference, backend=backend, precision=precision, forward_fn=forward_fn)
+                          keep_largest=keep_largest, reference=reference, backend=backend, precision=precision,
+                          forward_fn=forward_fn)
     predictor = segmenter.predictor
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     targets, prob_dir = plan_outputs(cases, output, input_dir, output_format)
@@ -134,15 +136,14 @@ def predict(
     log(f"{segmenter.description}; {describe(predictor)}{', resampled to the training grid' if resample else ''}")
     for case in tqdm(todo, desc="predict", unit="case", disable=not progress or not todo):
         image, geometry = read_case(case)
-        result: Prediction
         result, notes = segmenter.predict(image, geometry, probabilities=probabilities)
         for note in notes:
             log(f"warning: {case.case_id}: {note}")
         write_prediction(targets[case.case_id], result.labels, geometry, segmenter.names)
         report.written.append(targets[case.case_id])
         if probabilities and result.probabilities is not None and prob_dir is not None:
-            name = targets[case.case_id].name  # {case}.nii.gz, or the OUTPUT file's name (always NIfTI)
-            p = prob_dir / (name[: -len(image_ending(name) or "")] + ".nii.gz")
+            name = targets[case.case_id].name  # {case}.nii.gz, or the OUTPUT file's name, always as NIfTI
+            p = prob_dir / (name[: len(name) - len(image_ending(name) or "")] + ".nii.gz")
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
         if torch.cuda.is_available():

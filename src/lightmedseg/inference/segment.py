@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from lightmedseg.data.io import ImageGeometry, _geometry, _nifti, default_file_mode
-from lightmedseg.data.readers import ITK_ENDINGS, NIFTI_ENDINGS, image_ending, label_dtype, write_labels
+from lightmedseg.data.readers import NIFTI_ENDINGS, image_ending, label_dtype, write_labels
 from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, pick_device
 from lightmedseg.inference.predictor import ForwardFn, Prediction, PredictionError, Predictor
 
@@ -221,5 +221,5 @@ def segment(
 
 __all__ = [
     "segment", "Segmenter", "GeometryWarning", "pick_device", "label_names", "label_image", "write_prediction",
-    "write_label_sidecars", "output_ending", "read_input", "OUTPUT_FORMATS", "DEVICES_HELP", "ITK_ENDINGS",
+    "write_label_sidecars", "output_ending", "read_input", "OUTPUT_FORMATS", "DEVICES_HELP",
 ]
