@@ -253,3 +253,42 @@ def test_keep_largest_through_predict(tmp_path: Path) -> None:
     kept = np.asarray(nib.load(str(tmp_path / "kept" / "case.nii.gz")).dataobj)
     assert plain[2, 2, 1] == 3 and kept[2, 2, 1] == 0  # (x, y, z) order on disk
     assert (kept == 3).sum() == (plain == 3).sum() - 1
+
+
+def _seeded_model(tmp_path: Path, name: str, seed: int, labels=None) -> Path:
+    torch.manual_seed(seed)
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]", "model.in_channels=1"])
+    cfg["labels"] = labels or {"background": 0, "a": 1, "b": 2, "c": 3}
+    cfg["model"]["num_classes"] = len(cfg["labels"])
+    path = tmp_path / name / "model_best.safetensors"
+    save_model(path, build_model(cfg), cfg)
+    return path.parent
+
+
+def test_ensemble_averages_probabilities(tmp_path: Path) -> None:
+    a, b = _seeded_model(tmp_path, "fold0", 1), _seeded_model(tmp_path, "fold1", 2)
+    image = _heart((8, 20, 18))[None]
+    geometry = ImageGeometry.from_spacing((8, 20, 18), ACDC_SPACING)
+    pa, _ = Segmenter(a, "cpu", reference=True).predict(image, geometry, probabilities=True)
+    pb, _ = Segmenter(b, "cpu", reference=True).predict(image, geometry, probabilities=True)
+    ens = Segmenter([a, b], "cpu", reference=True)
+    assert ens.description.startswith("ensemble of 2 models")
+    pe, _ = ens.predict(image, geometry, probabilities=True)
+    np.testing.assert_allclose(pe.probabilities, (pa.probabilities + pb.probabilities) / 2, atol=1e-6)
+    np.testing.assert_array_equal(pe.labels, np.asarray([0, 1, 2, 3])[pe.probabilities.argmax(0)])
+    assert not np.allclose(pa.probabilities, pb.probabilities, atol=1e-3)  # the members really differ
+
+
+def test_ensemble_through_the_cli_and_its_errors(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(_itk(_heart()), str(tmp_path / "in" / "case.mha"))
+    a, b = _seeded_model(tmp_path, "fold0", 1), _seeded_model(tmp_path, "fold1", 2)
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(a), "-m", str(b),
+                 "-q", "--device", "cpu"]) == 0
+    assert "ensemble of 2 models" in capsys.readouterr().err
+    other = _seeded_model(tmp_path, "other", 3, labels={"background": 0, "x": 1, "y": 2, "z": 4})
+    rc = main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "-m", str(a), "-m", str(other), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "members must agree" in err and len(err.splitlines()) == 1
+    with pytest.raises(ValueError, match="cannot be combined with an ensemble"):
+        Segmenter([a, b], "cpu", forward_fn=_threshold_forward)

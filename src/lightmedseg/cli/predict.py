@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path,
                         help="output folder ({case}.nii.gz per case, plus labels.json and a Slicer colour table "
                              "labels.ctbl), or a file name for a single case (its ending picks the format)")
-    parser.add_argument("-m", "--model", required=True,
-                        help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file")
+    parser.add_argument("-m", "--model", required=True, action="append",
+                        help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file; "
+                             "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble)")
     tta = parser.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes)")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
@@ -56,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.inference.pipeline import predict
 
+    model = args.model[0] if len(args.model) == 1 else args.model  # several -m: an ensemble
     report = predict(
-        args.input, args.output, args.model, device=args.device, tta=args.tta, probabilities=args.probabilities,
+        args.input, args.output, model, device=args.device, tta=args.tta, probabilities=args.probabilities,
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
         precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
         resample=args.resample, output_format=args.output_format, keep_largest=args.keep_largest,

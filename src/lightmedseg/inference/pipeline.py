@@ -91,7 +91,7 @@ def write_probabilities(path: Path, probs: np.ndarray, geometry: ImageGeometry) 
 def predict(
     input_path: str | os.PathLike,
     output: str | os.PathLike,
-    model: str | os.PathLike,
+    model: str | os.PathLike | list[str | os.PathLike],
     device: str = "auto",
     tta: bool | None = None,
     probabilities: bool = False,
@@ -108,7 +108,7 @@ def predict(
     output_format: str = "nifti",
     keep_largest: bool = False,
 ) -> PredictReport:
-    """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
+    """Segment every case of ``input_path`` with ``model`` (or an ensemble: a list) and write ``{case}.nii.gz`` label maps.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -94,7 +94,9 @@ class Segmenter:
     """A loaded model with its prediction options; the one path of :func:`segment` and ``lightmedseg predict``.
 
     Args:
-        model: run folder, model file, shipped model name or exported ``.onnx`` file.
+        model: run folder, model file, shipped model name or exported ``.onnx`` file; or a list of them
+            (e.g. the folds of a cross-validation), whose softmax probabilities are averaged. Ensemble members
+            must share input channels and label values; each keeps its own preprocessing and window.
         device: see :data:`DEVICES_HELP`.
         tta: mirroring test-time augmentation (default: the model config's).
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
@@ -106,7 +108,7 @@ class Segmenter:
 
     def __init__(
         self,
-        model: str | os.PathLike = "acdc",
+        model: str | os.PathLike | Sequence[str | os.PathLike] = "acdc",
         device: str = "auto",
         *,
         tta: bool | None = None,
@@ -125,12 +127,31 @@ class Segmenter:
 
         if sw_batch_size is not None and int(sw_batch_size) < 1:
             raise PredictionError(f"--sw-batch-size {sw_batch_size}: expected a positive number of windows")
+        models = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+        if not models:
+            raise PredictionError("no model given")
+        if forward_fn is not None and len(models) > 1:
+            raise PredictionError("forward_fn replaces one model's forward; it cannot be combined with an ensemble")
         self.device = pick_device(device)
-        loaded = load_backend(model, backend=backend, device=self.device, reference=reference, precision=precision)
-        self.config = with_card(loaded.config, model)
-        self.description = loaded.description
-        self.predictor = Predictor(self.config, forward_fn or loaded.forward_fn, device=self.device, tta=tta,
-                                   overlap=overlap, sw_batch_size=sw_batch_size)
+        self.predictors: list[Predictor] = []
+        descriptions = []
+        for source in models:
+            loaded = load_backend(source, backend=backend, device=self.device, reference=reference, precision=precision)
+            config = with_card(loaded.config, source)
+            predictor = Predictor(config, forward_fn or loaded.forward_fn, device=self.device, tta=tta,
+                                  overlap=overlap, sw_batch_size=sw_batch_size)
+            first = self.predictors[0] if self.predictors else predictor
+            if (predictor.in_channels, predictor.label_values) != (first.in_channels, first.label_values):
+                raise PredictionError(
+                    f"ensemble: model {source} has {predictor.in_channels} channel(s) and labels {predictor.label_values}, "
+                    f"but {models[0]} has {first.in_channels} and {first.label_values}; members must agree"
+                )
+            self.predictors.append(predictor)
+            descriptions.append(loaded.description)
+        self.predictor = self.predictors[0]  # the first member's config speaks for the ensemble (geometry, labels)
+        self.config = self.predictor.config
+        self.description = descriptions[0] if len(models) == 1 else (
+            f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
         self.resample = bool(resample)
         self.keep_largest = bool(keep_largest)
         if self.resample and training_geometry(self.config) is None:
@@ -143,10 +164,10 @@ class Segmenter:
 
         notes = [] if self.resample else geometry_notes(geometry, self.config)
         if not self.resample:
-            result = self.predictor.predict_image(image, probabilities=probabilities)
+            result = self._predict_grid(image, probabilities)
         else:
             resampled, affine = to_training_grid(image, geometry, self.config)
-            on_grid = self.predictor.predict_image(resampled, probabilities=True)
+            on_grid = self._predict_grid(resampled, probabilities=True)
             probs = from_training_grid(on_grid.probabilities, affine, geometry)
             labels = np.asarray(self.predictor.label_values, dtype=np.int16)[probs.argmax(axis=0)]
             result = Prediction(labels=labels, probabilities=probs if probabilities else None)
@@ -155,6 +176,18 @@ class Segmenter:
 
             result.labels = keep_largest_component(result.labels, [v for v in self.predictor.label_values if v != 0])
         return result, notes
+
+    def _predict_grid(self, image: np.ndarray, probabilities: bool) -> Prediction:
+        """One model's prediction, or the ensemble's: mean softmax of the members, then argmax."""
+        if len(self.predictors) == 1:
+            return self.predictor.predict_image(image, probabilities=probabilities)
+        total = None
+        for predictor in self.predictors:
+            probs = predictor.predict_image(image, probabilities=True).probabilities
+            total = probs if total is None else total + probs
+        mean = total / len(self.predictors)
+        labels = np.asarray(self.predictor.label_values, dtype=np.int16)[mean.argmax(axis=0)]
+        return Prediction(labels=labels, probabilities=mean if probabilities else None)
 
     def __call__(self, image) -> "nib.Nifti1Image":  # noqa: F821
         """Segment one image (path, folder or nibabel image; see :func:`segment`) into a NIfTI label map."""
