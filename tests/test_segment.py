@@ -292,3 +292,14 @@ def test_ensemble_through_the_cli_and_its_errors(tmp_path: Path, capsys) -> None
     assert rc == 2 and "members must agree" in err and len(err.splitlines()) == 1
     with pytest.raises(ValueError, match="cannot be combined with an ensemble"):
         Segmenter([a, b], "cpu", forward_fn=_threshold_forward)
+
+
+def test_progress_without_a_terminal_is_plain_lines(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        sitk.WriteImage(_itk(_heart()), str(tmp_path / "in" / f"{name}.mha"))
+    lines: list[str] = []
+    predict(tmp_path / "in", tmp_path / "out", _tiny_model(tmp_path), device="cpu", progress=True,
+            forward_fn=_threshold_forward, log=lines.append)
+    assert [line.split(" (")[0] for line in lines if line.startswith("predict:")] == ["predict: 1/2 a", "predict: 2/2 b"]
+    assert "\r" not in capsys.readouterr().err  # no tqdm carriage-return updates in a log file

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -134,7 +135,10 @@ def predict(
     if report.skipped:
         log(f"skipping {len(report.skipped)} case(s) already predicted in {Path(output)} (--overwrite to redo)")
     log(f"{segmenter.description}; {describe(predictor)}{', resampled to the training grid' if resample else ''}")
-    for case in tqdm(todo, desc="predict", unit="case", disable=not progress or not todo):
+    # a bar on a terminal; in a log file (not a terminal) one plain line per case instead of \r updates
+    interactive = progress and sys.stderr.isatty()
+    for number, case in enumerate(tqdm(todo, desc="predict", unit="case", disable=not interactive or not todo), 1):
+        started = time.perf_counter()
         image, geometry = read_case(case)
         result, notes = segmenter.predict(image, geometry, probabilities=probabilities)
         for note in notes:
@@ -146,6 +150,8 @@ def predict(
             p = prob_dir / (name[: len(name) - len(image_ending(name) or "")] + ".nii.gz")
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
+        if progress and not interactive:
+            log(f"predict: {number}/{len(todo)} {case.case_id} ({time.perf_counter() - started:.1f} s)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
