@@ -161,7 +161,7 @@ def test_resampling_round_trip_is_on_the_input_grid() -> None:
 
 def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_path: Path) -> None:
     model = _tiny_model(tmp_path, geometry={"spacing": [5.0, 0.8, 0.8], "orientation": "RAS"})
-    img = nib.Nifti1Image(_heart((8, 40, 36)).transpose(2, 1, 0), np.diag([-1.6, 1.6, 10.0, 1.0]))
+    img = nib.Nifti1Image(_heart((8, 40, 36)).transpose(2, 1, 0), np.diag([1.6, 1.6, 10.0, 1.0]))
     plain = Segmenter(model, "cpu", forward_fn=_threshold_forward)
     with pytest.warns(GeometryWarning, match="differs from the model's training spacing"):
         a = np.asarray(plain(img).dataobj)
@@ -303,3 +303,18 @@ def test_progress_without_a_terminal_is_plain_lines(tmp_path: Path, capsys) -> N
             forward_fn=_threshold_forward, log=lines.append)
     assert [line.split(" (")[0] for line in lines if line.startswith("predict:")] == ["predict: 1/2 a", "predict: 2/2 b"]
     assert "\r" not in capsys.readouterr().err  # no tqdm carriage-return updates in a log file
+
+
+def test_training_records_the_dataset_geometry(tmp_path: Path) -> None:
+    from lightmedseg.training.setup import config_for_dataset
+
+    ds = tmp_path / "ds"
+    (ds / "imagesTr").mkdir(parents=True)
+    for i, sz in enumerate((8.0, 10.0, 10.0)):
+        nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), np.diag([1.5, 1.5, sz, 1.0])),
+                 str(ds / "imagesTr" / f"c{i}_0000.nii.gz"))
+    (ds / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "MRI"}, "labels": {"background": 0, "LV": 1}, "numTraining": 3, "file_ending": ".nii.gz"}))
+    cfg = config_for_dataset(load_config("demo"), ds)
+    assert cfg["geometry"] == {"spacing": [10.0, 1.5, 1.5], "orientation": "RAS"}
+    assert training_geometry(cfg) == {"spacing": (10.0, 1.5, 1.5), "orientation": "RAS"}
