@@ -318,3 +318,17 @@ def test_training_records_the_dataset_geometry(tmp_path: Path) -> None:
     cfg = config_for_dataset(load_config("demo"), ds)
     assert cfg["geometry"] == {"spacing": [10.0, 1.5, 1.5], "orientation": "RAS"}
     assert training_geometry(cfg) == {"spacing": (10.0, 1.5, 1.5), "orientation": "RAS"}
+
+
+def test_seg_nrrd_output_is_a_slicer_segmentation(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    src = _itk(_heart())
+    sitk.WriteImage(src, str(tmp_path / "in" / "case.mha"))
+    predict(tmp_path / "in" / "case.mha", tmp_path / "out" / "case.seg.nrrd", _tiny_model(tmp_path), device="cpu",
+            progress=False, forward_fn=_threshold_forward, log=lambda m: None)
+    seg = sitk.ReadImage(str(tmp_path / "out" / "case.seg.nrrd"))
+    assert seg.GetSize() == src.GetSize() and seg.GetOrigin() == src.GetOrigin()
+    assert seg.GetMetaData("Segmentation_MasterRepresentation") == "Binary labelmap"
+    assert [seg.GetMetaData(f"Segment{i}_Name") for i in range(3)] == ["a", "b", "c"]
+    assert seg.GetMetaData("Segment2_LabelValue") == "3" and seg.GetMetaData("Segment2_Extent") == "0 35 0 39 0 7"
+    assert (tmp_path / "out" / "case.seg.labels.json").is_file()

@@ -241,8 +241,10 @@ def label_dtype(array: np.ndarray) -> np.dtype:
     return np.dtype(np.uint8 if array.size == 0 or (array.min() >= 0 and array.max() <= 255) else np.int16)
 
 
-def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype: np.dtype) -> None:
-    """Write a ``(Z, Y, X)`` array as NRRD/MetaImage in ``geometry`` (compressed, atomically)."""
+def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype: np.dtype,
+              metadata: dict[str, str] | None = None) -> None:
+    """Write a ``(Z, Y, X)`` array as NRRD/MetaImage in ``geometry`` (compressed, atomically), with extra
+    header fields ``metadata`` (NRRD ``key:=value``)."""
     sitk = _sitk()
     if tuple(array.shape) != tuple(geometry.shape):
         raise DataError(f"array shape {array.shape} does not match the reference geometry {geometry.shape}")
@@ -251,6 +253,8 @@ def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometr
     img.SetOrigin(itk.origin)
     img.SetSpacing(itk.spacing)
     img.SetDirection(itk.direction)
+    for key, value in (metadata or {}).items():
+        img.SetMetaData(key, value)
     path = Path(path)
     ending = image_ending(path.name)
     if ending in (".mhd", ".nhdr"):  # a header beside a raw data file: write in place (two files)
