@@ -332,3 +332,17 @@ def test_seg_nrrd_output_is_a_slicer_segmentation(tmp_path: Path) -> None:
     assert [seg.GetMetaData(f"Segment{i}_Name") for i in range(3)] == ["a", "b", "c"]
     assert seg.GetMetaData("Segment2_LabelValue") == "3" and seg.GetMetaData("Segment2_Extent") == "0 35 0 39 0 7"
     assert (tmp_path / "out" / "case.seg.labels.json").is_file()
+
+
+def test_window_progress_only_for_large_volumes(monkeypatch) -> None:
+    import lightmedseg.inference.predictor as P
+
+    seen = []
+    real = P.sliding_window_inference
+    monkeypatch.setattr(P, "sliding_window_inference", lambda *a, **k: seen.append(k["progress"]) or real(*a, **k))
+    cfg = {"model": {"in_channels": 1, "num_classes": 4}, "data": {"normalization": "none", "patch_size": [16, 16, 16]},
+           "infer": {"roi_size": [16, 16, 16]}, "labels": {"background": 0, "a": 1, "b": 2, "c": 3}}
+    pred = P.Predictor(cfg, _threshold_forward, progress=True)
+    pred.predict_logits(np.zeros((1, 16, 16, 16), np.float32))
+    pred.predict_logits(np.zeros((1, 16, 48, 48), np.float32))  # 9 windows' worth
+    assert seen == [False, True]

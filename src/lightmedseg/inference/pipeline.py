@@ -118,7 +118,7 @@ def predict(
     """
     segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
                           keep_largest=keep_largest, reference=reference, backend=backend, precision=precision,
-                          forward_fn=forward_fn)
+                          forward_fn=forward_fn, window_progress=progress and sys.stderr.isatty())
     predictor = segmenter.predictor
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     targets, prob_dir = plan_outputs(cases, output, input_dir, output_format)

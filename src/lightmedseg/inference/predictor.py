@@ -24,6 +24,7 @@ from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restor
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
 SIZE_DIVISOR = 16  # stride-2 stem and three 2x poolings (LightMedSeg.check_input)
 MIN_SPATIAL_SIZE = 2  # a single slice is a 2D image, not a volume this 3D model can segment
+WINDOW_PROGRESS_VOLUMES = 8  # a per-window bar only for volumes larger than this many windows
 SPATIAL_DIMS = (2, 3, 4)
 
 
@@ -76,6 +77,8 @@ class Predictor:
         device: where windows are evaluated and aggregated.
         tta: mirroring test-time augmentation; default ``config["infer"]["tta"]``.
         overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` or 0.5.
+        progress: a tqdm bar over the windows of volumes much larger than one window (a terminal's user
+            otherwise waits minutes without a sign on one large CPU volume).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Predictor:
         tta: bool | None = None,
         overlap: float | None = None,
         sw_batch_size: int | None = None,
+        progress: bool = False,
     ) -> None:
         infer = dict(config.get("infer", {}))
         self.config = config
@@ -96,6 +100,7 @@ class Predictor:
         self.tta = bool(infer.get("tta", False) if tta is None else tta)
         self.overlap = float(infer.get("overlap", 0.5) if overlap is None else overlap)
         self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
+        self.progress = bool(progress)
         self.mode = str(infer.get("mode", "gaussian"))
         self.roi_size = [int(r) for r in infer.get("roi_size", config["data"].get("patch_size", [128] * 3))]
         if len(self.roi_size) != 3 or any(r <= 0 or r % SIZE_DIVISOR for r in self.roi_size):
@@ -134,6 +139,7 @@ class Predictor:
         logits = sliding_window_inference(
             x, roi, self.sw_batch_size, self._window, overlap=self.overlap, mode=self.mode,
             padding_mode="constant", cval=0.0, sw_device=self.device, device=self.device,
+            progress=self.progress and np.prod(x.shape[2:]) > WINDOW_PROGRESS_VOLUMES * np.prod(roi),
         )
         if logits.shape[1] != self.num_classes:
             raise PredictionError(f"forward_fn returned {logits.shape[1]} channels; the config says {self.num_classes} classes")

@@ -131,6 +131,7 @@ class Segmenter:
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
         resample: predict on the training spacing/orientation and resample the probabilities back.
         keep_largest: keep only the largest connected component of each foreground class (needs scipy).
+        window_progress: a progress bar over the sliding windows of large volumes (see :class:`Predictor`).
         reference, backend, precision, forward_fn: see :func:`lightmedseg.inference.pipeline.predict`.
     """
 
@@ -148,6 +149,7 @@ class Segmenter:
         backend: str = "auto",
         precision: str = "auto",
         forward_fn: ForwardFn | None = None,
+        window_progress: bool = False,
     ) -> None:
         from lightmedseg.inference.backends import load_backend
         from lightmedseg.inference.cards import with_card
@@ -167,7 +169,7 @@ class Segmenter:
             loaded = load_backend(source, backend=backend, device=self.device, reference=reference, precision=precision)
             config = with_card(loaded.config, source)
             predictor = Predictor(config, forward_fn or loaded.forward_fn, device=self.device, tta=tta,
-                                  overlap=overlap, sw_batch_size=sw_batch_size)
+                                  overlap=overlap, sw_batch_size=sw_batch_size, progress=window_progress)
             first = self.predictors[0] if self.predictors else predictor
             if (predictor.in_channels, predictor.label_values) != (first.in_channels, first.label_values):
                 raise PredictionError(
