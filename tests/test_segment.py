@@ -346,3 +346,14 @@ def test_window_progress_only_for_large_volumes(monkeypatch) -> None:
     pred.predict_logits(np.zeros((1, 16, 16, 16), np.float32))
     pred.predict_logits(np.zeros((1, 16, 48, 48), np.float32))  # 9 windows' worth
     assert seen == [False, True]
+
+
+def test_output_and_quiet_have_one_spelling_with_old_aliases() -> None:
+    from lightmedseg.cli.main import build_parser
+
+    parser = build_parser()
+    for argv in (["demo", "-o", "d", "-q"], ["demo", "--out", "d", "--no-progress"]):
+        args = parser.parse_args(argv)
+        assert args.out == "d" and args.no_progress
+    assert parser.parse_args(["plot", "run", "-o", "c.png"]).out == parser.parse_args(["plot", "run", "--out", "c.png"]).out
+    assert parser.parse_args(["predict", "-i", "a", "-o", "b", "-m", "acdc", "-q"]).quiet
