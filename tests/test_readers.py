@@ -171,3 +171,26 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no DICOM series"):
         read_image(tmp_path / "empty")
+
+
+def test_4d_nifti_is_channels(tmp_path: Path) -> None:
+    data = np.stack([_volume().transpose(2, 1, 0), _volume().transpose(2, 1, 0) + 1], axis=-1)  # (x, y, z, c)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "mm.nii.gz"))
+    assert image_channels(tmp_path / "mm.nii.gz") == 2
+    image, geometry = read_image(tmp_path / "mm.nii.gz")
+    assert image.shape == (2, 7, 11, 9) and geometry.shape == (7, 11, 9)
+    np.testing.assert_allclose(image[1] - image[0], 1, atol=1e-4)
+
+
+def test_find_cases_reads_nnunet_naming_in_any_format(tmp_path: Path) -> None:
+    from lightmedseg.inference.inputs import InputError, find_cases
+
+    for ch, ending in ((0, ".nrrd"), (1, ".mha")):
+        sitk.WriteImage(_itk_image(_volume()), str(tmp_path / f"caseA_{ch:04d}{ending}"))
+    cases, _ = find_cases(tmp_path, 2)
+    assert [c.case_id for c in cases] == ["caseA"] and [f.name for f in cases[0].files] == ["caseA_0000.nrrd", "caseA_0001.mha"]
+    with pytest.raises(InputError, match="missing channel file"):
+        find_cases(tmp_path, 3)
+    with pytest.raises(InputError, match="expected an image file ending in"):
+        (tmp_path / "notes.txt").write_text("x")
+        find_cases(tmp_path / "notes.txt", 1)

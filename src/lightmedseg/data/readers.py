@@ -174,13 +174,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
         raise DataError(f"{path}: file not found")
     ending = image_ending(path.name)
     if ending in NIFTI_ENDINGS:
-        import nibabel as nib
-
-        try:
-            ndim = len(nib.load(str(path)).shape)
-        except Exception as exc:  # nibabel raises many types for unreadable headers
-            raise DataError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
-        if ndim == 4 and nib.load(str(path)).shape[3] > 1:
+        if image_channels(path) > 1:  # 4D (x, y, z, c); a trailing singleton axis is 3D
             return read_4d(path)
         arr, geom = read_volume(path)
         return arr[None], geom
