@@ -194,3 +194,19 @@ def test_find_cases_reads_nnunet_naming_in_any_format(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected an image file ending in"):
         (tmp_path / "notes.txt").write_text("x")
         find_cases(tmp_path / "notes.txt", 1)
+
+
+def test_header_shape_of_every_format(tmp_path: Path) -> None:
+    from lightmedseg.data.readers import image_shape
+
+    sitk.WriteImage(_itk_image(_volume()), str(tmp_path / "a.nrrd"))
+    sitk.WriteImage(sitk.Compose(_itk_image(_volume()), _itk_image(_volume())), str(tmp_path / "v.mha"))
+    nib.save(nib.Nifti1Image(np.zeros((9, 11, 7, 1), np.float32), np.eye(4)), str(tmp_path / "s.nii.gz"))
+    write_dicom_series(tmp_path / "dcm", np.rint(_volume()).astype(np.int16))
+    assert image_shape(tmp_path / "a.nrrd") == (9, 11, 7)
+    assert image_shape(tmp_path / "v.mha") == (9, 11, 7, 2)
+    assert image_shape(tmp_path / "s.nii.gz") == (9, 11, 7)
+    assert image_shape(tmp_path / "dcm") == (9, 11, 7)
+    (tmp_path / "bad.mha").write_bytes(b"ObjectType = Image\nNDims = 3\n")
+    with pytest.raises(DataError, match="bad.mha: cannot read the image header"):
+        image_shape(tmp_path / "bad.mha")

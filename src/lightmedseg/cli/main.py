@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
         print(f"lightmedseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"lightmedseg {args.command}: interrupted", file=sys.stderr)
+        return 130
     except ImportError as exc:  # an optional dependency group is not installed: name the extra
         from lightmedseg.extras import missing_extra
 
@@ -75,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lightmedseg {args.command}: error: {hint}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lightmedseg {args.command}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

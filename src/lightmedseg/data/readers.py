@@ -183,20 +183,31 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
     raise DataError(f"{path}: unsupported image format; expected one of {', '.join(IMAGE_ENDINGS)} or a DICOM folder")
 
 
-def image_channels(path: str | os.PathLike) -> int:
-    """Number of channels in one image file, reading only its header where the format allows."""
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """Shape ``(x, y, z)`` or ``(x, y, z, c)`` of any supported image from its header alone (a DICOM folder:
+    the first slice's size and the series' slice count); trailing singleton axes are dropped."""
     path = Path(path)
-    ending = image_ending(path.name)
     if path.is_dir():
-        return 1
-    if ending in NIFTI_ENDINGS:
+        sitk = _sitk()
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path))
+        if not files:
+            raise DataError(f"{path}: no DICOM series found")
+        shape = tuple(_itk_header(Path(files[0]))[:2]) + (len(files),)
+    elif image_ending(path.name) in NIFTI_ENDINGS:
         import nibabel as nib
 
         try:
-            shape = nib.load(str(path)).shape
-        except Exception as exc:
+            shape = tuple(int(s) for s in nib.load(str(path)).shape)
+        except Exception as exc:  # nibabel raises many types for unreadable headers
             raise DataError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
-        return int(shape[3]) if len(shape) == 4 else 1
+    else:
+        shape = _itk_header(path)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def _itk_header(path: Path) -> tuple[int, ...]:
     sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -204,7 +215,15 @@ def image_channels(path: str | os.PathLike) -> int:
         reader.ReadImageInformation()
     except RuntimeError:
         raise DataError(f"{path}: cannot read the image header; the file is truncated, corrupt or not an image") from None
-    return int(reader.GetSize()[3]) if reader.GetDimension() == 4 else int(reader.GetNumberOfComponents())
+    size = tuple(int(s) for s in reader.GetSize())
+    components = int(reader.GetNumberOfComponents())
+    return size + (components,) if components > 1 else size
+
+
+def image_channels(path: str | os.PathLike) -> int:
+    """Number of channels in one image (file or DICOM folder), from its header alone."""
+    shape = image_shape(path)
+    return int(shape[3]) if len(shape) == 4 else 1
 
 
 def read_channels(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ImageGeometry]:
@@ -279,6 +298,6 @@ def write_labels(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeom
 
 __all__ = [
     "IMAGE_ENDINGS", "NIFTI_ENDINGS", "ITK_ENDINGS", "image_ending", "strip_ending", "is_dicom_folder",
-    "itk_geometry", "affine_from_itk", "read_image", "read_channels", "read_dicom_series", "image_channels",
+    "itk_geometry", "affine_from_itk", "read_image", "read_channels", "read_dicom_series", "image_channels", "image_shape",
     "write_image", "write_labels", "write_itk", "label_dtype",
 ]

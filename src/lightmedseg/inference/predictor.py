@@ -24,8 +24,8 @@ from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restor
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
 SIZE_DIVISOR = 16  # stride-2 stem and three 2x poolings (LightMedSeg.check_input)
 MIN_SPATIAL_SIZE = 2  # a single slice is a 2D image, not a volume this 3D model can segment
-WINDOW_PROGRESS_VOLUMES = 8  # a per-window bar only for volumes larger than this many windows
 SPATIAL_DIMS = (2, 3, 4)
+WINDOW_PROGRESS_VOLUMES = 8  # a per-window bar only for volumes larger than this many windows
 
 
 class PredictionError(DataError):
@@ -100,7 +100,6 @@ class Predictor:
         self.tta = bool(infer.get("tta", False) if tta is None else tta)
         self.overlap = float(infer.get("overlap", 0.5) if overlap is None else overlap)
         self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
-        self.progress = bool(progress)
         self.mode = str(infer.get("mode", "gaussian"))
         self.roi_size = [int(r) for r in infer.get("roi_size", config["data"].get("patch_size", [128] * 3))]
         if len(self.roi_size) != 3 or any(r <= 0 or r % SIZE_DIVISOR for r in self.roi_size):
@@ -108,6 +107,7 @@ class Predictor:
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(config)
+        self.progress = bool(progress)
 
     # -- one window (with mirroring) -------------------------------------------------------------------
     def _window(self, x: torch.Tensor) -> torch.Tensor:

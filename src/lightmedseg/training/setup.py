@@ -16,8 +16,7 @@ DEFAULT_VAL_FRACTION = 0.2
 
 
 def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
-    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``,
-    and ``geometry`` (median spacing and orientation of the training images, which predict checks)."""
+    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``."""
     meta = load_dataset_json(data_dir)
     out = copy.deepcopy(config)
     out.setdefault("model", {})
@@ -27,7 +26,8 @@ def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
     out["regions"] = L.regions(meta)
     out["label_convention"] = L.convention(meta)
     out["channel_names"] = [meta["channel_names"][k] for k in sorted(meta["channel_names"], key=int)]
-    from lightmedseg.inference.geometry import dataset_geometry_of  # training spacing/orientation for predict
+    # and the training images' median spacing and orientation, which predict checks inputs against
+    from lightmedseg.inference.geometry import dataset_geometry_of
 
     geometry = dataset_geometry_of(data_dir)
     if geometry is not None:
