@@ -109,12 +109,14 @@ def predict(
     output_format: str = "nifti",
     keep_largest: bool = False,
 ) -> PredictReport:
-    """Segment every case of ``input_path`` with ``model`` (or an ensemble: a list) and write ``{case}.nii.gz`` label maps.
+    """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
+
+    ``device``, ``overlap``, ``sw_batch_size``, ``resample`` and ``keep_largest``: see
+    :class:`~lightmedseg.inference.segment.Segmenter`; ``output_format``: see :func:`plan_outputs`.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
-    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``). ``device``,
-    ``overlap``, ``sw_batch_size``, ``resample`` and ``keep_largest``: see :class:`~lightmedseg.inference.segment.Segmenter`.
+    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
     """
     segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
                           keep_largest=keep_largest, reference=reference, backend=backend, precision=precision,
