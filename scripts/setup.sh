@@ -11,5 +11,5 @@ fi
 # The CPU wheel lies on this machine's disk; elsewhere use PyTorch's CPU index.
 .venv/bin/python -m pip install -q "torch==2.13.0" 2>/dev/null \
   || .venv/bin/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[all,dev]"
 echo "lightmedseg installed in $(pwd)/.venv"

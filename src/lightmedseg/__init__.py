@@ -2,16 +2,17 @@
 
 Public API::
 
-    from lightmedseg import LightMedSeg, load_config, load_model
+    from lightmedseg import LightMedSeg, load_config, load_model, segment
     model = LightMedSeg(in_channels=4, num_classes=4)          # an ordinary nn.Module
+    labels = segment("case.nrrd", model="acdc")               # nibabel.Nifti1Image in the input's geometry
 """
 
 from lightmedseg.config import load_config
 from lightmedseg.fast import fast_forward
 from lightmedseg.model import LightMedSeg
 
-__all__ = ["LightMedSeg", "fast_forward", "load_config", "load_model", "__version__"]
-__version__ = "0.1.0"
+__all__ = ["LightMedSeg", "fast_forward", "load_config", "load_model", "segment", "__version__"]
+__version__ = "0.1.0"  # the one version source (pyproject.toml reads it)
 
 
 def load_model(source, device="cpu"):
@@ -19,3 +20,15 @@ def load_model(source, device="cpu"):
     from lightmedseg.checkpoint import load_model as _load
 
     return _load(source, device=device)
+
+
+def segment(image, model="acdc", device="auto", **options):
+    """Segment one image (path in any supported format, one-case folder, DICOM folder or nibabel image)
+    and return a ``nibabel.Nifti1Image`` label map in the input's geometry.
+
+    See :func:`lightmedseg.inference.segment.segment` for the options (``tta``, ``overlap``,
+    ``sw_batch_size``, ``resample``, ...); ``lightmedseg predict`` runs the same code.
+    """
+    from lightmedseg.inference.segment import segment as _segment
+
+    return _segment(image, model=model, device=device, **options)

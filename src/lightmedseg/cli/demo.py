@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="lightmedseg_demo", help="new folder for data, run and report (default ./lightmedseg_demo)")
+    p.add_argument("-o", "--output", "--out", dest="out", default="lightmedseg_demo", help="new folder for data, run and report (default ./lightmedseg_demo)")
     p.add_argument("--minutes", type=float, default=6.0, help="training budget in minutes (default 6)")
     p.add_argument("--max-steps", type=int, default=None, help="stop training after N steps (for quick checks)")
     p.add_argument("--train-cases", type=int, default=10, help="synthetic training cases (default 10)")
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the demo preset, e.g. data.patch_size=[32,32,32]")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,9 +20,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("convert", "convert", "convert BraTS / MSD / ACDC / nnU-Net data to the canonical layout"),
     ("split", "split", "write train/validation/test case-ID split files"),
     ("train", "train", "train LightMedSeg on a converted dataset"),
-    ("predict", "predict", "segment NIfTI volumes with a trained model (sliding window)"),
+    ("models", "models", "the shipped models: task, channels, training spacing, labels, scores"),
+    ("predict", "predict", "segment NIfTI/NRRD/MetaImage/DICOM volumes with a trained model (sliding window)"),
     ("evaluate", "evaluate", "Dice / HD95 per class and region against reference labels"),
-    ("plot", "plot", "training curves and overlay figures"),
+    ("plot", "plot", "training curves of a run (losses, learning rate, validation Dice)"),
     ("profile", "profile", "parameters, multiply-adds, peak memory and latency of a variant"),
     ("export", "export", "export a trained model to ONNX (and TorchScript)"),
 ]
@@ -74,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lightmedseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:  # an optional dependency group is not installed: name the extra
+        from lightmedseg.extras import missing_extra
+
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        print(f"lightmedseg {args.command}: error: {hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

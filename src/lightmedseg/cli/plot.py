@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a training run folder (holds steps.csv / metrics.csv)")
-    parser.add_argument("--out", help="PNG to write (default RUN_DIR/curves.png)")
+    parser.add_argument("-o", "--output", "--out", dest="out", help="PNG to write (default RUN_DIR/curves.png)")
 
 
 def run(args: argparse.Namespace) -> int:

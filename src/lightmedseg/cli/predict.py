@@ -1,4 +1,7 @@
-"""``lightmedseg predict``: segment NIfTI volumes with a trained model (sliding window, optional mirroring)."""
+"""``lightmedseg predict``: segment volumes (NIfTI, NRRD, MetaImage, DICOM) with a trained model.
+
+The same path as :func:`lightmedseg.segment` (both go through :class:`lightmedseg.inference.segment.Segmenter`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,42 @@ import argparse
 
 from lightmedseg.cli import path_arg
 
+from lightmedseg.inference.geometry import SPACING_WARN_FACTOR
+from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", required=True, type=path_arg,
-                        help="a case file, a folder of {case}_{XXXX}.nii.gz files, or a dataset folder (uses imagesTs)")
+                        help="a case file (.nii.gz .nii .nrrd .nhdr .mha .mhd), a folder of {case}_{XXXX}.ext files, "
+                             "a DICOM series folder, or a dataset folder (uses imagesTs)")
     parser.add_argument("-o", "--output", required=True, type=path_arg,
-                        help="output folder ({case}.nii.gz per case), or a .nii.gz file name for a single case")
-    parser.add_argument("-m", "--model", required=True,
-                        help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file")
+                        help="output folder ({case}.nii.gz per case, plus labels.json and a Slicer colour table "
+                             "labels.ctbl), or a file name for a single case (its ending picks the format)")
+    parser.add_argument("-m", "--model", required=True, action="append",
+                        help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file; "
+                             "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble)")
     tta = parser.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes)")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICES_HELP}; default auto")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="sliding-window overlap in [0, 1) (default: the model's, 0.5 for shipped models)")
+    parser.add_argument("--sw-batch-size", type=int, default=None,
+                        help="windows evaluated at once (default: the model's, 1); more is faster on a GPU")
+    parser.add_argument("--resample", action="store_true",
+                        help="predict on the model's training spacing/orientation and resample back to the input grid "
+                             "(without it, an input whose spacing differs by more than "
+                             f"{SPACING_WARN_FACTOR}x gets a warning)")
+    parser.add_argument("--keep-largest", action="store_true",
+                        help="keep only the largest connected component of each foreground class (needs scipy)")
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
+                        help="format of the files in an OUTPUT folder: nifti (.nii.gz, default) or input "
+                             "(the input's own: .nrrd, .mha; DICOM input gives NIfTI)")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write softmax probabilities to OUTPUT/probabilities/{case}.nii.gz (4D, float32)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping them")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs; without it, existing files in an OUTPUT folder are skipped "
+                             "(an interrupted run resumes) and an existing OUTPUT file is an error")
     parser.add_argument("--reference", action="store_true",
                         help="use the plain PyTorch forward (not the fast path, when one is installed)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
@@ -28,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fp32 elsewhere; fp32 = exact (logits within ~1e-6 of --reference)")
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                         help="auto: onnxruntime for .onnx files, PyTorch otherwise")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--num-parts", type=int, default=1, metavar="N",
                         help="split the cases (sorted by ID) into N parts, for N array tasks or GPUs (default 1)")
     parser.add_argument("--part-id", type=int, default=0, metavar="K",
@@ -38,10 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.inference.pipeline import predict
 
+    model = args.model[0] if len(args.model) == 1 else args.model  # several -m: an ensemble
     report = predict(
-        args.input, args.output, args.model, device=args.device, tta=args.tta, probabilities=args.probabilities,
+        args.input, args.output, model, device=args.device, tta=args.tta, probabilities=args.probabilities,
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
-        precision=args.precision, progress=not args.quiet, num_parts=args.num_parts, part_id=args.part_id,
+        precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+        resample=args.resample, output_format=args.output_format, keep_largest=args.keep_largest,
+        num_parts=args.num_parts, part_id=args.part_id,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"
           + (f", skipped {len(report.skipped)} existing" if report.skipped else "")

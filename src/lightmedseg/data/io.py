@@ -23,14 +23,28 @@ from lightmedseg.io_utils import atomic_path, default_file_mode  # noqa: F401  (
 AFFINE_TOLERANCE = 1e-3
 
 
+@dataclass(frozen=True)
+class ItkGeometry:
+    """A grid as ITK stores it (LPS, index order x, y, z): kept exactly for images read through SimpleITK."""
+
+    origin: tuple[float, float, float]
+    spacing: tuple[float, float, float]
+    direction: tuple[float, ...]  # 9 values, row-major
+
+
 @dataclass
 class ImageGeometry:
-    """Where a (Z, Y, X) array sits in the world: shape, spacing (sz, sy, sx) in mm, affine, header."""
+    """Where a (Z, Y, X) array sits in the world: shape, spacing (sz, sy, sx) in mm, affine, header.
+
+    ``header`` is the source NIfTI header (NIfTI input), ``itk`` the exact ITK grid (NRRD/MHA/DICOM input);
+    see :mod:`lightmedseg.data.readers` for how the two descriptions relate.
+    """
 
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
     affine: np.ndarray
     header: nib.Nifti1Header | None = None
+    itk: ItkGeometry | None = None
 
     @classmethod
     def from_spacing(cls, shape: Sequence[int], spacing: Sequence[float]) -> "ImageGeometry":

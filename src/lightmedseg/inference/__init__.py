@@ -1,8 +1,25 @@
-"""Inference stage: sliding-window prediction in the input's native geometry, ONNX export and ONNX Runtime."""
+"""Inference stage: sliding-window prediction in the input's native geometry, ONNX export and ONNX Runtime.
 
-from lightmedseg.inference.predictor import Prediction, PredictionError, Predictor, plain_forward
+Names are imported on first use, so ``import lightmedseg.inference.options`` (the CLI's ``--help``) does
+not load MONAI.
+"""
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "plain_forward", "predict"]
+from __future__ import annotations
+
+__all__ = ["Predictor", "Prediction", "PredictionError", "plain_forward", "predict", "segment", "Segmenter"]
+
+_LAZY = {
+    "Predictor": "predictor", "Prediction": "predictor", "PredictionError": "predictor", "plain_forward": "predictor",
+    "segment": "segment", "Segmenter": "segment",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"lightmedseg.inference.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'lightmedseg.inference' has no attribute {name!r}")
 
 
 def predict(*args, **kwargs):

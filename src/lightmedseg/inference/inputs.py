@@ -1,11 +1,15 @@
 """Find the cases to predict in INPUT: a case file, a folder in nnU-Net raw naming, or a dataset folder.
 
 * a file ``{case}_{XXXX}.nii.gz`` -> that case with all its channel files from the same folder;
-* any other ``.nii``/``.nii.gz`` file -> one case: a 3D file is one channel, a 4D (x, y, z, c) file holds
+* any other image file -> one case: a 3D file is one channel, a 4D (x, y, z, c) file holds
   all channels (MSD style);
 * a folder of ``{case}_{XXXX}.nii.gz`` files -> one case per ``{case}``; a folder where no file follows
   that naming is read as one single-channel case per file;
+* a folder of DICOM files -> one case (the folder's single series), named after the folder;
 * a dataset folder (``dataset.json`` + ``imagesTs``) -> the cases of ``imagesTs``.
+
+Image files are NIfTI (``.nii.gz``, ``.nii``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``, ``.mhd``);
+see :mod:`lightmedseg.data.readers`.
 
 Every case must provide exactly the number of channels the model was trained with; a missing channel file
 or a wrong count is reported before anything is predicted.
@@ -20,9 +24,12 @@ from pathlib import Path
 
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import load_header
+from lightmedseg.data.readers import IMAGE_ENDINGS, NIFTI_ENDINGS, image_channels, image_ending, image_shape, is_dicom_folder, strip_ending
 from lightmedseg.inference.predictor import MIN_SPATIAL_SIZE
 
-CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>\.nii\.gz|\.nii)$")
+CHANNEL_RE = re.compile(
+    r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>" + "|".join(re.escape(e) for e in IMAGE_ENDINGS) + ")$", re.IGNORECASE
+)
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
@@ -40,16 +47,20 @@ class CaseInput:
 
 
 def _strip(name: str) -> str | None:
-    for ending in NIFTI_ENDINGS:
-        if name.endswith(ending) and not name.startswith("."):
-            return name[: -len(ending)]
-    return None
+    return strip_ending(name)
 
 
 def _shape(path: Path) -> tuple[int, ...]:
-    """Shape of a NIfTI file from its header (trailing singleton axes dropped); refuses bad headers."""
+    """Shape of an image from its header (trailing singleton axes dropped); refuses bad headers.
+
+    NIfTI goes through :func:`load_header` (which also refuses non-finite affines and complex voxels);
+    the formats read with SimpleITK (and DICOM folders) through :func:`image_shape`.
+    """
     try:
-        shape = tuple(int(s) for s in load_header(path).shape)
+        if path.is_file() and image_ending(path.name) in NIFTI_ENDINGS:
+            shape = tuple(int(s) for s in load_header(path).shape)
+        else:
+            shape = tuple(int(s) for s in image_shape(path))
     except DataError as exc:
         raise InputError(str(exc)) from None
     while len(shape) > 3 and shape[-1] == 1:
@@ -94,6 +105,13 @@ def _unique_ids(folder: Path, pairs: list[tuple[str, Path]]) -> None:
         seen[key] = f
 
 
+def _channels(path: Path) -> int:
+    try:
+        return image_channels(path)
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+
+
 def _check_channels(case: str, found: dict[int, Path], folder: Path, ending: str, n: int) -> list[Path]:
     missing = [c for c in range(n) if c not in found]
     extra = sorted(c for c in found if c >= n)
@@ -114,7 +132,7 @@ def _check_channels(case: str, found: dict[int, Path], folder: Path, ending: str
 def _scan_channel_folder(folder: Path, n_channels: int) -> list[CaseInput]:
     files = [f for f in sorted(folder.iterdir()) if f.is_file() and _strip(f.name) is not None]
     if not files:
-        raise InputError(f"{folder}: no NIfTI files (*.nii.gz, *.nii) found")
+        raise InputError(f"{folder}: no image files ({', '.join('*' + e for e in IMAGE_ENDINGS)}) and no DICOM series found")
     named = {f: CHANNEL_RE.match(f.name) for f in files}
     if not any(named.values()):
         if n_channels != 1:
@@ -153,7 +171,7 @@ def _find(path: Path, n_channels: int) -> tuple[list[CaseInput], Path]:
     if path.is_file():
         name = path.name
         if _strip(name) is None:
-            raise InputError(f"{path}: expected a NIfTI file ending in .nii.gz or .nii")
+            raise InputError(f"{path}: expected an image file ending in {', '.join(IMAGE_ENDINGS)} (or a DICOM folder)")
         m = CHANNEL_RE.match(name)
         if m:
             matches = [(mm, f) for f in sorted(path.parent.iterdir())
@@ -162,10 +180,10 @@ def _find(path: Path, n_channels: int) -> tuple[list[CaseInput], Path]:
             siblings = {int(mm["ch"]): f for mm, f in matches}
             files = _check_channels(m["case"], siblings, path.parent, m["ext"], n_channels)
             return [CaseInput(m["case"], files)], path.parent
-        shape = _shape(path)
-        if len(shape) == 4:
-            if shape[3] != n_channels:
-                raise InputError(f"{path}: 4D file has {shape[3]} channels (x, y, z, c = {shape}); the model expects {n_channels}")
+        channels = _channels(path)
+        if channels > 1:
+            if channels != n_channels:
+                raise InputError(f"{path}: the file holds {channels} channels; the model expects {n_channels}")
             return [CaseInput(_strip(name), [path], four_d=True)], path.parent
         if n_channels != 1:
             raise InputError(
@@ -174,10 +192,14 @@ def _find(path: Path, n_channels: int) -> tuple[list[CaseInput], Path]:
             )
         return [CaseInput(_strip(name), [path])], path.parent
     if path.is_dir():
+        if is_dicom_folder(path):
+            if n_channels != 1:
+                raise InputError(f"{path}: a DICOM series is one channel, but the model expects {n_channels}")
+            return [CaseInput(path.name, [path])], path
         if (path / "dataset.json").is_file():
             ts = path / "imagesTs"
             if not ts.is_dir():
                 raise InputError(f"{path}: dataset folder without imagesTs; give imagesTr or a case folder explicitly")
             return _scan_channel_folder(ts, n_channels), path
         return _scan_channel_folder(path, n_channels), path
-    raise InputError(f"{path}: input not found (expected a NIfTI file, a folder of case files or a dataset folder)")
+    raise InputError(f"{path}: input not found (expected an image file, a folder of case files, a DICOM folder or a dataset folder)")

@@ -1,4 +1,8 @@
-"""File-level prediction: find cases, decide output paths safely, predict, write NIfTI in native geometry.
+"""File-level prediction: find cases, decide output paths safely, predict, write label maps in native geometry.
+
+Every case goes through :class:`lightmedseg.inference.segment.Segmenter`, the same path as
+:func:`lightmedseg.segment`. Outputs are NIfTI (or the input's format with ``output_format="input"``, or
+the format an OUTPUT file name says); ``labels.json`` and a 3D Slicer colour table name the labels.
 
 Safety rules: outputs are never written inside the input folder nor inside the real folder of any input
 file (symlinks resolved); existing outputs are skipped (folder output) or refused (file output) unless
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,10 +27,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lightmedseg.data.io import ImageGeometry, read_4d, read_image_channels, write_label
-from lightmedseg.inference.backends import load_backend
+from lightmedseg.data.io import ImageGeometry
+from lightmedseg.data.readers import image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
-from lightmedseg.inference.predictor import ForwardFn, Prediction, PredictionError, Predictor, describe
+from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
+from lightmedseg.inference.segment import Segmenter, output_ending, write_label_sidecars, write_prediction
 from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -39,11 +45,12 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     probabilities: list[Path] = field(default_factory=list)
+    sidecars: list[Path] = field(default_factory=list)  # labels.json and the Slicer colour table
 
 
 def read_case(case: CaseInput) -> tuple[np.ndarray, ImageGeometry]:
-    """Image (C, Z, Y, X) float32 and its geometry, from one 4D file or one 3D file per channel."""
-    return read_4d(case.files[0]) if case.four_d else read_image_channels(case.files)
+    """Image (C, Z, Y, X) float32 and its geometry, from one 4D file or one 3D file per channel (any format)."""
+    return read_channels(case.files)
 
 
 def select_part(cases: list[CaseInput], num_parts: int = 1, part_id: int = 0) -> list[CaseInput]:
@@ -55,22 +62,23 @@ def select_part(cases: list[CaseInput], num_parts: int = 1, part_id: int = 0) ->
 
 
 def plan_outputs(
-    cases: list[CaseInput], output: str | os.PathLike, input_dir: Path
+    cases: list[CaseInput], output: str | os.PathLike, input_dir: Path, output_format: str = "nifti"
 ) -> tuple[dict[str, Path], Path | None]:
     """Output label file per case, and the probability folder base.
 
-    Refuses a NIfTI ending in the wrong case (``x.NII.GZ``), and any output inside the
-    input folder or inside a folder that really holds an input file (symlinks resolved), so a link to an
-    image can never lead to the image being replaced.
+    An OUTPUT file name's ending picks its format; in a folder, ``output_format`` does (``nifti``/``input``).
+    Refuses an image ending in the wrong case (``x.NII.GZ``), and any output inside the input folder or
+    inside a folder that really holds an input file (symlinks resolved), so a link to an image can never
+    lead to the image being replaced.
     """
     out = Path(output)
-    as_file = out.name.endswith(NIFTI_ENDINGS)
-    if not as_file and out.name.lower().endswith(NIFTI_ENDINGS):
-        raise InputError(f"{out}: ends like a NIfTI file but not in lower case; write .nii.gz or .nii (or pick a folder name)")
+    as_file = image_ending(out.name) is not None
+    if not as_file and image_ending(out.name.lower()) is not None:
+        raise InputError(f"{out}: ends like an image file but not in lower case; write e.g. .nii.gz (or pick a folder name)")
     if as_file and len(cases) != 1:
         raise InputError(f"{out}: a file name as OUTPUT needs a single case, but INPUT holds {len(cases)}; give a folder")
     if as_file and out.is_dir():
-        raise InputError(f"{out}: is a folder, but its name ends like a NIfTI file; pick another name")
+        raise InputError(f"{out}: is a folder, but its name ends like an image file; pick another name")
     if not as_file and out.is_file():
         raise InputError(f"{out}: exists and is a file; OUTPUT for several cases must be a folder")
     target_dir = out.parent if as_file else out
@@ -84,7 +92,14 @@ def plan_outputs(
             )
     if as_file:
         return {cases[0].case_id: out}, out.parent / PROBABILITY_FOLDER
-    return {c.case_id: out / f"{c.case_id}.nii.gz" for c in cases}, out / PROBABILITY_FOLDER
+    targets = {c.case_id: out / f"{c.case_id}{output_ending(c.files[0], output_format)}" for c in cases}
+    return targets, out / PROBABILITY_FOLDER
+
+
+def probability_path(prob_dir: Path, target: Path) -> Path:
+    """Where a case's probability map goes: ``{case}.nii.gz`` (always NIfTI) in the probability folder."""
+    name = target.name
+    return prob_dir / (name[: len(name) - len(image_ending(name) or "")] + ".nii.gz")
 
 
 def write_probabilities(path: Path, probs: np.ndarray, geometry: ImageGeometry) -> None:
@@ -104,8 +119,8 @@ def write_probabilities(path: Path, probs: np.ndarray, geometry: ImageGeometry) 
 def predict(
     input_path: str | os.PathLike,
     output: str | os.PathLike,
-    model: str | os.PathLike,
-    device: str = "cpu",
+    model: str | os.PathLike | list[str | os.PathLike],
+    device: str = "auto",
     tta: bool | None = None,
     probabilities: bool = False,
     overwrite: bool = False,
@@ -117,8 +132,16 @@ def predict(
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     num_parts: int = 1,
     part_id: int = 0,
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
+    resample: bool = False,
+    output_format: str = "nifti",
+    keep_largest: bool = False,
 ) -> PredictReport:
-    """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
+    """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
+
+    ``device``, ``overlap``, ``sw_batch_size``, ``resample`` and ``keep_largest``: see
+    :class:`~lightmedseg.inference.segment.Segmenter`; ``output_format``: see :func:`plan_outputs`.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
@@ -127,50 +150,65 @@ def predict(
     """
     if str(output) == "":  # Path("") would be the current folder
         raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
-    loaded = load_backend(model, backend=backend, device=device, reference=reference, precision=precision)
     try:
-        predictor = Predictor(loaded.config, forward_fn or loaded.forward_fn, device=device, tta=tta)
+        segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
+                              keep_largest=keep_largest, reference=reference, backend=backend, precision=precision,
+                              forward_fn=forward_fn, window_progress=progress and sys.stderr.isatty())
     except PredictionError as exc:
         raise PredictionError(f"{model}: {exc}") from None
+    predictor = segmenter.predictor
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     if num_parts != 1 or part_id != 0:
         cases = select_part(cases, num_parts, part_id)
-    targets, prob_dir = plan_outputs(cases, output, input_dir)
+    targets, prob_dir = plan_outputs(cases, output, input_dir, output_format)
     for folder in {t.parent for t in targets.values()} | ({prob_dir} if probabilities and prob_dir else set()):
         check_writable(folder)
     report = PredictReport()
     todo: list[tuple[CaseInput, bool, bool]] = []  # (case, write label, write probabilities)
     for case in cases:
         target = targets[case.case_id]
-        prob = prob_dir / target.name if probabilities and prob_dir is not None else None
-        remove_stale_temporaries(target, ".nii.gz")
+        prob = probability_path(prob_dir, target) if probabilities and prob_dir is not None else None
+        remove_stale_temporaries(target, image_ending(target.name) or ".nii.gz")
         if prob is not None:
             remove_stale_temporaries(prob, ".nii.gz")
         need_label = overwrite or not target.exists()
         need_prob = prob is not None and (overwrite or not prob.exists())
         if not need_label and not need_prob:
-            if len(cases) == 1 and Path(output).name.endswith(NIFTI_ENDINGS):
+            if len(cases) == 1 and image_ending(Path(output).name) is not None:
                 raise FileExistsError(f"{target}: exists; pass --overwrite to replace it")
             report.skipped.append(target)
             continue
         todo.append((case, need_label, need_prob))
     if report.skipped:
         log(f"skipping {len(report.skipped)} case(s) already predicted in {Path(output)} (--overwrite to redo)")
-    log(f"{loaded.description}; {describe(predictor)}")
-    for case, need_label, need_prob in tqdm(todo, desc="predict", unit="case", disable=not progress or not todo):
+    log(f"{segmenter.description}; {describe(predictor)}{', resampled to the training grid' if resample else ''}")
+    # a bar on a terminal; in a log file (not a terminal) one plain line per case instead of \r updates
+    interactive = progress and sys.stderr.isatty()
+    for number, (case, need_label, need_prob) in enumerate(
+            tqdm(todo, desc="predict", unit="case", disable=not interactive or not todo), 1):
+        started = time.perf_counter()
         image, geometry = read_case(case)
         warn_constant_channels(case, image, log)
-        result: Prediction = predictor.predict_image(image, probabilities=need_prob)
+        result, notes = segmenter.predict(image, geometry, probabilities=need_prob)
+        for note in notes:
+            log(f"warning: {case.case_id}: {note}")
         target = targets[case.case_id]
         if need_label:
-            write_label(target, result.labels, geometry)
+            write_prediction(target, result.labels, geometry, segmenter.names)
             report.written.append(target)
         if need_prob and result.probabilities is not None and prob_dir is not None:
-            p = prob_dir / target.name  # {case}.nii.gz, or the OUTPUT file's name
+            p = probability_path(prob_dir, target)
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
+        if progress and not interactive:
+            log(f"predict: {number}/{len(todo)} {case.case_id} ({time.perf_counter() - started:.1f} s)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
+        out = Path(output)
+        ending = image_ending(out.name)
+        folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
+        report.sidecars = write_label_sidecars(folder, segmenter.names, prefix=prefix)
     return report
 
 

@@ -26,6 +26,7 @@ ForwardFn = Callable[[torch.Tensor], torch.Tensor]
 SIZE_DIVISOR = 16  # the paper's network (stride-2 stem, three 2x poolings); per model: size_divisors(config)
 MIN_SPATIAL_SIZE = 2  # a single slice is a 2D image, not a volume this 3D model can segment
 SPATIAL_DIMS = (2, 3, 4)
+WINDOW_PROGRESS_VOLUMES = 8  # a per-window bar only for volumes larger than this many windows
 
 
 class PredictionError(DataError):
@@ -78,6 +79,8 @@ class Predictor:
         device: where windows are evaluated and aggregated.
         tta: mirroring test-time augmentation; default ``config["infer"]["tta"]``.
         overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` or 0.5.
+        progress: a tqdm bar over the windows of volumes much larger than one window (a terminal's user
+            otherwise waits minutes without a sign on one large CPU volume).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class Predictor:
         tta: bool | None = None,
         overlap: float | None = None,
         sw_batch_size: int | None = None,
+        progress: bool = False,
     ) -> None:
         infer = dict(config.get("infer", {}))
         self.config = config
@@ -118,6 +122,7 @@ class Predictor:
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(config)
+        self.progress = bool(progress)
 
     # -- one window (with mirroring) -------------------------------------------------------------------
     def _window(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,6 +154,7 @@ class Predictor:
         logits = sliding_window_inference(
             x, roi, self.sw_batch_size, self._window, overlap=self.overlap, mode=self.mode,
             padding_mode="constant", cval=0.0, sw_device=self.device, device=self.device,
+            progress=self.progress and np.prod(x.shape[2:]) > WINDOW_PROGRESS_VOLUMES * np.prod(roi),
         )
         if logits.shape[1] != self.num_classes:
             raise PredictionError(f"forward_fn returned {logits.shape[1]} channels; the config says {self.num_classes} classes")

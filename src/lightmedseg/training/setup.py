@@ -74,6 +74,12 @@ def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
     out["regions"] = L.regions(meta)
     out["label_convention"] = L.convention(meta)
     out["channel_names"] = [meta["channel_names"][k] for k in sorted(meta["channel_names"], key=int)]
+    # and the training images' median spacing and orientation, which predict checks inputs against
+    from lightmedseg.inference.geometry import dataset_geometry_of
+
+    geometry = dataset_geometry_of(data_dir)
+    if geometry is not None:
+        out["geometry"] = geometry
     return out
 
 

@@ -1,0 +1,112 @@
+"""Install metadata: at most 8 hard dependencies that suffice to predict, SPDX licence, one version source,
+and a one-line error naming the extra when a command needs one that is missing."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+import lightmedseg
+from lightmedseg.extras import EXTRA_OF_MODULE
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+MAX_HARD_DEPENDENCIES = 8
+
+
+def _requirement_name(req: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower()
+
+
+def test_hard_dependencies_are_few_and_extras_cover_the_rest() -> None:
+    deps = PYPROJECT["project"]["dependencies"]
+    assert len(deps) <= MAX_HARD_DEPENDENCIES, deps
+    names = {_requirement_name(d) for d in deps}
+    assert names == {"torch", "numpy", "monai", "nibabel", "simpleitk", "safetensors", "pyyaml", "tqdm"}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    in_extras = {_requirement_name(r) for reqs in extras.values() for r in reqs}
+    assert set(EXTRA_OF_MODULE) <= in_extras  # every module the hint names is installable by its extra
+    for module, extra in EXTRA_OF_MODULE.items():
+        assert any(_requirement_name(r) == module for r in extras[extra]), (module, extra)
+    assert "lightmedseg[all]" in extras["dev"]  # CI (scripts/setup.sh) gets everything the tests import
+
+
+def test_licence_and_version_have_one_source_each() -> None:
+    project = PYPROJECT["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License\n                           Version 2.0")
+    assert "version" in project["dynamic"] and "version" not in project
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lightmedseg.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", lightmedseg.__version__)
+    assert any(c.startswith("License ::") for c in project["classifiers"]) is False  # SPDX string, not a classifier
+
+
+def _run_without_extras(tmp_path: Path, argv: list[str], blocked: list[str]) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter where ``blocked`` top-level packages cannot be imported."""
+    script = textwrap.dedent(f"""
+        import sys
+        from importlib.abc import MetaPathFinder
+
+        BLOCKED = set({blocked!r})
+
+        class Block(MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        for mod in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
+            del sys.modules[mod]
+        from lightmedseg.cli.main import main
+        sys.exit(main({argv!r}))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src")] + sys.path[1:]))
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+
+
+NOT_HARD = sorted(set(EXTRA_OF_MODULE) | {"einops", "skimage", "h5py"})
+
+
+@pytest.mark.slow
+def test_predict_with_the_shipped_model_needs_only_the_hard_dependencies(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    (tmp_path / "in").mkdir()
+    data = (np.random.default_rng(0).random((36, 40, 8)) * 100).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([1.5625, 1.5625, 10.0, 1.0])), str(tmp_path / "in" / "case.nii.gz"))
+    proc = _run_without_extras(tmp_path, ["predict", "-i", "in", "-o", "out", "-m", "acdc", "-q", "--device", "cpu"], NOT_HARD)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out" / "case.nii.gz").is_file() and (tmp_path / "out" / "labels.json").is_file()
+
+
+def test_a_missing_extra_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "patient001_frame01.h5").write_bytes(b"not really hdf5")
+    proc = _run_without_extras(tmp_path, ["convert", "acdc-h5", "src", "dst"], ["h5py"])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, err
+    assert err == "lightmedseg convert: error: needs h5py, which is not installed: pip install 'lightmedseg[convert]'"
+
+
+def test_monai_optional_import_errors_name_the_extra() -> None:
+    from monai.utils import OptionalImportError
+
+    from lightmedseg.extras import missing_extra
+
+    hint = missing_extra(OptionalImportError("required package `scipy` is not installed or the version doesn't match requirement."))
+    assert hint == "needs scipy, which is not installed: pip install 'lightmedseg[evaluate]'"
+    assert missing_extra(ModuleNotFoundError("No module named 'foo'", name="foo")) is None
