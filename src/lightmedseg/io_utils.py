@@ -114,8 +114,11 @@ def is_inside(child: str | os.PathLike, parent: str | os.PathLike) -> bool:
 
 
 def real_folders(files: Iterable[str | os.PathLike]) -> set[Path]:
-    """The real folders (symlinks resolved) that hold ``files``: what an output rule must compare against."""
-    return {Path(f).resolve().parent for f in files}
+    """The real folders (symlinks resolved) that hold ``files``: what an output rule must compare against.
+
+    An input that is itself a folder (a DICOM series) holds its files: the folder, not its parent, is protected.
+    """
+    return {Path(f).resolve() if Path(f).is_dir() else Path(f).resolve().parent for f in files}
 
 
 def describe_os_error(exc: OSError) -> str:

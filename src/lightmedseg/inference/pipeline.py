@@ -72,9 +72,10 @@ def plan_outputs(
     lead to the image being replaced.
     """
     out = Path(output)
-    as_file = image_ending(out.name) is not None
-    if not as_file and image_ending(out.name.lower()) is not None:
-        raise InputError(f"{out}: ends like an image file but not in lower case; write e.g. .nii.gz (or pick a folder name)")
+    ending = image_ending(out.name)  # matched case-insensitively
+    if ending is not None and not out.name.endswith(ending):
+        raise InputError(f"{out}: ends like an image file but not in lower case; write {ending} (or pick a folder name)")
+    as_file = ending is not None
     if as_file and len(cases) != 1:
         raise InputError(f"{out}: a file name as OUTPUT needs a single case, but INPUT holds {len(cases)}; give a folder")
     if as_file and out.is_dir():
