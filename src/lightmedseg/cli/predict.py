@@ -7,12 +7,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lightmedseg.inference.backends import BACKENDS, PRECISIONS
+
     parser.add_argument("-i", "--input", required=True, type=Path,
                         help="a case file, a folder of {case}_{XXXX}.nii.gz files, or a dataset folder (uses imagesTs)")
     parser.add_argument("-o", "--output", required=True, type=Path,
                         help="output folder ({case}.nii.gz per case), or a .nii.gz file name for a single case")
     parser.add_argument("-m", "--model", required=True,
-                        help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file")
+                        help="run folder, .safetensors/.pt model file, shipped model name, an exported .onnx file or OpenVINO IR .xml")
     tta = parser.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes)")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
@@ -22,11 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping them")
     parser.add_argument("--reference", action="store_true",
                         help="use the plain PyTorch forward (not the fast path, when one is installed)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="fast path activations: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), "
-                             "fp32 elsewhere; fp32 = exact (logits within ~1e-6 of --reference)")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                        help="auto: onnxruntime for .onnx files, PyTorch otherwise")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="OpenVINO / fast path arithmetic: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), "
+                             "fp32 elsewhere; fp32 = exact (logits within ~1e-4 of --reference)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: OpenVINO on the CPU when installed (IR converted once and cached), the PyTorch "
+                             "fast path on a GPU or without OpenVINO; onnxruntime for .onnx files, openvino for .xml")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

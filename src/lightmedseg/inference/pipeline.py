@@ -96,8 +96,10 @@ def predict(
     """Segment every case of ``input_path`` with ``model`` and write ``{case}.nii.gz`` label maps.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
-    ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
-    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
+    ``backend`` (``auto``, ``openvino``, ``torch``, ``onnxruntime``): ``auto`` is OpenVINO on the CPU when
+    it is installed, the PyTorch fast path otherwise (see ``backends.auto_backend``).
+    ``precision`` (``auto``, ``fp32``, ``bf16``) sets OpenVINO's inference precision or the fast path's
+    activation dtype; ``auto`` is bf16 on CPUs with native bf16 and fp32 elsewhere.
     """
     loaded = load_backend(model, backend=backend, device=device, reference=reference, precision=precision)
     predictor = Predictor(loaded.config, forward_fn or loaded.forward_fn, device=device, tta=tta)
