@@ -216,17 +216,25 @@ def cached_ir(model_file: Path, root: Path | None = None) -> CachedIR:
     return CachedIR(xml, True, time.perf_counter() - t0)
 
 
-def compile_ir(xml: Path, ov_precision: str, threads: int | None = None, root: Path | None = None) -> Any:
-    """Compile an IR for the CPU: latency hint, ``threads`` (default: torch's thread count), OpenVINO model cache."""
-    ov = _ov()
-    core = ov.Core()
-    props = {
+def compile_properties(ov_precision: str, threads: int | None = None, cache_dir: Path | None = None) -> dict:
+    """The CPU compile settings of predict (and of benchmarks/bench_openvino.py): precision hint, latency
+    hint (one request at a time, as MONAI's sliding window calls it), ``threads`` (default: torch's thread
+    count, so ``torch.set_num_threads`` governs both engines), and OpenVINO's model cache when given."""
+    props: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": ov_precision,
         "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
         "PERFORMANCE_HINT": "LATENCY",
-        "CACHE_DIR": str((root or cache_root()) / "openvino" / "compiled"),
     }
-    return core.compile_model(str(xml), "CPU", props)
+    if cache_dir is not None:
+        props["CACHE_DIR"] = str(cache_dir)
+    return props
+
+
+def compile_ir(xml: Path, ov_precision: str, threads: int | None = None, root: Path | None = None) -> Any:
+    """Compile an IR for the CPU with :func:`compile_properties` and the compiled-blob cache under ``root``."""
+    core = _ov().Core()
+    cache = (root or cache_root()) / "openvino" / "compiled"
+    return core.compile_model(str(xml), "CPU", compile_properties(ov_precision, threads, cache))
 
 
 def ov_forward(compiled: Any) -> ForwardFn:
