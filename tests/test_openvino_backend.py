@@ -79,6 +79,26 @@ def test_f32_logits_and_bf16_argmax_match_torch(run, cache):
     assert agree >= 0.98, agree
 
 
+def test_static_shape_compilation_per_window_shape(run, cache):
+    model, cfg, root = run
+    _, fn, desc = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32")
+    assert isinstance(fn, ovb.StaticShapeForward) and "static shape" in desc and not fn.requests
+    _, dyn, desc_dyn = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32", static_shapes=False)
+    assert "dynamic shapes" in desc_dyn
+    shapes = [(2, 4, 32, 32, 32), (1, 4, 32, 32, 32), (2, 4, 32, 32, 32), (1, 4, 16, 48, 32)]
+    for i, shape in enumerate(shapes):
+        x = _x(shape, seed=i)
+        with torch.inference_mode():
+            ref = model(x)
+        out = fn(x)
+        assert (out - ref).abs().max().item() <= ORT_ATOL
+        assert (dyn(x) - out).abs().max().item() <= ORT_ATOL
+    assert list(fn.requests) == [(1, 4, 32, 32, 32), (2, 4, 32, 32, 32), (1, 4, 16, 48, 32)]  # LRU order
+    fn.max_shapes = 3
+    fn(_x((1, 4, 16, 16, 16)))
+    assert len(fn.requests) == 3 and (1, 4, 32, 32, 32) not in fn.requests  # least recently used dropped
+
+
 def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path, monkeypatch):
     model, cfg, root = run
     model_file = tmp_path / "m.safetensors"

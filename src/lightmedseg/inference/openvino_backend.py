@@ -237,55 +237,111 @@ def compile_ir(xml: Path, ov_precision: str, threads: int | None = None, root: P
     return core.compile_model(str(xml), "CPU", compile_properties(ov_precision, threads, cache))
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
+def _infer(request: Any, x: torch.Tensor) -> torch.Tensor:
+    arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+    request.infer({0: arr})
+    out = request.get_output_tensor(0).data
+    return torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).to(x.device)
+
+
 def ov_forward(compiled: Any) -> ForwardFn:
     """A predictor ``forward_fn`` around a compiled model: float32 B x C x D x H x W in, float32 logits out."""
     request = compiled.create_infer_request()
+    return lambda x: _infer(request, x)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        request.infer({0: arr})
-        out = request.get_output_tensor(0).data
-        return torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).to(x.device)
 
-    return forward
+class StaticShapeForward:
+    """``forward_fn`` that compiles the model once per input shape, with that shape made static.
+
+    OpenVINO's CPU plugin runs a static-shape model about 1.25x faster than the same model with dynamic
+    axes (benchmarks/bench_openvino_levers.py, docs/performance.md). MONAI's sliding window calls the
+    forward with one window shape per case (plus a smaller last batch when ``sw_batch_size`` does not
+    divide the window count), so a handful of compilations (~0.3-1 s each, then from OpenVINO's blob
+    cache) serve a whole run. At most ``max_shapes`` compiled models are kept (least recently used out).
+    """
+
+    def __init__(self, core: Any, model: Any, props: dict, where: Path, max_shapes: int = 8) -> None:
+        self.core, self.model, self.props, self.where, self.max_shapes = core, model, props, where, max_shapes
+        self.requests: dict[tuple[int, ...], Any] = {}
+        self.compile_seconds = 0.0
+
+    def request(self, shape: tuple[int, ...]) -> Any:
+        """The infer request compiled for ``shape`` (compiling it on first use)."""
+        if shape in self.requests:
+            self.requests[shape] = self.requests.pop(shape)  # most recently used last
+            return self.requests[shape]
+        ov = _ov()
+        t0 = time.perf_counter()
+        model = self.model.clone()
+        try:
+            model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
+            req = self.core.compile_model(model, "CPU", self.props).create_infer_request()
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses
+            raise PredictionError(f"{self.where}: OpenVINO cannot compile this model for input shape {shape} "
+                                  f"({type(exc).__name__}: {_first_line(exc)})") from None
+        self.compile_seconds += time.perf_counter() - t0
+        if len(self.requests) >= self.max_shapes:
+            self.requests.pop(next(iter(self.requests)))
+        self.requests[shape] = req
+        return req
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _infer(self.request(tuple(x.shape)), x)
 
 
 def load_openvino(
-    source: str | os.PathLike, device: torch.device, precision: str = "auto", root: Path | None = None
+    source: str | os.PathLike,
+    device: torch.device,
+    precision: str = "auto",
+    root: Path | None = None,
+    static_shapes: bool = True,
 ) -> tuple[dict, ForwardFn, str]:
     """(config, forward_fn, description) for ``source``: an IR ``.xml``, an ``.onnx`` file, or any PyTorch
-    model source (run folder, model file, shipped name; converted once and cached)."""
+    model source (run folder, model file, shipped name; converted once and cached).
+
+    ``static_shapes`` (default): compile per window shape on first use (:class:`StaticShapeForward`);
+    otherwise compile the dynamic-axes model once, now.
+    """
     if device.type != "cpu":
         raise PredictionError(f"--backend openvino runs on the CPU only; use --device cpu or --backend torch for {device}")
     ov = _ov()
+    core = ov.Core()
     ov_precision = resolve_ov_precision(precision)
     path = Path(source)
     if path.suffix in (".xml", ".onnx"):
         if not path.is_file():
             raise PredictionError(f"{path}: file not found")
-        if path.suffix == ".onnx":
-            from lightmedseg.inference.onnx_backend import read_onnx_config
-
-            config = read_onnx_config(path)
-        else:
-            config = read_ir_config(ov.Core().read_model(str(path)), path)
         xml, cache_note = path, "no IR cache (given file)"
     else:
         from lightmedseg.checkpoint import resolve_model_path
 
-        model_file = resolve_model_path(source)
-        ir = cached_ir(model_file, root)
+        ir = cached_ir(resolve_model_path(source), root)
         xml = ir.xml
         cache_note = (f"IR converted in {ir.seconds:.1f} s and cached at {xml.parent}" if ir.created
                       else f"cached IR {xml.parent}")
-        config = read_ir_config(ov.Core().read_model(str(xml)), xml)
+    try:
+        model = core.read_model(str(xml))
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable/invalid files
+        raise PredictionError(f"{xml}: OpenVINO cannot read this model ({type(exc).__name__}: {_first_line(exc)})") from None
+    if xml.suffix == ".onnx":
+        from lightmedseg.inference.onnx_backend import read_onnx_config
+
+        config = read_onnx_config(xml)
+    else:
+        config = read_ir_config(model, xml)
+    props = compile_properties(ov_precision, cache_dir=(root or cache_root()) / "openvino" / "compiled")
+    head = f"OpenVINO {ov.__version__.split('-')[0]} CPU, {ov_precision}, {props['INFERENCE_NUM_THREADS']} thread(s)"
+    if static_shapes:
+        fn: ForwardFn = StaticShapeForward(core, model, props, xml)
+        return config, fn, f"{head}, static shape per window, model {source} ({cache_note})"
     t0 = time.perf_counter()
     try:
-        compiled = compile_ir(xml, ov_precision, root=root)
-    except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable/invalid files
-        raise PredictionError(f"{xml}: OpenVINO cannot compile this model ({type(exc).__name__}: "
-                              f"{(str(exc).strip().splitlines() or [''])[0][:300]})") from None
-    threads = compiled.get_property("INFERENCE_NUM_THREADS")
-    desc = (f"OpenVINO {ov.__version__.split('-')[0]} CPU, {ov_precision}, {threads} thread(s), model {source} "
-            f"({cache_note}; compiled in {time.perf_counter() - t0:.1f} s)")
+        compiled = core.compile_model(model, "CPU", props)
+    except Exception as exc:
+        raise PredictionError(f"{xml}: OpenVINO cannot compile this model ({type(exc).__name__}: {_first_line(exc)})") from None
+    desc = f"{head}, dynamic shapes, model {source} ({cache_note}; compiled in {time.perf_counter() - t0:.1f} s)"
     return config, ov_forward(compiled), desc
