@@ -5,13 +5,15 @@ measured to slow torch's eager forward from 1.86 s to 3.12 s, issue 12). The wor
 kept alive; the parent then asks them in turn for one timed call of each of their configurations, round
 after round, so the families are measured interleaved (load from other jobs hits them alike) but never
 concurrently. The table reports medians, ratios to the plain eager fp32 forward, and the argmax agreement
-of each configuration with it on the same input (outputs are passed through .npy files).
+of each configuration with it on the same input (outputs are passed through .npy files). MONAI's UNet
+(eager fp32, bf16 autocast, OpenVINO bf16) is the bar.
 
 Tasks: ``single`` = one 1x4x128^3 BraTS-like window; ``swbatch`` = a sliding-window batch of four
 1x16x160x160 ACDC-like windows (4x1x16x160x160). Random weights (seeded), 4 classes.
 
     .venv/bin/python benchmarks/bench_openvino.py                  # 3 rounds, writes benchmarks/results/openvino.json
     .venv/bin/python benchmarks/bench_openvino.py --quick   # small shapes, 1 round, nothing written
+    .venv/bin/python benchmarks/bench_openvino.py --only-e2e   # `lightmedseg predict` per backend, one real case
 """
 
 from __future__ import annotations
@@ -42,15 +44,29 @@ FAMILIES: dict[str, dict[str, str]] = {
         "torch/plain_fp32": "plain eager fp32 (the reference forward, inference_mode)",
         "torch/fast_fp32": "hand-written fast path, fp32 (exact), channels-last",
         "torch/fast_bf16": "hand-written fast path, bf16 (the default before issue 12 on CPUs with native bf16)",
+        "torch/unet_fp32": "MONAI UNet 16-256, 2 res units, eager fp32 (the bar)",
+        "torch/unet_bf16": "MONAI UNet, bf16 autocast, channels-last",
     },
     "onnxruntime": {
         "ort/fp32": "ONNX Runtime fp32 (legacy-exported ONNX of the plain module)",
     },
     "openvino": {
-        "ov/f32": "OpenVINO f32 (predict --backend openvino --precision fp32)",
-        "ov/bf16": "OpenVINO bf16 (predict default on CPUs with native bf16)",
+        "ov/f32": "OpenVINO f32, static window shape (predict --precision fp32)",
+        "ov/bf16": "OpenVINO bf16, static window shape (predict default on CPUs with native bf16)",
+        "ov/bf16_dynamic": "OpenVINO bf16, dynamic axes (one compile for every shape)",
+        "ov/unet_bf16": "MONAI UNet on OpenVINO bf16, static window shape",
     },
 }
+
+
+def build_unet(in_channels: int):
+    """The MONAI UNet of benchmarks/bench_cpu_speed.py (16-256 channels, 2 residual units), random weights."""
+    import torch
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=4, channels=(16, 32, 64, 128, 256),
+                strides=(2, 2, 2, 2), num_res_units=2).eval()
 
 
 def build_model(in_channels: int):
@@ -76,8 +92,16 @@ def build_family(family: str, in_channels: int) -> dict:
     if family == "torch":
         from lightmedseg.fast import fast_forward
 
+        unet = build_unet(in_channels)
+        unet_cl = build_unet(in_channels).to(memory_format=torch.channels_last_3d)
+
+        def unet_bf16(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return unet_cl(x.contiguous(memory_format=torch.channels_last_3d)).float()
+
         fns = {"torch/plain_fp32": model, "torch/fast_fp32": fast_forward(model),
-               "torch/fast_bf16": fast_forward(model, dtype=torch.bfloat16)}
+               "torch/fast_bf16": fast_forward(model, dtype=torch.bfloat16),
+               "torch/unet_fp32": unet, "torch/unet_bf16": unet_bf16}
 
         def wrap(fn):
             def run(x: np.ndarray) -> np.ndarray:
@@ -100,18 +124,23 @@ def build_family(family: str, in_channels: int) -> dict:
     if family == "openvino":
         import openvino as ov
 
-        from lightmedseg.inference.openvino_backend import compile_properties, convert_module
+        from lightmedseg.inference.openvino_backend import StaticShapeForward, compile_properties, convert_module
 
         ov_model, _ = convert_module(model, model_config(in_channels))
         core = ov.Core()
         out = {}
-        for cfg, prec in (("ov/f32", "f32"), ("ov/bf16", "bf16")):
-            request = core.compile_model(ov_model, "CPU", compile_properties(prec)).create_infer_request()
+        for cfg, prec in (("ov/f32", "f32"), ("ov/bf16", "bf16")):  # what predict runs
+            fn = StaticShapeForward(core, ov_model, compile_properties(prec), tmp)
+            out[cfg] = lambda x, fn=fn: fn(torch.from_numpy(x)).numpy()
+        request = core.compile_model(ov_model, "CPU", compile_properties("bf16")).create_infer_request()
 
-            def run(x: np.ndarray, request=request) -> np.ndarray:
-                request.infer({0: x})
-                return np.array(request.get_output_tensor(0).data, copy=True)
-            out[cfg] = run
+        def run(x: np.ndarray) -> np.ndarray:
+            request.infer({0: x})
+            return np.array(request.get_output_tensor(0).data, copy=True)
+        out["ov/bf16_dynamic"] = run
+        unet_ov = ov.convert_model(build_unet(in_channels), example_input=torch.zeros(1, in_channels, 32, 32, 32))
+        fn_unet = StaticShapeForward(core, unet_ov, compile_properties("bf16"), tmp)
+        out["ov/unet_bf16"] = lambda x: fn_unet(torch.from_numpy(x)).numpy()
         return out
     raise ValueError(f"unknown family {family}")
 
@@ -182,6 +211,53 @@ def cache_timing(model: str) -> dict:
     return out
 
 
+E2E_CASE = ROOT / ".." / "shared" / "data" / "brats2015-sample" / "validation" / "brats_2013_pat0003_1"
+E2E_RUNS = (("torch", ["--backend", "torch"]), ("auto, empty cache", []), ("auto, cached IR", []))
+
+
+def e2e_timing(case_dir: Path, threads: int) -> dict:
+    """Wall time of ``lightmedseg predict`` (a fresh process each) on one real 240x240x155 case made 4-channel
+    (T1c, FLAIR, T1c, FLAIR), with a seeded untrained 4-channel brats-preset model: --backend torch, then the
+    default backend with an empty IR cache (conversion and compile included), then again with the cache."""
+    import nibabel as nib
+    import numpy as np
+
+    from lightmedseg.checkpoint import build_model, save_model
+    from lightmedseg.config import load_config
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ov-e2e-"))
+    (work / "in").mkdir()
+    for c, name in enumerate(["T1c", "Flair", "T1c", "Flair"]):
+        img = nib.load(str(case_dir / f"{name}_subtrMeanDivStd.nii.gz"))
+        nib.save(img, str(work / "in" / f"case_{c:04d}.nii.gz"))
+    import torch
+
+    torch.manual_seed(0)
+    cfg = load_config("brats", overrides=["model.in_channels=4"])
+    save_model(work / "run" / "model_best.safetensors", build_model(cfg), cfg)
+    env = {**os.environ, "LIGHTMEDSEG_CACHE_DIR": str(work / "cache"), "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    out: dict = {"case": str(case_dir.resolve().name), "shape": list(nib.load(str(work / "in" / "case_0000.nii.gz")).shape)}
+    labels = {}
+    for i, (name, extra) in enumerate(E2E_RUNS):
+        target = work / f"out{i}.nii.gz"
+        cmd = [sys.executable, "-m", "lightmedseg.cli.main", "predict", "-i", str(work / "in"), "-o", str(target),
+               "-m", str(work / "run"), "--quiet", *extra]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        log = [ln for ln in proc.stderr.splitlines() if "roi" in ln][:1]
+        labels[name] = np.asarray(nib.load(str(target)).dataobj)
+        out[name] = {"seconds": seconds, "log": log[0] if log else ""}
+        print(f"predict {name}: {seconds:.1f} s  [{out[name]['log'][:160]}]", flush=True)
+    for name in E2E_RUNS[1:]:
+        out[name[0]]["label_agreement_vs_torch"] = float(np.mean(labels[name[0]] == labels["torch"]))
+        out[name[0]]["speedup_vs_torch"] = out["torch"]["seconds"] / out[name[0]]["seconds"]
+    return out
+
+
 def machine() -> dict:
     import torch
 
@@ -218,6 +294,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small shapes, one round, results not written")
     ap.add_argument("--cache-model", default="acdc",
                     help="model whose predict-time loading is timed with an empty and a filled IR cache ('' to skip)")
+    ap.add_argument("--e2e", action="store_true",
+                    help=f"also time `lightmedseg predict` end to end on {E2E_CASE.name} (../shared/data)")
+    ap.add_argument("--only-e2e", action="store_true", help="only the end-to-end predict timing")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--cache-worker", help=argparse.SUPPRESS)
     ap.add_argument("--outdir", type=Path, help=argparse.SUPPRESS)
@@ -234,6 +313,15 @@ def main() -> None:
         args.rounds = 1
     import numpy as np
 
+    if args.only_e2e:
+        res = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+               "threads": args.threads, "load_before": load(), "e2e": e2e_timing(E2E_CASE, args.threads)}
+        res["load_after"] = load()
+        res["command"] = f"{RERUN} --only-e2e --threads {args.threads}"
+        path = args.out.with_name(args.out.stem + "_e2e.json")
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
     families = args.families.split(",")
     outdir = Path(tempfile.mkdtemp(prefix="bench-ov-out-"))
     started = dt.datetime.now(dt.timezone.utc)
@@ -278,7 +366,8 @@ def main() -> None:
                 am = np.load(outdir / f"{task}__{name.replace('/', '_')}.npy")
                 rows[name] = {"description": desc, "median_s": med, "times_s": times[task][name],
                               "x_plain": (base / med) if base else None,
-                              "argmax_agreement": float(np.mean(am == ref)) if ref is not None else None,
+                              "argmax_agreement": (float(np.mean(am == ref)) if ref is not None and "unet" not in name
+                                                   else None),  # a UNet is another network: no agreement
                               "first_call_s": ready[fam][f"{task}/{name}"]}
         result["tasks"][task] = {"shape": shapes[task], "configs": rows}
         print(f"\n{task} {shapes[task]}  (median of {args.rounds}, {args.threads} threads)")
@@ -290,6 +379,8 @@ def main() -> None:
         return
     if args.cache_model:
         result["cache"] = cache_timing(args.cache_model)
+    if args.e2e:
+        result["e2e"] = e2e_timing(E2E_CASE, args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
