@@ -82,7 +82,7 @@ def main() -> None:
         fast_static.reshape({fast_static.inputs[0]: ov.PartialShape(list(shape))})
         configs = {
             "plain dynamic f32": (plain, "f32", "LATENCY"),
-            "plain dynamic bf16 (predict default)": (plain, "bf16", "LATENCY"),
+            "plain dynamic bf16": (plain, "bf16", "LATENCY"),
             "plain static bf16": (static, "bf16", "LATENCY"),
             "fast-graph dynamic bf16": (fast, "bf16", "LATENCY"),
             "fast-graph static bf16": (fast_static, "bf16", "LATENCY"),
