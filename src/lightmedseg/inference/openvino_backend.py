@@ -315,7 +315,7 @@ def load_openvino(
     if path.suffix in (".xml", ".onnx"):
         if not path.is_file():
             raise PredictionError(f"{path}: file not found")
-        xml, cache_note = path, "no IR cache (given file)"
+        xml, cache_note = path, "given file, no conversion"
     else:
         from lightmedseg.checkpoint import resolve_model_path
 
