@@ -200,6 +200,20 @@ def test_missing_openvino_falls_back_or_fails_in_one_line(run, cache, monkeypatc
     assert "\n" not in str(ovb.OpenVINOMissing("x"))
 
 
+def test_failed_conversion_falls_back_under_auto_only(run, cache, monkeypatch):
+    _, _, root = run
+    from lightmedseg.inference.export import ExportError
+
+    def _fails(*args, **kwargs):
+        raise ExportError("OpenVINO logits differ from PyTorch by 1 (> 0.0001)")
+
+    monkeypatch.setattr(ovb, "convert_module", _fails)
+    loaded = backends.load_backend(root / "run")
+    assert loaded.module is not None and "OpenVINO conversion failed" in loaded.description
+    with pytest.raises(ExportError, match="differ"):
+        backends.load_backend(root / "run", backend="openvino")
+
+
 def test_openvino_refuses_gpu_and_reference(run, cache):
     _, _, root = run
     with pytest.raises(PredictionError, match="CPU only"):

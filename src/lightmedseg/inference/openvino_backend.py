@@ -261,10 +261,11 @@ class StaticShapeForward:
     axes (benchmarks/bench_openvino_levers.py, docs/performance.md). MONAI's sliding window calls the
     forward with one window shape per case (plus a smaller last batch when ``sw_batch_size`` does not
     divide the window count), so a handful of compilations (~0.3-1 s each, then from OpenVINO's blob
-    cache) serve a whole run. At most ``max_shapes`` compiled models are kept (least recently used out).
+    cache) serve a whole run. At most ``max_shapes`` compiled models (each with its own activation
+    buffers) are kept, the least recently used dropped first.
     """
 
-    def __init__(self, core: Any, model: Any, props: dict, where: Path, max_shapes: int = 8) -> None:
+    def __init__(self, core: Any, model: Any, props: dict, where: Path, max_shapes: int = 4) -> None:
         self.core, self.model, self.props, self.where, self.max_shapes = core, model, props, where, max_shapes
         self.requests: dict[tuple[int, ...], Any] = {}
         self.compile_seconds = 0.0
