@@ -238,7 +238,10 @@ def compile_ir(xml: Path, ov_precision: str, threads: int | None = None, root: P
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
+    """The informative line of an exception (OpenVINO's start with 'Exception from <source file>' lines)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return ((useful or lines or [""])[0])[:300]
 
 
 def _infer(request: Any, x: torch.Tensor) -> torch.Tensor:
