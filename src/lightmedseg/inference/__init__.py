@@ -1,4 +1,4 @@
-"""Inference stage: sliding-window prediction in the input's native geometry, ONNX export and ONNX Runtime."""
+"""Inference stage: sliding-window prediction in the input's native geometry, ONNX / OpenVINO export, ONNX Runtime and OpenVINO backends."""
 
 from lightmedseg.inference.predictor import Prediction, PredictionError, Predictor, plain_forward
 
