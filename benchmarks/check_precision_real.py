@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Does the default CPU predict path keep the predictions? Plain fp32 vs fast fp32 vs fast bf16 on real cases.
+"""Does the default CPU predict path keep the predictions? Plain fp32 vs fast path / OpenVINO, fp32 and bf16, on real cases.
 
 For each case of one split subset, the same trained model predicts the whole volume (sliding window,
 the model's own preprocessing) three ways: the plain eager fp32 forward (``--reference``, the oracle),
 the fast path in fp32 and the fast path in bf16 (``--precision bf16``, the default on CPUs with
-native bf16). It reports, per case and pooled over all cases, the Dice between each fast label map and
+native bf16), and since issue 12 OpenVINO in f32 and bf16 (the default backend on the CPU). It reports, per case and pooled over all cases, the Dice between each fast label map and
 the plain one (per foreground label, then the mean; target >= 0.995, issue 6), the share of voxels
 whose label agrees, the Dice of each against the ground truth, and the seconds per case.
 
@@ -34,10 +34,12 @@ from lightmedseg.inference.inputs import CaseInput
 from lightmedseg.inference.pipeline import read_case
 from lightmedseg.inference.predictor import Predictor
 
-PATHS = {  # name -> (reference, precision)
-    "plain fp32": (True, "fp32"),
-    "fast fp32": (False, "fp32"),
-    "fast bf16": (False, "bf16"),
+PATHS = {  # name -> (backend, reference, precision)
+    "plain fp32": ("torch", True, "fp32"),
+    "fast fp32": ("torch", False, "fp32"),
+    "fast bf16": ("torch", False, "bf16"),
+    "openvino f32": ("openvino", False, "fp32"),
+    "openvino bf16": ("openvino", False, "bf16"),
 }
 
 
@@ -66,19 +68,23 @@ def main() -> int:
     p.add_argument("--subset", default="validation")
     p.add_argument("--limit", type=int, default=0, help="only the first N cases (0 = all)")
     p.add_argument("--json", type=Path, help="write the results here too")
+    p.add_argument("--paths", default="fast,openvino",
+                   help="families compared with plain fp32: fast (torch fast path), openvino (issue 12)")
     args = p.parse_args()
 
     split = read_split(args.split)
     cases = split[args.subset][: args.limit or None]
-    loaded = {name: load_backend(args.model, reference=ref, precision=prec) for name, (ref, prec) in PATHS.items()}
+    names = [n for n in PATHS if n == "plain fp32" or n.split()[0] in args.paths.split(",")]
+    loaded = {name: load_backend(args.model, backend=PATHS[name][0], reference=PATHS[name][1],
+                                 precision=PATHS[name][2]) for name in names}
     label_map = loaded["plain fp32"].config.get("labels")  # dataset.json style: name -> value
     label_names = {int(v): k for k, v in label_map.items()} if isinstance(label_map, dict) else {}
     predictors = {name: Predictor(lm.config, lm.forward_fn) for name, lm in loaded.items()}
     labels = [v for v in predictors["plain fp32"].label_values if v != 0]
-    vs_plain: dict[str, dict[int, list[int]]] = {n: {} for n in PATHS if n != "plain fp32"}
-    vs_truth: dict[str, dict[int, list[int]]] = {n: {} for n in PATHS}
+    vs_plain: dict[str, dict[int, list[int]]] = {n: {} for n in names if n != "plain fp32"}
+    vs_truth: dict[str, dict[int, list[int]]] = {n: {} for n in names}
     agree = {n: [0, 0] for n in vs_plain}
-    seconds: dict[str, list[float]] = {n: [] for n in PATHS}
+    seconds: dict[str, list[float]] = {n: [] for n in names}
     rows = []
     for case in cases:
         images, label_file = case_files(args.data, case)

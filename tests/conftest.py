@@ -17,6 +17,15 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Converted models (the OpenVINO IR cache) go to a temporary folder, never the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LIGHTMEDSEG_CACHE_DIR", str(tmp_path_factory.mktemp("model_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """Path to ../shared/data; skips the test when the folder is absent (outside this setup)."""

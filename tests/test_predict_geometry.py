@@ -155,7 +155,8 @@ def test_missing_labels_in_config_writes_indices(tmp_path):
 def test_fast_path_matches_reference_and_forward_fn_hook(tmp_path):
     run = _model(tmp_path)
     _write_case(tmp_path / "in", "c1", (33, 20, 18), LPS_ANISO, 4)
-    predict(tmp_path / "in", tmp_path / "fast", run, progress=False, probabilities=True, precision="fp32")
+    predict(tmp_path / "in", tmp_path / "fast", run, progress=False, probabilities=True, precision="fp32",
+            backend="torch")
     predict(tmp_path / "in", tmp_path / "ref", run, progress=False, probabilities=True, reference=True)
     pf = np.asarray(nib.load(str(tmp_path / "fast" / "probabilities" / "c1.nii.gz")).dataobj)
     pr = np.asarray(nib.load(str(tmp_path / "ref" / "probabilities" / "c1.nii.gz")).dataobj)
@@ -201,7 +202,8 @@ def test_precision_switch(tmp_path):
     run = _model(tmp_path)
     _write_case(tmp_path / "in", "c1", (33, 20, 18), LPS_ANISO, 4)
     messages: list[str] = []
-    predict(tmp_path / "in", tmp_path / "bf16", run, progress=False, precision="bf16", log=messages.append)
+    predict(tmp_path / "in", tmp_path / "bf16", run, progress=False, precision="bf16", backend="torch",
+            log=messages.append)
     assert any("fast path, bf16" in m for m in messages)
     out = nib.load(str(tmp_path / "bf16" / "c1.nii.gz"))
     assert out.shape == (33, 20, 18)

@@ -7,6 +7,7 @@ The base install predicts; each extra adds what one group of commands imports (l
 * ``convert``: h5py (ACDC HDF5 import)
 * ``export``: onnx, onnxruntime, onnxscript (ONNX export, ``predict -m model.onnx``)
 * ``profile``: fvcore, thop, psutil (multiply-adds and memory)
+* ``openvino``: the fast CPU inference engine (``predict --backend auto`` falls back to torch without it)
 * ``all``: all of the above; ``dev`` = ``all`` + pytest
 """
 
@@ -23,6 +24,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "fvcore": "profile",
     "thop": "profile",
     "psutil": "profile",
+    "openvino": "openvino",
 }
 
 

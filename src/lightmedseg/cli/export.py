@@ -1,4 +1,4 @@
-"""``lightmedseg export``: a trained model to ONNX (dynamic batch/spatial axes) and optionally TorchScript."""
+"""``lightmedseg export``: a trained model to ONNX or an OpenVINO IR (dynamic batch/spatial axes), optionally TorchScript."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from lightmedseg.cli import path_arg
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", required=True, help="run folder, .safetensors/.pt model file or shipped model name")
-    parser.add_argument("-o", "--output", required=True, type=path_arg, help="ONNX file to write (FILE.onnx)")
+    parser.add_argument("-o", "--output", required=True, type=path_arg, help="file to write: FILE.onnx, or FILE.xml for an OpenVINO IR (weights in FILE.bin)")
+    parser.add_argument("--format", choices=("onnx", "openvino"), default=None,
+                        help="onnx or openvino (IR .xml/.bin with the config in its rt_info); default from the file name")
     parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file FILE.torchscript.pt")
     parser.add_argument(
         "--exporter", choices=("auto", "dynamo", "legacy"), default="auto",
@@ -19,13 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightmedseg.inference.export import ORT_ATOL, export_model
+    from lightmedseg.inference.export import ORT_ATOL, export_model, format_for
 
-    outputs = [args.output] + ([args.output.with_suffix(".torchscript.pt")] if args.torchscript else [])
+    fmt = format_for(args.output, args.format)
+    outputs = [args.output] + ([args.output.with_suffix(".bin")] if fmt == "openvino" else [])
+    outputs += [args.output.with_suffix(".torchscript.pt")] if args.torchscript else []
     for out in outputs:
         if out.exists() and not args.overwrite:
             raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-    for r in export_model(args.model, args.output, torchscript=args.torchscript, exporter=args.exporter):
+    for r in export_model(args.model, args.output, torchscript=args.torchscript, exporter=args.exporter,
+                          fmt=fmt):
         for note in r.notes:
             print(f"note: {note}")
         print(f"wrote {r.path} ({r.exporter}); max |logit difference| vs PyTorch {r.max_abs_diff:.2e} (tolerance {ORT_ATOL})")

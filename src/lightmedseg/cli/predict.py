@@ -14,6 +14,8 @@ from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lightmedseg.inference.backends import BACKENDS, PRECISIONS
+
     parser.add_argument("-i", "--input", required=True, type=path_arg,
                         help="a case file (.nii.gz .nii .nrrd .nhdr .mha .mhd), a folder of {case}_{XXXX}.ext files, "
                              "a DICOM series folder, or a dataset folder (uses imagesTs)")
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder ({case}.nii.gz per case, plus labels.json and a Slicer colour table "
                              "labels.ctbl), or a file name for a single case (its ending picks the format)")
     parser.add_argument("-m", "--model", required=True, action="append",
-                        help="run folder, .safetensors/.pt model file, shipped model name, or an exported .onnx file; "
+                        help="run folder, .safetensors/.pt model file, shipped model name, an exported .onnx file or OpenVINO IR .xml; "
                              "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble)")
     tta = parser.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes)")
@@ -47,11 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(an interrupted run resumes) and an existing OUTPUT file is an error")
     parser.add_argument("--reference", action="store_true",
                         help="use the plain PyTorch forward (not the fast path, when one is installed)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="fast path activations: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), "
-                             "fp32 elsewhere; fp32 = exact (logits within ~1e-6 of --reference)")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                        help="auto: onnxruntime for .onnx files, PyTorch otherwise")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="OpenVINO / fast path arithmetic: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), "
+                             "fp32 elsewhere; fp32 = exact (logits within ~1e-4 of --reference)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: OpenVINO on the CPU when installed (IR converted once and cached), the PyTorch "
+                             "fast path on a GPU or without OpenVINO; onnxruntime for .onnx files, openvino for .xml")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--num-parts", type=int, default=1, metavar="N",
                         help="split the cases (sorted by ID) into N parts, for N array tasks or GPUs (default 1)")

@@ -1,4 +1,5 @@
-"""Inference stage: sliding-window prediction in the input's native geometry, ONNX export and ONNX Runtime.
+"""Inference stage: sliding-window prediction in the input's native geometry, ONNX / OpenVINO export, ONNX
+Runtime and OpenVINO backends.
 
 Names are imported on first use, so ``import lightmedseg.inference.options`` (the CLI's ``--help``) does
 not load MONAI.

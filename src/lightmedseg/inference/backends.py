@@ -1,4 +1,4 @@
-"""Turn ``-m MODEL`` into ``(config, forward_fn)``: the PyTorch model (reference or fast path) or ONNX Runtime.
+"""Turn ``-m MODEL`` into ``(config, forward_fn)``: OpenVINO, the PyTorch model (reference or fast path) or ONNX Runtime.
 
 The predictor only needs a config and a callable ``x -> logits``; this module is the one place that knows
 how each kind of model file becomes one.
@@ -14,7 +14,7 @@ import torch
 
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, plain_forward
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "openvino", "torch", "onnxruntime")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -83,6 +83,29 @@ def load_torch(
     return LoadedModel(config, fast_forward(model, device, dtype=dtype), f"PyTorch model {path} ({kind})", model)
 
 
+def auto_backend(source: str | os.PathLike, device: torch.device, reference: bool = False) -> tuple[str, str]:
+    """What ``--backend auto`` runs, and why (for the log).
+
+    ``.onnx`` -> onnxruntime and ``.xml`` (an OpenVINO IR) -> openvino, whatever the device; for PyTorch
+    model sources: OpenVINO on the CPU when it is installed (measured fastest, docs/performance.md), the
+    torch path on a GPU, with ``--reference`` (which asks for the plain PyTorch forward), or without OpenVINO.
+    """
+    from lightmedseg.inference.openvino_backend import openvino_available
+
+    name = str(source)
+    if name.endswith(".onnx"):
+        return "onnxruntime", ""
+    if name.endswith(".xml"):
+        return "openvino", ""
+    if device.type != "cpu":
+        return "torch", ""
+    if reference:
+        return "torch", ""
+    if not openvino_available():
+        return "torch", "openvino is not installed (pip install openvino), falling back to the PyTorch fast path"
+    return "openvino", ""
+
+
 def load_backend(
     source: str | os.PathLike,
     backend: str = "auto",
@@ -90,12 +113,37 @@ def load_backend(
     reference: bool = False,
     precision: str = "auto",
 ) -> LoadedModel:
-    """Pick the backend: ``onnxruntime`` for ``.onnx`` files (or when asked), PyTorch otherwise."""
+    """Pick the backend (see :func:`auto_backend` for ``auto``) and load ``source`` with it."""
     if backend not in BACKENDS:
         raise PredictionError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
     dev = resolve_device(str(device))
-    is_onnx = str(source).endswith(".onnx")
-    if backend == "onnxruntime" or (backend == "auto" and is_onnx):
+    note = ""
+    auto = backend == "auto"
+    if auto:
+        backend, note = auto_backend(source, dev, reference)
+    is_onnx, is_ir = str(source).endswith(".onnx"), str(source).endswith(".xml")
+    if backend == "openvino":
+        if reference:
+            raise PredictionError("--reference runs the plain PyTorch forward; it cannot be combined with --backend openvino")
+        from lightmedseg.inference.export import ExportError
+        from lightmedseg.inference.openvino_backend import load_openvino
+
+        try:
+            config, fn, desc = load_openvino(source, dev, precision=precision)
+        except ExportError as exc:
+            if not auto:
+                raise
+            # a model the converter cannot reproduce still predicts, with the PyTorch path
+            note = f"OpenVINO conversion failed ({str(exc)[:200]}), falling back to the PyTorch path"
+        else:
+            return LoadedModel(config, fn, desc)
+    if backend == "openvino":  # reached only after a failed automatic conversion
+        loaded = load_torch(source, dev, reference=reference, precision=precision)
+        loaded.description = f"{loaded.description} [{note}]"
+        return loaded
+    if is_ir:
+        raise PredictionError(f"{source}: an OpenVINO IR runs with --backend openvino (or auto), not {backend}")
+    if backend == "onnxruntime":
         if not is_onnx:
             raise PredictionError(f"{source}: the onnxruntime backend needs an .onnx file (see `lightmedseg export`)")
         from lightmedseg.inference.onnx_backend import load_onnx
@@ -103,5 +151,8 @@ def load_backend(
         config, fn, desc = load_onnx(Path(source), dev)
         return LoadedModel(config, fn, desc)
     if is_onnx:
-        raise PredictionError(f"{source}: an ONNX file runs with --backend onnxruntime (or auto), not torch")
-    return load_torch(source, dev, reference=reference, precision=precision)
+        raise PredictionError(f"{source}: an ONNX file runs with --backend onnxruntime, openvino or auto, not torch")
+    loaded = load_torch(source, dev, reference=reference, precision=precision)
+    if note:
+        loaded.description = f"{loaded.description} [{note}]"
+    return loaded

@@ -1,4 +1,4 @@
-"""Export a trained model to ONNX (dynamic batch and spatial axes) and optionally TorchScript.
+"""Export a trained model to ONNX (dynamic batch and spatial axes), an OpenVINO IR, and optionally TorchScript.
 
 Exporters (both tried on this code base with torch 2.13, see docs/inference.md):
 
@@ -35,6 +35,8 @@ from lightmedseg.io_utils import atomic_path
 CONFIG_KEY = "lightmedseg_config"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 EXPORTERS = ("auto", "dynamo", "legacy")
+FORMATS = ("onnx", "openvino")
+FORMAT_SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 ORT_ATOL = 1e-4  # max |logit difference| accepted between ONNX Runtime and PyTorch (float32 re-association)
 EXAMPLE_SIZE = (32, 32, 32)  # export example; batch 2 so the batch axis is not specialised to 1
 CHECK_SIZE = (16, 48, 32)  # a second, non-cubic size for verification
@@ -160,14 +162,44 @@ def export_torchscript(model: torch.nn.Module, config: dict, out_path: str | os.
     return ExportResult(out_path, "torchscript-trace", diff, [])
 
 
+def export_openvino(model: torch.nn.Module, config: dict, out_path: str | os.PathLike) -> ExportResult:
+    """Write an OpenVINO IR ``out_path`` (.xml, weights in the .bin beside it, float32) with the config in
+    its rt_info; verified against PyTorch (OpenVINO f32, two sizes, tolerance :data:`ORT_ATOL`)."""
+    from lightmedseg.inference.openvino_backend import convert_module, save_ir
+
+    out_path = Path(out_path)
+    if out_path.suffix != ".xml":
+        raise ExportError(f"{out_path}: the OpenVINO IR file name must end in .xml (weights go to the .bin beside it)")
+    ov_model, diff = convert_module(model, config)
+    save_ir(ov_model, out_path)
+    return ExportResult(out_path, "legacy ONNX -> openvino.convert_model", diff, [])
+
+
+def format_for(out_path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The export format: ``fmt`` when given, else from the file name (``.xml`` -> openvino, else onnx)."""
+    if fmt is None:
+        return "openvino" if Path(out_path).suffix == ".xml" else "onnx"
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {list(FORMATS)}")
+    return fmt
+
+
 def export_model(
-    source: str | os.PathLike, out_path: str | os.PathLike, torchscript: bool = False, exporter: str = "auto"
+    source: str | os.PathLike,
+    out_path: str | os.PathLike,
+    torchscript: bool = False,
+    exporter: str = "auto",
+    fmt: str | None = None,
 ) -> list[ExportResult]:
-    """Load a model (run folder, file or shipped name) and export it; TorchScript goes beside the ONNX file."""
+    """Load a model (run folder, file or shipped name) and export it as ``fmt`` (see :func:`format_for`);
+    TorchScript goes beside the main file."""
     from lightmedseg.checkpoint import load_model
 
     model, config = load_model(source, device="cpu")
-    results = [export_onnx(model, config, out_path, exporter)]
+    if format_for(out_path, fmt) == "openvino":
+        results = [export_openvino(model, config, out_path)]
+    else:
+        results = [export_onnx(model, config, out_path, exporter)]
     if torchscript:
         results.append(export_torchscript(model, config, Path(out_path).with_suffix(".torchscript.pt")))
     return results

@@ -29,6 +29,20 @@ def _providers(device: torch.device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def read_onnx_config(path: Path) -> dict:
+    """The config JSON stored in an ONNX file's metadata by ``lightmedseg export`` (no session needed)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors and OSErrors
+        raise PredictionError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if CONFIG_KEY not in meta:
+        raise PredictionError(f"{path}: no '{CONFIG_KEY}' metadata; export it with `lightmedseg export` so it carries its config")
+    return json.loads(meta[CONFIG_KEY])
+
+
 def load_onnx(path: Path, device: torch.device) -> tuple[dict, ForwardFn, str]:
     """(config, forward_fn, description) of an ONNX file written by ``lightmedseg export``."""
     import onnxruntime as ort

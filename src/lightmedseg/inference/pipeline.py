@@ -145,8 +145,10 @@ def predict(
     :class:`~lightmedseg.inference.segment.Segmenter`; ``output_format``: see :func:`plan_outputs`.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
-    ``precision`` (``auto``, ``fp32``, ``bf16``) sets the fast path's activation dtype; ``auto`` is bf16
-    on CPUs with native bf16 and fp32 elsewhere (see ``backends.resolve_precision``).
+    ``backend`` (``auto``, ``openvino``, ``torch``, ``onnxruntime``): ``auto`` is OpenVINO on the CPU when
+    it is installed, the PyTorch fast path otherwise (see ``backends.auto_backend``).
+    ``precision`` (``auto``, ``fp32``, ``bf16``) sets OpenVINO's inference precision or the fast path's
+    activation dtype; ``auto`` is bf16 on CPUs with native bf16 and fp32 elsewhere.
     ``num_parts``/``part_id``: segment only that part of the cases (:func:`select_part`).
     """
     if str(output) == "":  # Path("") would be the current folder

@@ -1,0 +1,244 @@
+"""OpenVINO backend (issue 12): agreement with PyTorch, the IR cache, IR export/predict, fallbacks.
+
+Tolerances: OpenVINO f32 vs PyTorch fp32 max |logit difference| <= ORT_ATOL (1e-4, float re-association;
+measured ~1e-6); bf16 on a random tiny model: argmax agreement >= 98% on 32^3 (the near-uniform softmax of
+an untrained net is the worst case for bf16; measured higher, see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+ov = pytest.importorskip("openvino")
+
+from lightmedseg.checkpoint import build_model, save_model  # noqa: E402
+from lightmedseg.cli.main import main  # noqa: E402
+from lightmedseg.config import load_config  # noqa: E402
+from lightmedseg.inference import backends  # noqa: E402
+from lightmedseg.inference import openvino_backend as ovb  # noqa: E402
+from lightmedseg.inference.export import ORT_ATOL  # noqa: E402
+from lightmedseg.inference.pipeline import predict  # noqa: E402
+from lightmedseg.inference.predictor import PredictionError  # noqa: E402
+from lightmedseg.model import LightMedSeg  # noqa: E402
+
+LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
+    cfg["labels"] = LABELS
+    model = build_model(cfg).eval()
+    root = tmp_path_factory.mktemp("ov")
+    save_model(root / "run" / "model_best.safetensors", model, cfg)
+    return model, cfg, root
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(ovb.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _x(shape, seed=7):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _ir_folders(cache):
+    return sorted(p for p in (cache / "openvino").iterdir() if p.name != "compiled" and not p.name.startswith("."))
+
+
+def test_f32_logits_and_bf16_argmax_match_torch(run, cache):
+    model, cfg, root = run
+    x = _x((1, 4, 32, 32, 32))
+    with torch.inference_mode():
+        ref = model(x)
+    loaded = backends.load_backend(root / "run", backend="openvino", precision="fp32")
+    assert loaded.config == cfg and loaded.module is None
+    assert "OpenVINO" in loaded.description and "f32" in loaded.description and "cached at" in loaded.description
+    out = loaded.forward_fn(x)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert (out - ref).abs().max().item() <= ORT_ATOL
+    assert (out.argmax(1) == ref.argmax(1)).float().mean().item() == 1.0
+    # a size and batch other than those seen during conversion (dynamic axes)
+    x2 = _x((2, 4, 16, 48, 32), seed=8)
+    with torch.inference_mode():
+        assert (backends.load_backend(root / "run", backend="openvino", precision="fp32").forward_fn(x2)
+                - model(x2)).abs().max().item() <= ORT_ATOL
+    bf = backends.load_backend(root / "run", backend="openvino", precision="bf16")
+    assert "bf16" in bf.description
+    agree = (bf.forward_fn(x).argmax(1) == ref.argmax(1)).float().mean().item()
+    assert agree >= 0.98, agree
+
+
+def test_static_shape_compilation_per_window_shape(run, cache):
+    model, cfg, root = run
+    _, fn, desc = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32")
+    assert isinstance(fn, ovb.StaticShapeForward) and "static shape" in desc and not fn.requests
+    _, dyn, desc_dyn = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32", static_shapes=False)
+    assert "dynamic shapes" in desc_dyn
+    shapes = [(2, 4, 32, 32, 32), (1, 4, 32, 32, 32), (2, 4, 32, 32, 32), (1, 4, 16, 48, 32)]
+    for i, shape in enumerate(shapes):
+        x = _x(shape, seed=i)
+        with torch.inference_mode():
+            ref = model(x)
+        out = fn(x)
+        assert (out - ref).abs().max().item() <= ORT_ATOL
+        assert (dyn(x) - out).abs().max().item() <= ORT_ATOL
+    assert list(fn.requests) == [(1, 4, 32, 32, 32), (2, 4, 32, 32, 32), (1, 4, 16, 48, 32)]  # LRU order
+    fn.max_shapes = 3
+    fn(_x((1, 4, 16, 16, 16)))
+    assert len(fn.requests) == 3 and (1, 4, 32, 32, 32) not in fn.requests  # least recently used dropped
+
+
+def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path, monkeypatch):
+    model, cfg, root = run
+    model_file = tmp_path / "m.safetensors"
+    save_model(model_file, model, cfg)
+    first = ovb.cached_ir(model_file)
+    assert first.created and first.xml.is_file() and first.xml.with_suffix(".bin").is_file()
+    stamp = first.xml.stat().st_mtime_ns
+
+    def _no_conversion(*args, **kwargs):
+        raise AssertionError("a cached IR must not be converted again")
+
+    monkeypatch.setattr(ovb, "convert_module", _no_conversion)
+    again = ovb.cached_ir(model_file)
+    assert not again.created and again.xml == first.xml and again.xml.stat().st_mtime_ns == stamp
+    desc = backends.load_backend(model_file, backend="openvino", precision="fp32").description
+    assert f"cached IR {first.xml.parent}" in desc
+    monkeypatch.undo()
+    monkeypatch.setenv(ovb.CACHE_ENV, str(cache))
+    # new weights in the same file: a new key, a new IR that computes the new function
+    other = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_model(model_file, other, cfg)
+    third = ovb.cached_ir(model_file)
+    assert third.created and third.xml != first.xml
+    assert len(_ir_folders(cache)) == 2
+    x = _x((1, 4, 32, 32, 32))
+    fn = ovb.ov_forward(ovb.compile_ir(third.xml, "f32"))
+    with torch.inference_mode():
+        assert (fn(x) - other(x)).abs().max().item() <= ORT_ATOL
+
+
+def test_export_ir_and_predict_without_model_code(run, cache, tmp_path, monkeypatch):
+    model, cfg, root = run
+    xml = tmp_path / "exp" / "model.xml"
+    assert main(["export", "-m", str(root / "run"), "-o", str(xml)]) == 0  # format from the .xml name
+    assert xml.is_file() and xml.with_suffix(".bin").is_file()
+    assert not list(xml.parent.glob(".*"))  # no temporaries left
+    ir = ov.Core().read_model(str(xml))
+    assert json.loads(ir.get_rt_info(ovb.RT_INFO_PATH).astype(str)) == cfg
+    assert main(["export", "-m", str(root / "run"), "-o", str(xml)]) == 2  # exists, no --overwrite
+
+    rng = np.random.default_rng(0)
+    aff = np.diag([1.2, 0.9, 2.0, 1.0])
+    (tmp_path / "in").mkdir()
+    for c in range(4):
+        nib.save(nib.Nifti1Image(rng.normal(size=(29, 35, 21)).astype(np.float32), aff),
+                 str(tmp_path / "in" / f"k_{c:04d}.nii.gz"))
+    predict(tmp_path / "in", tmp_path / "torch", root / "run", backend="torch", precision="fp32",
+            progress=False, probabilities=True)
+
+    def _no_torch_model(*args, **kwargs):
+        raise AssertionError("the OpenVINO IR path must not run the PyTorch model")
+
+    monkeypatch.setattr(LightMedSeg, "forward", _no_torch_model)
+    logs: list[str] = []
+    predict(tmp_path / "in", tmp_path / "ov", xml, precision="fp32", progress=False, probabilities=True,
+            log=logs.append)  # backend auto: .xml -> openvino
+    assert any("OpenVINO" in m and "given file, no conversion" in m for m in logs)
+    a = nib.load(str(tmp_path / "torch" / "k.nii.gz"))
+    b = nib.load(str(tmp_path / "ov" / "k.nii.gz"))
+    assert b.shape == a.shape and np.allclose(b.affine, a.affine)
+    pa = np.asarray(nib.load(str(tmp_path / "torch" / "probabilities" / "k.nii.gz")).dataobj)
+    pb = np.asarray(nib.load(str(tmp_path / "ov" / "probabilities" / "k.nii.gz")).dataobj)
+    assert np.abs(pa - pb).max() < 1e-4
+    assert np.mean(np.asarray(a.dataobj) == np.asarray(b.dataobj)) > 0.999  # identical up to exact ties
+    with pytest.raises(PredictionError, match="OpenVINO IR runs with --backend openvino"):
+        backends.load_backend(xml, backend="torch")
+
+
+def test_auto_backend_choice(run, cache, monkeypatch):
+    _, _, root = run
+    cpu = torch.device("cpu")
+    assert backends.auto_backend(root / "run", cpu) == ("openvino", "")
+    assert backends.auto_backend(root / "run", cpu, reference=True)[0] == "torch"
+    assert backends.auto_backend(root / "run", torch.device("cuda"))[0] == "torch"
+    assert backends.auto_backend("m.onnx", cpu)[0] == "onnxruntime"
+    assert backends.auto_backend("m.xml", cpu)[0] == "openvino"
+    loaded = backends.load_backend(root / "run", precision="fp32")  # auto on the CPU
+    assert loaded.description.startswith("OpenVINO")
+
+
+def test_missing_openvino_falls_back_or_fails_in_one_line(run, cache, monkeypatch):
+    _, _, root = run
+    real_import = builtins.__import__
+
+    def _no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", _no_openvino)
+    assert not ovb.openvino_available()
+    loaded = backends.load_backend(root / "run")  # auto: torch fast path, saying why
+    assert loaded.module is not None and "openvino is not installed" in loaded.description
+    with pytest.raises(ovb.OpenVINOMissing, match="pip install openvino"):
+        backends.load_backend(root / "run", backend="openvino")
+    assert "\n" not in str(ovb.OpenVINOMissing("x"))
+
+
+def test_failed_conversion_falls_back_under_auto_only(run, cache, monkeypatch):
+    _, _, root = run
+    from lightmedseg.inference.export import ExportError
+
+    def _fails(*args, **kwargs):
+        raise ExportError("OpenVINO logits differ from PyTorch by 1 (> 0.0001)")
+
+    monkeypatch.setattr(ovb, "convert_module", _fails)
+    loaded = backends.load_backend(root / "run")
+    assert loaded.module is not None and "OpenVINO conversion failed" in loaded.description
+    with pytest.raises(ExportError, match="differ"):
+        backends.load_backend(root / "run", backend="openvino")
+
+
+def test_openvino_refuses_gpu_and_reference(run, cache):
+    _, _, root = run
+    with pytest.raises(PredictionError, match="CPU only"):
+        ovb.load_openvino(root / "run", torch.device("cuda"))
+    with pytest.raises(PredictionError, match="--reference"):
+        backends.load_backend(root / "run", backend="openvino", reference=True)
+
+
+def test_ir_without_config_is_a_clear_error(run, cache, tmp_path):
+    model, cfg, _ = run
+    from lightmedseg.inference.export import export_onnx
+
+    export_onnx(model, cfg, tmp_path / "plain.onnx", exporter="legacy")
+    ov.save_model(ov.convert_model(str(tmp_path / "plain.onnx")), str(tmp_path / "plain.xml"), compress_to_fp16=False)
+    with pytest.raises(PredictionError, match="no 'lightmedseg/config'"):
+        ovb.load_openvino(tmp_path / "plain.xml", torch.device("cpu"))
+
+
+def test_onnx_file_runs_on_openvino(run, cache, tmp_path):
+    model, cfg, _ = run
+    from lightmedseg.inference.export import export_onnx
+
+    export_onnx(model, cfg, tmp_path / "m.onnx", exporter="legacy")
+    loaded = backends.load_backend(tmp_path / "m.onnx", backend="openvino", precision="fp32")
+    assert loaded.config == cfg
+    x = _x((1, 4, 32, 32, 32))
+    with torch.inference_mode():
+        assert (loaded.forward_fn(x) - model(x)).abs().max().item() <= ORT_ATOL
