@@ -16,15 +16,7 @@ WORK=${WORK:-/tmp/lms}
 mkdir -p "$WORK" "$OUT"
 exec > >(tee "$OUT/driver.log") 2>&1
 date -u +"start %FT%TZ"
-if [ -d .whl ] && ! $PY -c "import monai, nibabel" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl || exit 3
-  export PYTHONPATH="$WORK/site"
-fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-DATA=${DATA:-$WORK/data/acdc}
-if [ ! -f "$DATA/dataset.json" ]; then
-  mkdir -p "$WORK/data" && tar -xJf .gpu/acdc.tar.xz -C "$WORK/data" || exit 4
-fi
+source scripts/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 $PY -c "import torch, monai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'monai', monai.__version__)"
 date -u +"data ready %T"

@@ -7,13 +7,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:?set OUT}; PY=${PY:-python3}; WORK=${WORK:-/tmp/lms}; LONG_MIN=${LONG_MIN:-1.5}
 mkdir -p "$WORK/runs" "$OUT"
 date -u +"start %T"
-if [ -d .whl ] && ! $PY -c "import monai, nibabel" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl || exit 3
-  export PYTHONPATH="$WORK/site"
-fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-DATA=${DATA:-$WORK/data/acdc}
-[ -f "$DATA/dataset.json" ] || { mkdir -p "$WORK/data" && tar -xJf .gpu/acdc.tar.xz -C "$WORK/data"; } || exit 4
+source scripts/gpu/device_env.sh
 cp -r .gpu/long "$WORK/runs/long"
 date -u +"data ready %T"
 OMP_NUM_THREADS=4 $PY -m lightmedseg.cli.main train --resume --reference --data "$DATA" --out "$WORK/runs/long" \

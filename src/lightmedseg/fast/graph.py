@@ -37,7 +37,7 @@ from lightmedseg.fast.folding import (
     position_bias_terms,
 )
 from lightmedseg.model.blocks import GhostConv3d, SqueezeExcite3d
-from lightmedseg.model.skip_router import is_finer
+from lightmedseg.model.skip_router import average_pool_to, is_finer
 
 
 def _bias(conv: nn.Module) -> torch.Tensor:
@@ -122,7 +122,7 @@ def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     finer = is_finer(x.shape[2:], size)
     if finer:
-        x = F.adaptive_avg_pool3d(x, tuple(size)) if downsample == "pool" else _resample(x, size)
+        x = average_pool_to(x, size) if downsample == "pool" else _resample(x, size)
     y = _cl_grad(F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype)))
     return y if finer else _resample(y, size)
 

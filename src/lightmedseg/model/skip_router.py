@@ -29,8 +29,18 @@ def resample(x: torch.Tensor, size: Sequence[int], downsample: str = "interpolat
     if tuple(x.shape[2:]) == tuple(size):
         return x
     if downsample == "pool" and is_finer(x.shape[2:], size):
-        return F.adaptive_avg_pool3d(x, tuple(size))
+        return average_pool_to(x, size)
     return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
+
+
+def average_pool_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Average pooling of a finer map onto ``size`` (an integer factor per axis, as between encoder levels).
+
+    A fixed kernel = stride rather than adaptive pooling: the factor between two levels does not depend on
+    the input size, and a constant kernel exports to ONNX / OpenVINO with dynamic spatial axes.
+    """
+    kernel = tuple(int(s) // int(t) for s, t in zip(x.shape[2:], size))
+    return F.avg_pool3d(x, kernel, kernel)
 
 
 class MultiScaleSkipRouter(nn.Module):
