@@ -145,3 +145,23 @@ def test_models_shipped_before_the_options_still_load_and_predict(source: str) -
     assert model.size_divisor == (16, 16, 16)
     with torch.no_grad():
         assert model(torch.randn(1, 1, 16, 32, 32)).shape == (1, 4, 16, 32, 32)
+
+
+def test_predictor_pads_a_thin_volume_up_to_the_training_window() -> None:
+    """A 10-slice stack is predicted inside 16-slice windows, as it was seen in training (SpatialPadd)."""
+    import numpy as np
+
+    from lightmedseg.inference.predictor import Predictor
+
+    config = load_config("acdc")
+    config["infer"]["roi_size"] = [16, 32, 32]
+    config["labels"] = {"background": 0, "RV": 1, "Myo": 2, "LV": 3}
+    shapes = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape[2:]))
+        return torch.zeros(x.shape[0], 4, *x.shape[2:])
+
+    pred = Predictor(config, forward).predict_image(np.random.rand(1, 10, 40, 36).astype(np.float32))
+    assert pred.labels.shape == (10, 40, 36)
+    assert set(shapes) == {(16, 32, 32)}

@@ -61,10 +61,15 @@ def mirror_axes_sets(axes: Sequence[int] = SPATIAL_DIMS) -> list[tuple[int, ...]
     return [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
-def _symmetric_pad(shape: Sequence[int], divisors: Sequence[int]) -> list[tuple[int, int]]:
+def _symmetric_pad(shape: Sequence[int], divisors: Sequence[int], minimum: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) zero padding per axis up to a multiple of the divisor and at least ``minimum``.
+
+    Padding a volume smaller than the window up to the window (rather than shrinking the window) is what
+    training did (``SpatialPadd`` to the patch size): a 10-slice ACDC stack is seen inside a 16-slice window.
+    """
     out = []
-    for s, divisor in zip(shape, divisors):
-        total = (-s) % divisor
+    for s, divisor, low in zip(shape, divisors, minimum):
+        total = max(-(-s // divisor) * divisor, low) - s
         out.append((total // 2, total - total // 2))
     return out
 
@@ -146,11 +151,11 @@ class Predictor:
                 f"volume of size {tuple(shape)} (z, y, x) is too small: every axis needs at least "
                 f"{MIN_SPATIAL_SIZE} voxels for this 3D model"
             )
-        pads = _symmetric_pad(shape, self.divisors)
+        pads = _symmetric_pad(shape, self.divisors, self.roi_size)
         x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=self.device)[None]
         # F.pad takes (last-axis before, after, ...) pairs; zeros = background after normalisation.
         x = F.pad(x, [p for pair in reversed(pads) for p in pair], mode="constant", value=0.0)
-        roi = [min(r, s) for r, s in zip(self.roi_size, x.shape[2:])]
+        roi = list(self.roi_size)
         logits = sliding_window_inference(
             x, roi, self.sw_batch_size, self._window, overlap=self.overlap, mode=self.mode,
             padding_mode="constant", cval=0.0, sw_device=self.device, device=self.device,
