@@ -138,7 +138,7 @@ def test_deep_supervision_loss_downsamples_the_target() -> None:
     assert loss(single, target).item() == pytest.approx(base(single, target).item())
 
 
-@pytest.mark.parametrize("source", ["acdc"])
+@pytest.mark.parametrize("source", ["acdc_v1"])
 def test_models_shipped_before_the_options_still_load_and_predict(source: str) -> None:
     model, config = load_model(source)
     assert "strides" not in config["model"]  # an old config: the paper's network

@@ -21,13 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="strict: HD95 in mm, both-empty -> NaN, one-empty -> Dice 0 / HD95 = image diagonal; "
         "nnformer: reproduces the nnFormer/UNETR++ scripts (both-empty Dice 1, HD95 0 if either empty, voxels)",
     )
-    parser.add_argument("--out", type=path_arg, default=None, help="output folder (default: the --pred folder)")
+    parser.add_argument("-o", "--output", "--out", dest="out", type=path_arg, default=None, help="output folder (default: the --pred folder)")
     parser.add_argument("--method", default="LightMedSeg", help="row label in the Markdown table")
     parser.add_argument("--allow-missing", action="store_true",
                         help="evaluate the matched cases even if some references have no prediction (listed)")
     parser.add_argument("--no-geometry-check", action="store_true",
                         help="do not require prediction and reference affines to agree (shapes must still agree)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

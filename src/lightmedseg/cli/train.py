@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="preset name (brats, acdc, demo) or YAML path; optional with --resume")
     parser.add_argument("--variant", help="network variant (ghost, standard, k16, no_lspm, ...) overriding the preset's")
     parser.add_argument("--data", required=True, type=path_arg, help="converted dataset folder (holds dataset.json)")
-    parser.add_argument("--out", required=True, type=path_arg, help="run folder for config, checkpoints, logs and curves")
+    parser.add_argument("-o", "--output", "--out", dest="out", required=True, type=path_arg,
+                        help="run folder for config, checkpoints, logs and curves")
     parser.add_argument("--split", help="split file naming train/validation cases (default: seeded 80/20 split)")
     parser.add_argument("--fold", type=int, help="fold of a cross-validation split file")
     parser.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N optimiser steps in total")
@@ -35,9 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a preset value, e.g. --set data.patch_size=[32,32,32] (repeatable)")
     parser.add_argument("--reference", action="store_true",
                         help="call the plain PyTorch model even if train.fast is set")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
+                        help="no progress bar (logs still written)")
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="auto (a GPU if present, the default), cpu, cuda, cuda:N or gpu; sets train.device")
     parser.add_argument("--cache-dir", help="folder of the data.cache=disk cache, ideally node-local "
                                             "(default: $TMPDIR/lightmedseg-cache/...)")
+
+
+def train_device(name: str) -> str:
+    """``--device`` as ``train.device``: auto, cpu, cuda or cuda:N (``gpu`` is cuda); anything else is refused."""
+    value = "cuda" if name == "gpu" else name
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise ValueError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or gpu")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.preset is None and not args.resume:
         raise ValueError("--preset is required to start a new run (e.g. --preset demo)")
+    if args.device is not None:
+        args.overrides = [*args.overrides, f"train.device={train_device(args.device)}"]
     config = load_config(args.preset, args.variant, args.overrides) if args.preset else (
         {"train": _train_overrides(args.overrides)} if args.overrides else None)
     if int(os.environ.get("RANK", "0")) == 0:

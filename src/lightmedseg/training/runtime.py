@@ -131,7 +131,10 @@ def init_distributed(device: str | None = None,
     if launcher == "slurm" and world > 1:
         _export_slurm_rendezvous(rank, world, local)
     if use_cuda:
-        dev = torch.device("cuda", local % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
+        if world == 1 and str(device).startswith("cuda:"):  # one process on a chosen GPU
+            dev = torch.device(str(device))
+        else:
+            dev = torch.device("cuda", local % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
         torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")

@@ -57,7 +57,7 @@ from lightmedseg.training.setup import config_for_dataset, resolve_split
 from lightmedseg.training.validation import metric_names, summarize_cases, validate_cases
 
 # train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
-RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases",
+RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases", "device",
                       "dist_timeout_minutes")
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_dice", "train_ce", "train_boundary", "lr", "epoch_seconds"]
 TERMS = ("loss", "dice", "ce", "boundary")

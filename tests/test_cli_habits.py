@@ -1,0 +1,39 @@
+"""One spelling for output (-o/--output) and quiet (-q/--quiet) on every command, old spellings kept;
+``train --device`` in predict's vocabulary."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from lightmedseg.cli import train as train_cli
+from lightmedseg.cli import evaluate as evaluate_cli
+
+
+def _parser(module) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize("spelling", [["-o", "run"], ["--output", "run"], ["--out", "run"]])
+def test_train_output_spellings(spelling: list[str]) -> None:
+    args = _parser(train_cli).parse_args(["--data", "ds", *spelling, "-q"])
+    assert str(args.out) == "run" and args.no_progress
+
+
+def test_evaluate_output_and_quiet_spellings() -> None:
+    args = _parser(evaluate_cli).parse_args(["--pred", "p", "--ref", "r", "-o", "rep", "-q"])
+    assert str(args.out) == "rep" and args.quiet
+
+
+@pytest.mark.parametrize("name,value", [("auto", "auto"), ("cpu", "cpu"), ("gpu", "cuda"), ("cuda:1", "cuda:1")])
+def test_train_device_names(name: str, value: str) -> None:
+    assert train_cli.train_device(name) == value
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", ""])
+def test_train_device_refuses_unknown_names(name: str) -> None:
+    with pytest.raises(ValueError, match="expected auto, cpu, cuda"):
+        train_cli.train_device(name)
