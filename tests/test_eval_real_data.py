@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -54,9 +55,11 @@ def test_real_case_against_monai(folders):
     assert 0.0 < wt["hd95"] <= 2.0 + 1e-6  # a 2 mm shift cannot move any surface point further
 
 
-def test_real_case_self_is_perfect_in_both_modes(folders):
+def test_real_case_self_is_perfect_in_both_modes(folders, tmp_path):
     root, _, _ = folders
+    copy = tmp_path / "ref_copy"  # a folder scored against itself is refused (issue 13); a copy scores 100 %
+    shutil.copytree(root / "ref", copy)
     for mode in ("strict", "nnformer"):
-        _, summary = evaluate_folders(root / "ref", root / "ref", labels=root / "dataset.json", mode=mode, progress=False)
+        _, summary = evaluate_folders(copy, root / "ref", labels=root / "dataset.json", mode=mode, progress=False)
         for name, v in summary["metrics"]["regions"].items():
             assert v["dice"]["mean"] == 1.0 and v["hd95"]["mean"] == 0.0, (mode, name)
