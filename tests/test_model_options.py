@@ -165,3 +165,18 @@ def test_predictor_pads_a_thin_volume_up_to_the_training_window() -> None:
     pred = Predictor(config, forward).predict_image(np.random.rand(1, 10, 40, 36).astype(np.float32))
     assert pred.labels.shape == (10, 40, 36)
     assert set(shapes) == {(16, 32, 32)}
+
+
+def test_init_weights_compare_networks_not_spellings(tmp_path) -> None:
+    """--init-weights accepts weights whose config omits defaults or used another initialisation,
+    and still refuses a different network."""
+    from lightmedseg.checkpoint import CheckpointError, save_model
+    from lightmedseg.training.trainer import initial_weights
+
+    old_style = {"in_channels": 1, "num_classes": 4}  # written before the options existed
+    save_model(tmp_path / "m.safetensors", LightMedSeg(**old_style), {"model": old_style})
+    same = {"model": {**old_style, "strides": [[2, 2, 2]] * 4, "upsample_init": "fan_in", "encoder_norm": False}}
+    weights, _ = initial_weights(tmp_path / "m.safetensors", same)
+    assert set(weights) == set(LightMedSeg(**old_style).state_dict())
+    with pytest.raises(CheckpointError, match="encoder_norm"):
+        initial_weights(tmp_path / "m.safetensors", {"model": {**old_style, "encoder_norm": True}})

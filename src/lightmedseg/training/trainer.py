@@ -408,11 +408,27 @@ def _merge_resumed_config(stored: dict, given: dict | None) -> dict:
     return out
 
 
+# Constructor options that only set initial values: weights loaded over them make them irrelevant.
+INIT_ONLY_KEYS = ("upsample_init", "spb_zero_init", "film_identity_init")
+
+
+def _network_keys(model_cfg: dict) -> dict:
+    """A model section with every constructor default filled in (LightMedSeg), initialisation keys removed,
+    so that two configs compare equal exactly when they build the same network."""
+    cfg = dict(model_cfg)
+    if cfg.get("architecture", "lightmedseg") == "lightmedseg":
+        try:
+            cfg = dict(LightMedSeg(**cfg).config)
+        except (TypeError, ValueError):
+            pass  # an invalid section: compare it as written, the error names the keys
+    return {k: v for k, v in cfg.items() if k not in INIT_ONLY_KEYS}
+
+
 def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.Tensor], Path]:
     """The weights in ``source`` and the file they came from, for a new run; the networks must match."""
     path = resolve_model_path(source)
     weights, stored, _ = read_checkpoint(path)
-    mine, theirs = config["model"], stored.get("model", {})
+    mine, theirs = _network_keys(config["model"]), _network_keys(stored.get("model", {}))
     differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if differing:
         detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
