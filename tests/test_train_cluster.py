@@ -203,16 +203,18 @@ def test_exit_status_tells_finished_from_resume_me() -> None:
 def test_repeated_stop_signals_keep_the_clean_stop_but_a_second_ctrl_c_aborts() -> None:
     from lightmedseg.training.trainer import _stop_on_signals
 
+    # raise_signal delivers to this thread before it returns; os.kill(getpid()) may be handled by another
+    # thread (OpenVINO's and torch's pools of earlier tests) after the handlers were restored, killing pytest.
     flag: dict = {}
     with _stop_on_signals(flag):
-        os.kill(os.getpid(), signal.SIGUSR1)
-        os.kill(os.getpid(), signal.SIGTERM)  # e.g. SLURM's own SIGTERM after the forwarded SIGUSR1
-        os.kill(os.getpid(), signal.SIGUSR1)
+        signal.raise_signal(signal.SIGUSR1)
+        signal.raise_signal(signal.SIGTERM)  # e.g. SLURM's own SIGTERM after the forwarded SIGUSR1
+        signal.raise_signal(signal.SIGUSR1)
     assert flag == {"requested": "SIGUSR1"}
     with pytest.raises(KeyboardInterrupt):
         with _stop_on_signals({}):
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handlers restored
 
 
