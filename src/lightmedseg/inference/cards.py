@@ -8,11 +8,11 @@ stored with the weights says always wins.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 
 from lightmedseg.checkpoint import SHIPPED_MODELS_DIR, CheckpointError, resolve_model_path
+from lightmedseg.io_utils import read_json_object
 
 CARD_NAME = "card.json"
 
@@ -29,13 +29,7 @@ def load_card(source: str | os.PathLike) -> dict:
     card = folder / CARD_NAME
     if not card.is_file():
         return {}
-    try:
-        data = json.loads(card.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{card}: cannot read the model card ({exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{card}: the model card must be a JSON object")
-    return data
+    return read_json_object(card, "the model card's fields (task, channels, labels, geometry)", error=CheckpointError)
 
 
 def with_card(config: dict, source: str | os.PathLike) -> dict:
