@@ -162,3 +162,37 @@ def test_rotation_in_plane_for_thin_patches(tmp_path, axes):
         assert all(s == {4} for s in slices)
     else:
         assert any(len(s) > 1 for s in slices)
+
+
+def test_inplane_scaling_keeps_slices_and_labels(tmp_path):
+    # Scaling on a thick-slice patch acts within each slice: the foreground stays in slice 4, its area
+    # changes, and nearest-neighbour resampling keeps the label values.
+    ds = _one_slice_dataset(tmp_path / "ds")
+    cfg = _cfg(patch_size=[8, 32, 32], normalization="none", crop_nonzero=False,
+               augment={"scale": {"prob": 1.0, "range": [0.6, 0.8]}})
+    cfg["model"].update(in_channels=1, num_classes=2)
+    cfg["train"]["iterations_per_epoch"] = 3
+    for batch in make_train_loader(ds, ["c0"], cfg, 1, seed=3):
+        label = batch["label"][0, 0].numpy()
+        assert set(np.nonzero(label.any(axis=(1, 2)))[0].tolist()) == {4}
+        assert set(np.unique(label).tolist()) <= {0, 1}
+        assert 0 < (label == 1).sum() < 16 * 16  # zoomed out: smaller than the 16 x 16 square
+
+
+def test_intensity_augmentations_change_only_the_image(synth):
+    case = load_preprocessed_case(synth, "synth_001", _cfg())
+    shape = list(case["label"].shape)
+    cfg = _cfg(patch_size=shape, augment={"gamma": {"prob": 1.0}, "brightness": {"prob": 1.0},
+                                          "blur": {"prob": 1.0}})
+    cfg["train"]["iterations_per_epoch"] = 1
+    batch = next(iter(make_train_loader(synth, ["synth_001"], cfg, 1, seed=0)))
+    assert np.array_equal(batch["label"][0, 0].numpy(), case["label"])
+    image = batch["image"][0].numpy()
+    assert image.shape == case["image"].shape and np.isfinite(image).all()
+    assert not np.allclose(image, case["image"], atol=1e-3)
+
+
+def test_unknown_augmentation_axes_is_refused(synth):
+    cfg = _cfg(augment={"scale": {"axes": "diagonal"}})
+    with pytest.raises(ValueError, match="axes 'diagonal'"):
+        make_train_loader(synth, ["synth_001"], cfg, 1, seed=0)

@@ -5,7 +5,7 @@ Per case (deterministic, cacheable): read the channels and the label, crop / nor
 of :func:`lightmedseg.data.labels.label_values`, pad to at least the patch size.
 Per sample (random, MONAI transforms): a crop of ``data.patch_size`` whose centre is a foreground
 voxel with probability ``data.foreground_oversample``, then the augmentations of ``data.augment``
-(flips on every axis, rotations, Gaussian noise).
+(flips on every axis, rotations, scaling, Gaussian noise, gamma, brightness, blur; all MONAI transforms).
 
 ``data.cache``: ``null`` (re-read every time), ``memory`` (MONAI ``CacheDataset``) or ``disk``
 (MONAI ``PersistentDataset`` in ``data.cache_dir``, default :func:`default_cache_dir` on node-local
@@ -33,11 +33,17 @@ from lightmedseg.data.layout import case_files, list_cases, load_dataset_json
 from lightmedseg.data.preprocess import preprocess_case
 
 DEFAULT_ITERATIONS = 250  # batches per epoch when train.iterations_per_epoch is absent (nnU-Net's value)
-# Augmentation defaults (nnU-Net-like); each ``data.augment`` entry may be a bool or a dict overriding these.
+# Augmentation defaults (nnU-Net-like probabilities and ranges); each ``data.augment`` entry may be a bool or
+# a dict overriding these. Only the entries a config lists are applied. ``axes: auto`` acts within each slice
+# on thick-slice patches (e.g. ACDC's 16 x 160 x 160) and on all axes otherwise.
 AUGMENT_DEFAULTS = {
     "flip": {"prob": 0.5},
     "rotate": {"prob": 0.2, "degrees": 15.0, "axes": "auto"},
+    "scale": {"prob": 0.2, "range": [0.7, 1.4], "axes": "auto"},
     "noise": {"prob": 0.15, "std": 0.1},
+    "gamma": {"prob": 0.3, "range": [0.7, 1.5]},
+    "brightness": {"prob": 0.15, "range": [0.75, 1.25]},
+    "blur": {"prob": 0.2, "sigma": [0.5, 1.0]},
 }
 
 
@@ -99,6 +105,17 @@ def _augment_cfg(data_cfg: Mapping) -> dict:
     return out
 
 
+def _augment_axes(setting: str, patch: Sequence[int]) -> str:
+    """``inplane`` or ``all`` for an ``axes`` setting: ``auto`` is ``inplane`` when the patch has fewer than
+    half as many slices as in-plane voxels (thick-slice data, rotating or scaling across slices would mix
+    5-10 mm apart slices)."""
+    if setting not in ("auto", "inplane", "all"):
+        raise DataError(f"data.augment axes {setting!r} is unknown; expected 'auto', 'inplane' or 'all'")
+    if setting == "auto":
+        return "inplane" if 2 * patch[0] < min(patch[1:]) else "all"
+    return setting
+
+
 def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
     """(deterministic transforms after loading, random transforms) for training patches."""
     patch = [int(p) for p in data_cfg["patch_size"]]
@@ -116,16 +133,30 @@ def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
         rand += [T.RandFlipd(keys, prob=aug["flip"]["prob"], spatial_axis=a) for a in range(3)]
     if "rotate" in aug:
         r = math.radians(float(aug["rotate"]["degrees"]))
-        axes = aug["rotate"]["axes"]
-        if axes == "auto":  # thick-slice data (e.g. ACDC 16 x 160 x 160 patches): rotate in-plane only
-            axes = "inplane" if 2 * patch[0] < min(patch[1:]) else "all"
+        axes = _augment_axes(aug["rotate"]["axes"], patch)
         # MONAI's range_x rotates about the first spatial axis (Z), i.e. within each (Y, X) slice
         # (checked by tests/test_data_loader.py::test_rotation_in_plane_for_thin_patches).
         ranges = {"range_x": r} if axes == "inplane" else {"range_x": r, "range_y": r, "range_z": r}
         rand.append(T.RandRotated(keys, prob=aug["rotate"]["prob"], keep_size=True,
                                   mode=("bilinear", "nearest"), padding_mode="zeros", **ranges))
+    if "scale" in aug:
+        lo, hi = (float(v) for v in aug["scale"]["range"])
+        inplane = _augment_axes(aug["scale"]["axes"], patch) == "inplane"
+        rand.append(T.RandZoomd(keys, prob=aug["scale"]["prob"], min_zoom=(1.0, lo, lo) if inplane else lo,
+                                max_zoom=(1.0, hi, hi) if inplane else hi, keep_size=True,
+                                mode=("trilinear", "nearest"), padding_mode="constant"))
     if "noise" in aug:
         rand.append(T.RandGaussianNoised("image", prob=aug["noise"]["prob"], std=aug["noise"]["std"]))
+    if "blur" in aug:
+        s_lo, s_hi = (float(v) for v in aug["blur"]["sigma"])
+        rand.append(T.RandGaussianSmoothd("image", prob=aug["blur"]["prob"], sigma_x=(s_lo, s_hi),
+                                          sigma_y=(s_lo, s_hi), sigma_z=(s_lo, s_hi)))
+    if "brightness" in aug:  # multiplicative, as nnU-Net's brightness transform
+        lo, hi = (float(v) for v in aug["brightness"]["range"])
+        rand.append(T.RandScaleIntensityd("image", prob=aug["brightness"]["prob"], factors=(lo - 1.0, hi - 1.0)))
+    if "gamma" in aug:
+        rand.append(T.RandAdjustContrastd("image", prob=aug["gamma"]["prob"],
+                                          gamma=tuple(float(v) for v in aug["gamma"]["range"]), retain_stats=True))
     rand.append(T.EnsureTyped(keys, data_type="tensor", dtype=[torch.float32, torch.int64], track_meta=False))
     rand.append(T.DeleteItemsd("case_id"))
     return deterministic, rand
