@@ -44,6 +44,7 @@ def main() -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--method", default="LightMedSeg")
     p.add_argument("--tta", action="store_true")
+    p.add_argument("--keep-largest", action="store_true", help="predict --keep-largest (post-processing)")
     args = p.parse_args()
 
     split = read_split(args.split)
@@ -55,7 +56,7 @@ def main() -> int:
     link_cases(args.data, cases, images, labels)
     pred = args.out / "predictions"
     rc = cli(["predict", "-i", str(images), "-o", str(pred), "-m", args.model, "--quiet"]
-             + (["--tta"] if args.tta else []))
+             + (["--tta"] if args.tta else []) + (["--keep-largest"] if args.keep_largest else []))
     if rc:
         return rc
     for mode in ("strict", "nnformer"):

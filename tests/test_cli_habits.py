@@ -37,3 +37,12 @@ def test_train_device_names(name: str, value: str) -> None:
 def test_train_device_refuses_unknown_names(name: str) -> None:
     with pytest.raises(ValueError, match="expected auto, cpu, cuda"):
         train_cli.train_device(name)
+
+
+@pytest.mark.parametrize("argv,expected", [([], None), (["--keep-largest"], True), (["--keep-largest", "RV", "2"], ["RV", "2"]),
+                                           (["--no-keep-largest"], False)])
+def test_predict_keep_largest_spellings(argv: list[str], expected) -> None:
+    from lightmedseg.cli import predict as predict_cli
+
+    args = _parser(predict_cli).parse_args(["-i", "in", "-o", "out", "-m", "acdc", *argv])
+    assert predict_cli._keep_largest(args.keep_largest) == expected

@@ -357,3 +357,26 @@ def test_output_and_quiet_have_one_spelling_with_old_aliases() -> None:
         assert args.out == "d" and args.no_progress
     assert parser.parse_args(["plot", "run", "-o", "c.png"]).out == parser.parse_args(["plot", "run", "--out", "c.png"]).out
     assert parser.parse_args(["predict", "-i", "a", "-o", "b", "-m", "acdc", "-q"]).quiet
+
+
+def test_keep_largest_per_label_and_card_default(tmp_path: Path) -> None:
+    # A speck of class 3 far from the heart: kept unless class 3 (by name or value) is post-processed; with
+    # no option the model card's postprocess.keep_largest decides.
+    (tmp_path / "in").mkdir()
+    array = _heart()
+    array[1, 2, 2] = array.max()
+    sitk.WriteImage(_itk(array), str(tmp_path / "in" / "case.mha"))
+    model = _tiny_model(tmp_path)
+
+    def speck(option, out: str) -> int:
+        predict(tmp_path / "in", tmp_path / out, model, device="cpu", progress=False, keep_largest=option,
+                forward_fn=_threshold_forward, log=lambda m: None)
+        return int(np.asarray(nib.load(str(tmp_path / out / "case.nii.gz")).dataobj)[2, 2, 1])
+
+    assert speck(["3"], "by_value") == 0 and speck([1, 2], "others") == 3
+    assert speck(None, "no_card") == 3
+    (Path(model) / "card.json").write_text(json.dumps({"postprocess": {"keep_largest": ["c"]}}))
+    assert speck(None, "card") == 0 and speck(False, "card_overruled") == 3
+    with pytest.raises(Exception, match="not a foreground label"):
+        predict(tmp_path / "in", tmp_path / "bad", model, device="cpu", progress=False, keep_largest=["aorta"],
+                forward_fn=_threshold_forward, log=lambda m: None)

@@ -37,8 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="predict on the model's training spacing/orientation and resample back to the input grid "
                              "(without it, an input whose spacing differs by more than "
                              f"{SPACING_WARN_FACTOR}x gets a warning)")
-    parser.add_argument("--keep-largest", action="store_true",
-                        help="keep only the largest connected component of each foreground class (needs scipy)")
+    largest = parser.add_mutually_exclusive_group()
+    largest.add_argument("--keep-largest", nargs="*", metavar="LABEL", default=None,
+                         help="keep only the largest connected component of the named foreground labels (names or "
+                              "values), of every foreground label when none is named (needs scipy); default: the "
+                              "model card's choice (shipped acdc: RV and Myo)")
+    largest.add_argument("--no-keep-largest", dest="keep_largest", action="store_false",
+                         help="no connected-component post-processing, whatever the model card says")
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
                         help="format of the files in an OUTPUT folder: nifti (.nii.gz, default) or input "
                              "(the input's own: .nrrd, .mha; DICOM input gives NIfTI)")
@@ -62,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="segment part K of --num-parts (0-based, e.g. $SLURM_ARRAY_TASK_ID)")
 
 
+def _keep_largest(value: list[str] | bool | None) -> list[str] | bool | None:
+    """``--keep-largest`` without labels means every foreground label."""
+    return True if value == [] else value
+
+
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.inference.pipeline import predict
 
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, model, device=args.device, tta=args.tta, probabilities=args.probabilities,
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
         precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-        resample=args.resample, output_format=args.output_format, keep_largest=args.keep_largest,
+        resample=args.resample, output_format=args.output_format, keep_largest=_keep_largest(args.keep_largest),
         num_parts=args.num_parts, part_id=args.part_id,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"

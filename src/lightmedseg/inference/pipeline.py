@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -137,7 +137,7 @@ def predict(
     sw_batch_size: int | None = None,
     resample: bool = False,
     output_format: str = "nifti",
-    keep_largest: bool = False,
+    keep_largest: bool | Sequence[str | int] | None = None,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
 

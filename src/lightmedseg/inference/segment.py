@@ -130,7 +130,9 @@ class Segmenter:
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
         resample: predict on the training spacing/orientation and resample the probabilities back.
-        keep_largest: keep only the largest connected component of each foreground class (needs scipy).
+        keep_largest: keep only the largest connected component of foreground classes (needs scipy): ``True``
+            for every class, a list of label names or values for those, ``False`` for none; ``None`` (default):
+            the model card's ``postprocess.keep_largest`` (chosen per class on validation), else ``False``.
         window_progress: a progress bar over the sliding windows of large volumes (see :class:`Predictor`).
         reference, backend, precision, forward_fn: see :func:`lightmedseg.inference.pipeline.predict`.
     """
@@ -144,7 +146,7 @@ class Segmenter:
         overlap: float | None = None,
         sw_batch_size: int | None = None,
         resample: bool = False,
-        keep_largest: bool = False,
+        keep_largest: bool | Sequence[str | int] | None = None,
         reference: bool = False,
         backend: str = "auto",
         precision: str = "auto",
@@ -152,7 +154,7 @@ class Segmenter:
         window_progress: bool = False,
     ) -> None:
         from lightmedseg.inference.backends import load_backend
-        from lightmedseg.inference.cards import with_card
+        from lightmedseg.inference.cards import load_card, with_card
         from lightmedseg.inference.geometry import training_geometry
 
         if sw_batch_size is not None and int(sw_batch_size) < 1:
@@ -183,10 +185,30 @@ class Segmenter:
         self.description = descriptions[0] if len(models) == 1 else (
             f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
         self.resample = bool(resample)
-        self.keep_largest = bool(keep_largest)
+        if keep_largest is None:  # the first model's card speaks for an ensemble, as its config does
+            keep_largest = (load_card(models[0]).get("postprocess") or {}).get("keep_largest", False)
+        self.names = label_names(self.config)
+        self.keep_largest = self._largest_values(keep_largest)
         if self.resample and training_geometry(self.config) is None:
             raise PredictionError(f"--resample: model {model} does not record its training spacing (config 'geometry' or card.json)")
-        self.names = label_names(self.config)
+
+    def _largest_values(self, keep_largest: bool | Sequence[str | int]) -> list[int]:
+        """The label values whose largest component is kept: all foreground values for ``True``, none for
+        ``False``, else the named (or numbered) labels, each checked against the model's labels."""
+        foreground = [v for v in self.predictor.label_values if v != 0]
+        if isinstance(keep_largest, bool):
+            return foreground if keep_largest else []
+        by_name = {name: value for value, name in self.names.items()}
+        values = []
+        for item in keep_largest:
+            value = by_name.get(str(item))
+            if value is None and str(item).lstrip("-").isdigit():
+                value = int(item)
+            if value not in foreground:
+                raise PredictionError(f"--keep-largest {item}: not a foreground label of the model; expected one of "
+                                      f"{[self.names[v] for v in foreground]} or their values {foreground}")
+            values.append(value)
+        return values
 
     def predict(self, image: np.ndarray, geometry: ImageGeometry, probabilities: bool = False) -> tuple[Prediction, list[str]]:
         """``(C, Z, Y, X)`` image in ``geometry`` -> prediction on the same grid, and geometry warnings."""
@@ -204,7 +226,7 @@ class Segmenter:
         if self.keep_largest:
             from lightmedseg.inference.postprocess import keep_largest_component
 
-            result.labels = keep_largest_component(result.labels, [v for v in self.predictor.label_values if v != 0])
+            result.labels = keep_largest_component(result.labels, self.keep_largest)
         return result, notes
 
     def _predict_grid(self, image: np.ndarray, probabilities: bool) -> Prediction:
