@@ -76,7 +76,7 @@ def cache_root() -> Path:
 def resolve_ov_precision(precision: str) -> str:
     """``auto``/``fp32``/``bf16`` -> OpenVINO inference precision (``f32`` or ``bf16``).
 
-    ``auto`` follows the rule of the torch fast path (:func:`lightmedseg.fast.native_bf16`): bf16 on CPUs
+    ``auto`` follows the rule of the torch fast path (:func:`lightmedseg.hardware.native_bf16`): bf16 on CPUs
     that run it natively (AVX512-BF16 or AMX), f32 elsewhere, where OpenVINO would emulate it.
     """
     from lightmedseg.inference.backends import PRECISIONS
@@ -84,7 +84,7 @@ def resolve_ov_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise PredictionError(f"--precision {precision!r}: expected one of {list(PRECISIONS)}")
     if precision == "auto":
-        from lightmedseg.fast import native_bf16
+        from lightmedseg.hardware import native_bf16
 
         return "bf16" if native_bf16() else "f32"
     return OV_PRECISION[precision]
