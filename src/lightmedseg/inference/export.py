@@ -31,13 +31,11 @@ import numpy as np
 import onnx
 import torch
 
+from lightmedseg.inference.options import EXPORT_FORMATS, EXPORT_SUFFIX, EXPORTERS
 from lightmedseg.io_utils import atomic_path
 
 CONFIG_KEY = "lightmedseg_config"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
-EXPORTERS = ("auto", "dynamo", "legacy")
-FORMATS = ("onnx", "openvino")
-FORMAT_SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 ORT_ATOL = 1e-4  # max |logit difference| accepted between ONNX Runtime and PyTorch (float32 re-association)
 EXAMPLE_SIZE = (32, 32, 32)  # export example; batch 2 so the batch axis is not specialised to 1
 CHECK_SIZE = (16, 48, 32)  # a second, non-cubic size for verification
@@ -192,9 +190,10 @@ def export_openvino(model: torch.nn.Module, config: dict, out_path: str | os.Pat
 def format_for(out_path: str | os.PathLike, fmt: str | None = None) -> str:
     """The export format: ``fmt`` when given, else from the file name (``.xml`` -> openvino, else onnx)."""
     if fmt is None:
-        return "openvino" if Path(out_path).suffix == ".xml" else "onnx"
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; expected one of {list(FORMATS)}")
+        suffix = Path(out_path).suffix
+        return next((f for f, s in EXPORT_SUFFIX.items() if s == suffix), "onnx")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {list(EXPORT_FORMATS)}")
     return fmt
 
 
