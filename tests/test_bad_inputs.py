@@ -16,7 +16,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from lightmedseg.checkpoint import CONFIG_KEY, build_model, save_model
@@ -48,22 +47,14 @@ def _config(channels: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model1(tmp_path_factory) -> Path:
+def model1(demo_run) -> Path:
     """A 1-channel model file (untrained: only the file paths matter here)."""
-    torch.manual_seed(0)
-    cfg = _config(1)
-    path = tmp_path_factory.mktemp("run1") / "model_best.safetensors"
-    save_model(path, build_model(cfg), cfg)
-    return path
+    return demo_run("run1", in_channels=1).model_file
 
 
 @pytest.fixture(scope="module")
-def model4(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = _config(4)
-    path = tmp_path_factory.mktemp("run4") / "model_best.safetensors"
-    save_model(path, build_model(cfg), cfg)
-    return path
+def model4(demo_run) -> Path:
+    return demo_run("run4", in_channels=4).model_file
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:

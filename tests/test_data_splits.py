@@ -57,12 +57,12 @@ def test_msd_splits_are_the_published_lists_disjoint_and_cover_484():
 
 
 def test_patient_ids_expand_to_frames():
-    split = S.resolve_split({"train": ["patient001"], "validation": ["patient002_frame12"], "test": ["patient999"]},
-                            ACDC_CASES)
+    entries = {"train": ["patient001"], "validation": ["patient002_frame12"], "test": ["patient999"]}
+    split = S.expand_patient_ids(entries, ACDC_CASES)
     assert split == {"train": ["patient001_frame01", "patient001_frame12"],
                      "validation": ["patient002_frame12"], "test": ["patient999"]}
     with pytest.raises(ValueError, match="not in the dataset"):
-        S.resolve_split({"train": ["patient999"]}, ACDC_CASES)
+        S.expand_patient_ids({"train": ["patient999"]}, ACDC_CASES)
 
 
 def test_kfold_grouped_by_patient():

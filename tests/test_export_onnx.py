@@ -14,25 +14,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lightmedseg.checkpoint import build_model, save_model
 from lightmedseg.cli.main import main
-from lightmedseg.config import load_config
 from lightmedseg.inference.export import CONFIG_KEY, ORT_ATOL, export_onnx, export_torchscript
-from lightmedseg.inference.pipeline import predict
-from lightmedseg.model import LightMedSeg
-
-LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
-    cfg["labels"] = LABELS
-    model = build_model(cfg).eval()
-    root = tmp_path_factory.mktemp("export")
-    save_model(root / "run" / "model_best.safetensors", model, cfg)
+def trained(demo_run):
+    model, cfg, root = demo_run("export")
     onnx_path = root / "model.onnx"
     result = export_onnx(model, cfg, onnx_path, exporter="legacy")
     return model, cfg, root, onnx_path, result
@@ -54,29 +42,10 @@ def test_onnx_metadata_and_logits_match(trained):
         assert np.abs(out - ref).max() <= ORT_ATOL
 
 
-def test_onnxruntime_predict_matches_pytorch_without_model_code(trained, tmp_path, monkeypatch):
+def test_onnxruntime_predict_matches_pytorch_without_model_code(trained, check_matches_torch):
     _, _, root, onnx_path, _ = trained
-    rng = np.random.default_rng(0)
     aff = np.array([[0, 0, -2.0, 4], [-0.9, 0, 0, 1], [0, 1.3, 0, -2], [0, 0, 0, 1]])  # permuted axes
-    (tmp_path / "in").mkdir()
-    for c in range(4):
-        nib.save(nib.Nifti1Image(rng.normal(size=(29, 35, 21)).astype(np.float32), aff),
-                 str(tmp_path / "in" / f"k_{c:04d}.nii.gz"))
-    predict(tmp_path / "in", tmp_path / "torch", root / "run", progress=False, probabilities=True, precision="fp32")
-
-    def _no_torch_model(*args, **kwargs):
-        raise AssertionError("the ONNX Runtime path must not run the PyTorch model")
-
-    monkeypatch.setattr(LightMedSeg, "forward", _no_torch_model)
-    predict(tmp_path / "in", tmp_path / "ort", onnx_path, progress=False, probabilities=True)
-    a = nib.load(str(tmp_path / "torch" / "k.nii.gz"))
-    b = nib.load(str(tmp_path / "ort" / "k.nii.gz"))
-    assert b.shape == a.shape and np.allclose(b.affine, a.affine)
-    pa = np.asarray(nib.load(str(tmp_path / "torch" / "probabilities" / "k.nii.gz")).dataobj)
-    pb = np.asarray(nib.load(str(tmp_path / "ort" / "probabilities" / "k.nii.gz")).dataobj)
-    assert np.abs(pa - pb).max() < 1e-4
-    agree = np.mean(np.asarray(a.dataobj) == np.asarray(b.dataobj))
-    assert agree > 0.999  # identical up to exact ties
+    check_matches_torch(root / "run", onnx_path, aff)
 
 
 def test_torchscript_export(trained, tmp_path):

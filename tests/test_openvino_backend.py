@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -19,27 +18,15 @@ ov = pytest.importorskip("openvino")
 
 from lightmedseg.checkpoint import build_model, save_model  # noqa: E402
 from lightmedseg.cli.main import main  # noqa: E402
-from lightmedseg.config import load_config  # noqa: E402
 from lightmedseg.inference import backends  # noqa: E402
 from lightmedseg.inference import openvino_backend as ovb  # noqa: E402
 from lightmedseg.inference.export import ORT_ATOL  # noqa: E402
-from lightmedseg.inference.pipeline import predict  # noqa: E402
 from lightmedseg.inference.predictor import PredictionError  # noqa: E402
-from lightmedseg.model import LightMedSeg  # noqa: E402
-
-LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
-    cfg["labels"] = LABELS
-    model = build_model(cfg).eval()
-    root = tmp_path_factory.mktemp("ov")
-    save_model(root / "run" / "model_best.safetensors", model, cfg)
-    return model, cfg, root
+def run(demo_run):
+    return demo_run("ov")
 
 
 @pytest.fixture
@@ -132,7 +119,7 @@ def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path,
         assert (fn(x) - other(x)).abs().max().item() <= ORT_ATOL
 
 
-def test_export_ir_and_predict_without_model_code(run, cache, tmp_path, monkeypatch):
+def test_export_ir_and_predict_without_model_code(run, cache, tmp_path, check_matches_torch):
     model, cfg, root = run
     xml = tmp_path / "exp" / "model.xml"
     assert main(["export", "-m", str(root / "run"), "-o", str(xml)]) == 0  # format from the .xml name
@@ -142,30 +129,8 @@ def test_export_ir_and_predict_without_model_code(run, cache, tmp_path, monkeypa
     assert json.loads(ir.get_rt_info(ovb.RT_INFO_PATH).astype(str)) == cfg
     assert main(["export", "-m", str(root / "run"), "-o", str(xml)]) == 2  # exists, no --overwrite
 
-    rng = np.random.default_rng(0)
-    aff = np.diag([1.2, 0.9, 2.0, 1.0])
-    (tmp_path / "in").mkdir()
-    for c in range(4):
-        nib.save(nib.Nifti1Image(rng.normal(size=(29, 35, 21)).astype(np.float32), aff),
-                 str(tmp_path / "in" / f"k_{c:04d}.nii.gz"))
-    predict(tmp_path / "in", tmp_path / "torch", root / "run", backend="torch", precision="fp32",
-            progress=False, probabilities=True)
-
-    def _no_torch_model(*args, **kwargs):
-        raise AssertionError("the OpenVINO IR path must not run the PyTorch model")
-
-    monkeypatch.setattr(LightMedSeg, "forward", _no_torch_model)
-    logs: list[str] = []
-    predict(tmp_path / "in", tmp_path / "ov", xml, precision="fp32", progress=False, probabilities=True,
-            log=logs.append)  # backend auto: .xml -> openvino
+    logs = check_matches_torch(root / "run", xml, np.diag([1.2, 0.9, 2.0, 1.0]))  # backend auto: .xml -> openvino
     assert any("OpenVINO" in m and "given file, no conversion" in m for m in logs)
-    a = nib.load(str(tmp_path / "torch" / "k.nii.gz"))
-    b = nib.load(str(tmp_path / "ov" / "k.nii.gz"))
-    assert b.shape == a.shape and np.allclose(b.affine, a.affine)
-    pa = np.asarray(nib.load(str(tmp_path / "torch" / "probabilities" / "k.nii.gz")).dataobj)
-    pb = np.asarray(nib.load(str(tmp_path / "ov" / "probabilities" / "k.nii.gz")).dataobj)
-    assert np.abs(pa - pb).max() < 1e-4
-    assert np.mean(np.asarray(a.dataobj) == np.asarray(b.dataobj)) > 0.999  # identical up to exact ties
     with pytest.raises(PredictionError, match="OpenVINO IR runs with --backend openvino"):
         backends.load_backend(xml, backend="torch")
 

@@ -186,7 +186,7 @@ def test_msd_style_4d_input(tmp_path):
 
 
 def test_precision_switch(tmp_path):
-    from lightmedseg.fast import native_bf16
+    from lightmedseg.hardware import native_bf16
     from lightmedseg.inference.backends import resolve_precision
     from lightmedseg.inference.predictor import PredictionError
 

@@ -7,7 +7,6 @@ Run as a script, this file is the worker of the two-process SLURM test: it train
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ import pytest
 import torch
 
 from lightmedseg.training import runtime as R
+from lightmedseg.training.logs import METRICS_CSV, STEPS_CSV, read_csv
 from lightmedseg.training.runlock import LOCK_NAME, RunFolderInUse, run_folder_lock
 from lightmedseg.training.trainer import EXIT_RESUME, exit_status
 
@@ -50,8 +50,7 @@ def _cli(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _losses(run_dir: Path) -> list[tuple[int, str]]:
-    with open(run_dir / "steps.csv", newline="") as fh:
-        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(fh)]
+    return [(int(r["step"]), r["loss"]) for r in read_csv(run_dir / STEPS_CSV)]
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +135,7 @@ def test_two_slurm_tasks_form_one_group_and_shard_validation(dataset, tmp_path) 
     assert s0["weights_checksum"] == s1["weights_checksum"]  # one DDP group: identical replicas
     assert len(torch.load(run / "checkpoint_last.pt", weights_only=True)["rng"]) == 2
     # Sharded validation (case 0 and 2 on rank 0, case 1 on rank 1) equals one process validating all 3.
-    with open(run / "metrics.csv", newline="") as fh:
-        sharded = float(list(csv.DictReader(fh))[-1]["val_dice"])
+    sharded = float(read_csv(run / METRICS_CSV)[-1]["val_dice"])
     model, stored = load_model(run / "model_last.safetensors")
     config = config_for_dataset(load_config("demo", overrides=TINY), dataset)
     single = validate(model.eval(), dataset, val, config, torch.device("cpu"), None)["val_dice"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ import yaml
 from lightmedseg.checkpoint import load_model
 from lightmedseg.config import load_config
 from lightmedseg.data.synth import make_synthetic_dataset
+from lightmedseg.training.logs import METRICS_CSV, STEPS_CSV, read_csv
 from lightmedseg.training.trainer import train
 
 torch.set_num_threads(1)
@@ -32,8 +32,7 @@ TINY = [
 
 
 def _losses(run_dir: Path) -> list[tuple[int, str]]:
-    with open(run_dir / "steps.csv", newline="") as fh:
-        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(fh)]
+    return [(int(r["step"]), r["loss"]) for r in read_csv(run_dir / STEPS_CSV)]
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +61,7 @@ def test_run_folder_is_complete_and_self_describing(reference_run, dataset) -> N
     assert config["model"]["num_classes"] == len(meta["labels"])
     model, stored = load_model(run)  # predict's entry point reads the run folder
     assert stored["labels"] == meta["labels"] and model.config["num_classes"] == len(meta["labels"])
-    with open(run / "metrics.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_csv(run / METRICS_CSV)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     assert rows[1]["val_dice"] != "nan" and rows[0]["val_dice"] == "nan"  # validated every 2 epochs
     assert 0.0 <= float(rows[3]["val_dice_WT"]) <= 1.0
@@ -92,8 +90,7 @@ def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_
     first = train(load_config("demo", overrides=TINY), dataset, run, max_steps=6, progress=False)
     assert first["stopped"] == "max_steps" and first["steps"] == 6  # epoch 1, batch 2 of 4
     assert [s for s, _ in _losses(run)] == list(range(1, 7))
-    with open(run / "metrics.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_csv(run / METRICS_CSV)
     # The final model of a budget stop is validated (a partial epoch-1 row), and can become model_best.
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[1]["val_dice"] != "nan"
     assert first["best_metric"] is not None and (run / "model_best.safetensors").is_file()
@@ -105,8 +102,7 @@ def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_
     assert second["stopped"] == "completed"
     assert _losses(run) == _losses(ref_run)
     assert second["weights_checksum"] == ref["weights_checksum"]
-    with open(run / "metrics.csv", newline="") as fh:
-        assert [r["epoch"] for r in csv.DictReader(fh)] == ["0", "1", "2", "3"]  # partial row replaced
+    assert [r["epoch"] for r in read_csv(run / METRICS_CSV)] == ["0", "1", "2", "3"]  # partial row replaced
 
 
 def test_sigkilled_run_resumes_to_the_same_losses(dataset, tmp_path) -> None:

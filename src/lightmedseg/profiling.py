@@ -29,6 +29,8 @@ from torch import nn
 from lightmedseg.config import load_config
 from lightmedseg.model import LightMedSeg
 
+MEASURES = ("params", "macs", "memory", "latency")  # what profile() can measure (``lightmedseg profile --only``)
+
 # Figures stated in the paper (Sections 3.2-3.5, Tables 1-4), for side-by-side reporting.
 PAPER_TOTAL_PARAMS = {"ghost": 0.48e6, "standard": 0.66e6, "no_ghost": 0.66e6, "k16": 0.49e6, "k32": 0.52e6}
 PAPER_MODULE_PARAMS = {
@@ -196,7 +198,7 @@ def profile(
     warmup: int = 1,
     runs: int = 3,
     overrides: Sequence[str] = (),
-    measure: Sequence[str] = ("params", "macs", "memory", "latency"),
+    measure: Sequence[str] = MEASURES,
 ) -> dict[str, Any]:
     """Profile one variant; returns a JSON-serialisable dict (see module docstring for the methods)."""
     config = load_config(preset, variant=variant, overrides=overrides)

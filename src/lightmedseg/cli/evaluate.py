@@ -9,6 +9,8 @@ from lightmedseg.cli import path_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lightmedseg.evaluation.metrics import MODES
+
     parser.add_argument("--pred", required=True, type=path_arg, help="folder of predicted label maps {case}.nii.gz")
     parser.add_argument("--ref", required=True, type=path_arg, help="folder of reference label maps {case}.nii.gz")
     parser.add_argument(
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "REF/../dataset.json if present, else one region per label value found",
     )
     parser.add_argument(
-        "--mode", choices=("strict", "nnformer"), default="strict",
+        "--mode", choices=MODES, default="strict",
         help="strict: HD95 in mm, both-empty -> NaN, one-empty -> Dice 0 / HD95 = image diagonal; "
         "nnformer: reproduces the nnFormer/UNETR++ scripts (both-empty Dice 1, HD95 0 if either empty, voxels)",
     )

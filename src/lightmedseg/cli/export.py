@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 
 from lightmedseg.cli import path_arg
+from lightmedseg.inference.options import EXPORT_FORMATS, EXPORTERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", required=True, help="run folder, .safetensors/.pt model file or shipped model name")
     parser.add_argument("-o", "--output", required=True, type=path_arg, help="file to write: FILE.onnx, or FILE.xml for an OpenVINO IR (weights in FILE.bin)")
-    parser.add_argument("--format", choices=("onnx", "openvino"), default=None,
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default=None,
                         help="onnx or openvino (IR .xml/.bin with the config in its rt_info); default from the file name")
     parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file FILE.torchscript.pt")
     parser.add_argument(
-        "--exporter", choices=("auto", "dynamo", "legacy"), default="auto",
+        "--exporter", choices=EXPORTERS, default="auto",
         help="auto: torch.export-based (dynamo) exporter, falling back to the legacy tracer if it fails",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -8,14 +8,16 @@ from lightmedseg.io_utils import write_json_atomic
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from lightmedseg.profiling import MEASURES
+
     p.add_argument("--preset", default="brats", help="preset name or YAML path (default: brats)")
     p.add_argument("--variant", default=None, help="network variant: ghost, standard, k16, k32, no_lspm, ...")
     p.add_argument("--shape", type=int, nargs=5, default=[1, 4, 128, 128, 128], metavar=("B", "C", "D", "H", "W"),
                    help="input shape (default 1 4 128 128 128, the paper's Table 3)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--runs", type=int, default=3, help="warm runs for the latency median")
-    p.add_argument("--only", nargs="+", choices=["params", "macs", "memory", "latency"],
-                   default=["params", "macs", "memory", "latency"], help="measure only these")
+    p.add_argument("--only", nargs="+", choices=MEASURES,
+                   default=list(MEASURES), help="measure only these")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.num_anchors=16")
     p.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON here")

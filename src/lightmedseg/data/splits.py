@@ -3,7 +3,7 @@
 A split file is JSON ``{"train": [...], "validation": [...], "test": [...]}`` (plus free-text keys
 such as ``protocol`` and ``note``), or ``{"folds": [{"train": ..., "validation": ...}, ...]}`` for
 k-fold cross-validation. Entries are case IDs; an entry may also be a *patient* ID
-(``patient002``) standing for all its cases (both ACDC frames), expanded by :func:`resolve_split`.
+(``patient002``) standing for all its cases (both ACDC frames), expanded by :func:`expand_patient_ids`.
 
 Shipped splits (``lightmedseg/splits/*.json``, see :func:`shipped_splits`):
 
@@ -70,8 +70,8 @@ def _check_subsets(split: Mapping, where: str) -> dict[str, list[str]]:
     return out
 
 
-def resolve_split(split: Mapping[str, list[str]], case_ids: Iterable[str],
-                  required: Sequence[str] = ("train", "validation")) -> dict[str, list[str]]:
+def expand_patient_ids(split: Mapping[str, list[str]], case_ids: Iterable[str],
+                       required: Sequence[str] = ("train", "validation")) -> dict[str, list[str]]:
     """Expand patient-ID entries to the matching ``case_ids`` and check the ``required`` subsets.
 
     Every entry of a required subset must be a known case or patient; entries of other subsets that
@@ -121,7 +121,7 @@ def read_split(path: str | os.PathLike, fold: int | None = None,
         if fold is not None:
             raise DataError(f"{path}: is a single split, not a k-fold file; do not pass a fold")
         split = _check_subsets(data, str(path))
-    return split if case_ids is None else resolve_split(split, case_ids)
+    return split if case_ids is None else expand_patient_ids(split, case_ids)
 
 
 def _groups(case_ids: Sequence[str], group_fn: Callable[[str], str]) -> list[list[str]]:

@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from lightmedseg.data import labels as L
 from lightmedseg.data.io import AFFINE_TOLERANCE, read_label
+from lightmedseg.data.readers import NIFTI_ENDINGS
 from lightmedseg.evaluation.metrics import check_mode, mask_metrics
 from lightmedseg.io_utils import is_inside, read_json_object
-
-NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
 class EvaluationError(ValueError):

@@ -8,6 +8,6 @@ See docs/performance.md for what each lever bought on this machine.
 """
 
 from lightmedseg.fast.graph import fast_logits
-from lightmedseg.fast.runtime import FastTrainForward, fast_forward, fast_train_forward, native_bf16
+from lightmedseg.fast.runtime import FastTrainForward, fast_forward, fast_train_forward
 
-__all__ = ["fast_logits", "fast_forward", "fast_train_forward", "FastTrainForward", "native_bf16"]
+__all__ = ["fast_logits", "fast_forward", "fast_train_forward", "FastTrainForward"]

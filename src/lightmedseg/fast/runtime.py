@@ -12,17 +12,6 @@ from lightmedseg.fast.graph import fast_logits
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def native_bf16() -> bool:
-    """True when this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX), where bf16 pays off."""
-    cpu = getattr(torch.backends, "cpu", None)
-    capability = cpu.get_cpu_capability() if cpu is not None else ""
-    if hasattr(torch.cpu, "_is_amx_tile_supported") and torch.cpu._is_amx_tile_supported():
-        return True
-    if hasattr(torch.cpu, "_is_avx512_bf16_supported"):
-        return bool(torch.cpu._is_avx512_bf16_supported())
-    return "AVX512" in capability
-
-
 def fast_forward(
     model: nn.Module,
     device: str | torch.device = "cpu",
@@ -35,8 +24,8 @@ def fast_forward(
     Same parameters, same input (B x C x D x H x W float, any device/dtype) and output (float32
     logits, contiguous). ``dtype=None`` runs in float32 (max abs logit difference to the reference
     ~1e-6); ``dtype=torch.bfloat16`` trades exactness for speed on CPUs with native bf16
-    (see :func:`native_bf16`). ``compile=True`` wraps the graph in ``torch.compile`` (inductor; the first
-    call per input shape compiles for minutes on a small CPU). The model is moved to ``device`` and put
+    (:func:`lightmedseg.hardware.native_bf16`). ``compile=True`` wraps the graph in ``torch.compile``
+    (inductor; the first call per input shape compiles for minutes on a small CPU). The model is moved to ``device`` and put
     in eval mode; the call runs under ``torch.inference_mode`` with in-place elementwise chains, so
     no activation outlives the op that consumes it.
     """

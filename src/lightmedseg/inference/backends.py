@@ -58,7 +58,7 @@ def resolve_precision(precision: str, device: torch.device, fast: bool) -> torch
         return None
     if precision == "bf16":
         return torch.bfloat16
-    from lightmedseg.fast import native_bf16
+    from lightmedseg.hardware import native_bf16
 
     return torch.bfloat16 if device.type == "cpu" and native_bf16() else None
 

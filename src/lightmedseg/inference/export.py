@@ -23,6 +23,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +31,11 @@ import numpy as np
 import onnx
 import torch
 
+from lightmedseg.inference.options import EXPORT_FORMATS, EXPORT_SUFFIX, EXPORTERS
 from lightmedseg.io_utils import atomic_path
 
 CONFIG_KEY = "lightmedseg_config"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
-EXPORTERS = ("auto", "dynamo", "legacy")
-FORMATS = ("onnx", "openvino")
-FORMAT_SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 ORT_ATOL = 1e-4  # max |logit difference| accepted between ONNX Runtime and PyTorch (float32 re-association)
 EXAMPLE_SIZE = (32, 32, 32)  # export example; batch 2 so the batch axis is not specialised to 1
 CHECK_SIZE = (16, 48, 32)  # a second, non-cubic size for verification
@@ -94,23 +93,36 @@ def _attach_config(path: Path, config: dict, exporter: str) -> None:
     onnx.save(proto, str(path))
 
 
+def verify_logits(
+    run: Callable[[np.ndarray], np.ndarray], model: torch.nn.Module, config: dict, engine: str, seed: int = 1
+) -> float:
+    """Max |logit difference| between ``run`` (an exported model's engine: a float32 B x C x D x H x W array
+    in, logits out) and PyTorch, at :data:`EXAMPLE_SIZE` (batch 2) and :data:`CHECK_SIZE` (batch 1).
+
+    Raises :class:`ExportError`, naming ``engine``, on a shape mismatch or a difference above
+    :data:`ORT_ATOL`. Serves every export route (ONNX Runtime, OpenVINO).
+    """
+    worst = 0.0
+    for size, batch in ((EXAMPLE_SIZE, 2), (CHECK_SIZE, 1)):
+        x = _example(config, size, batch, seed=seed)
+        with torch.inference_mode():
+            ref = model.cpu()(x).numpy()
+        out = run(x.numpy())
+        if out.shape != ref.shape:
+            raise ExportError(f"{engine} output shape {out.shape} != PyTorch {ref.shape} for input size {size}")
+        worst = max(worst, float(np.abs(out - ref).max()))
+    if worst > ORT_ATOL:
+        raise ExportError(f"{engine} logits differ from PyTorch by {worst:.3g} (> {ORT_ATOL})")
+    return worst
+
+
 def verify_onnx(path: Path, model: torch.nn.Module, config: dict) -> float:
     """Max |logit difference| between ONNX Runtime and PyTorch at two sizes; raises ExportError above ORT_ATOL."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for size, batch in ((EXAMPLE_SIZE, 2), (CHECK_SIZE, 1)):
-        x = _example(config, size, batch, seed=1)
-        with torch.inference_mode():
-            ref = model.cpu()(x).numpy()
-        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-        if out.shape != ref.shape:
-            raise ExportError(f"{path}: ONNX output shape {out.shape} != PyTorch {ref.shape} for input size {size}")
-        worst = max(worst, float(np.abs(out - ref).max()))
-    if worst > ORT_ATOL:
-        raise ExportError(f"{path}: ONNX Runtime logits differ from PyTorch by {worst:.3g} (> {ORT_ATOL})")
-    return worst
+    name = sess.get_inputs()[0].name
+    return verify_logits(lambda x: sess.run(None, {name: x})[0], model, config, f"{path}: ONNX Runtime", seed=1)
 
 
 def export_onnx(
@@ -178,9 +190,10 @@ def export_openvino(model: torch.nn.Module, config: dict, out_path: str | os.Pat
 def format_for(out_path: str | os.PathLike, fmt: str | None = None) -> str:
     """The export format: ``fmt`` when given, else from the file name (``.xml`` -> openvino, else onnx)."""
     if fmt is None:
-        return "openvino" if Path(out_path).suffix == ".xml" else "onnx"
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; expected one of {list(FORMATS)}")
+        suffix = Path(out_path).suffix
+        return next((f for f, s in EXPORT_SUFFIX.items() if s == suffix), "onnx")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {list(EXPORT_FORMATS)}")
     return fmt
 
 

@@ -30,7 +30,6 @@ from lightmedseg.inference.predictor import MIN_SPATIAL_SIZE
 CHANNEL_RE = re.compile(
     r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>" + "|".join(re.escape(e) for e in IMAGE_ENDINGS) + ")$", re.IGNORECASE
 )
-NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
 class InputError(DataError):

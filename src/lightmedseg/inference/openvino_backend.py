@@ -76,7 +76,7 @@ def cache_root() -> Path:
 def resolve_ov_precision(precision: str) -> str:
     """``auto``/``fp32``/``bf16`` -> OpenVINO inference precision (``f32`` or ``bf16``).
 
-    ``auto`` follows the rule of the torch fast path (:func:`lightmedseg.fast.native_bf16`): bf16 on CPUs
+    ``auto`` follows the rule of the torch fast path (:func:`lightmedseg.hardware.native_bf16`): bf16 on CPUs
     that run it natively (AVX512-BF16 or AMX), f32 elsewhere, where OpenVINO would emulate it.
     """
     from lightmedseg.inference.backends import PRECISIONS
@@ -84,7 +84,7 @@ def resolve_ov_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise PredictionError(f"--precision {precision!r}: expected one of {list(PRECISIONS)}")
     if precision == "auto":
-        from lightmedseg.fast import native_bf16
+        from lightmedseg.hardware import native_bf16
 
         return "bf16" if native_bf16() else "f32"
     return OV_PRECISION[precision]
@@ -118,21 +118,10 @@ def cache_key(model_file: Path) -> str:
 
 def verify_ov(ov_model: Any, model: torch.nn.Module, config: dict) -> float:
     """Max |logit difference| between OpenVINO (f32) and PyTorch at the export check sizes; raises above ORT_ATOL."""
-    from lightmedseg.inference.export import CHECK_SIZE, EXAMPLE_SIZE, ORT_ATOL, ExportError, _example
+    from lightmedseg.inference.export import verify_logits
 
     compiled = _ov().Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    worst = 0.0
-    for size, batch in ((EXAMPLE_SIZE, 2), (CHECK_SIZE, 1)):
-        x = _example(config, size, batch, seed=2)
-        with torch.inference_mode():
-            ref = model.cpu()(x).numpy()
-        out = compiled(x.numpy())[0]
-        if out.shape != ref.shape:
-            raise ExportError(f"OpenVINO output shape {out.shape} != PyTorch {ref.shape} for input size {size}")
-        worst = max(worst, float(np.abs(out - ref).max()))
-    if worst > ORT_ATOL:
-        raise ExportError(f"OpenVINO logits differ from PyTorch by {worst:.3g} (> {ORT_ATOL})")
-    return worst
+    return verify_logits(lambda x: compiled(x)[0], model, config, "OpenVINO", seed=2)
 
 
 def convert_module(model: torch.nn.Module, config: dict) -> tuple[Any, float]:

@@ -1,4 +1,5 @@
-"""Choices of prediction options shared by ``lightmedseg predict`` and :func:`lightmedseg.segment`.
+"""Choices of prediction options shared by ``lightmedseg predict`` and :func:`lightmedseg.segment`, and of
+export options shared by ``lightmedseg export`` and :mod:`lightmedseg.inference.export`.
 
 Kept free of heavy imports (no torch/MONAI at import time) so the CLI builds its ``--help`` quickly.
 """
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 DEVICES_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N or gpu (= cuda)"
 OUTPUT_FORMATS: tuple[str, ...] = ("nifti", "input")
+EXPORT_SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> its output file's ending
+EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORT_SUFFIX)
+EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "legacy")  # see lightmedseg.inference.export
 
 
 def pick_device(device: str = "auto") -> str:
@@ -24,4 +28,4 @@ def pick_device(device: str = "auto") -> str:
     return str(device)
 
 
-__all__ = ["DEVICES_HELP", "OUTPUT_FORMATS", "pick_device"]
+__all__ = ["DEVICES_HELP", "EXPORTERS", "EXPORT_FORMATS", "EXPORT_SUFFIX", "OUTPUT_FORMATS", "pick_device"]

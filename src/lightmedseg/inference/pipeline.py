@@ -34,7 +34,6 @@ from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
 from lightmedseg.inference.segment import Segmenter, output_ending, write_label_sidecars, write_prediction
 from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
 
-NIFTI_ENDINGS = (".nii.gz", ".nii")
 PROBABILITY_FOLDER = "probabilities"
 
 

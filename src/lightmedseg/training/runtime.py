@@ -176,14 +176,6 @@ class AmpPolicy:
         return {None: "none", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX), i.e. bf16 autocast pays off."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # private helpers missing in some torch builds: be conservative
-        return False
-
-
 def amp_policy(amp: str | bool | None, device: torch.device) -> AmpPolicy:
     """Resolve ``train.amp`` (auto | bf16 | fp16 | none) for ``device``.
 
