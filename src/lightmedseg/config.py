@@ -37,7 +37,8 @@ import yaml
 
 PRESET_DIR = Path(str(resources.files("lightmedseg") / "presets"))
 VARIANT_DIR = PRESET_DIR / "variants"
-DEFAULT_DIST_TIMEOUT_MINUTES = 15.0  # how long a rank waits for the others (torch.distributed timeout)
+# Collective timeout (train.dist_timeout_minutes): a rank that does not join or answer fails the job in minutes.
+DEFAULT_DIST_TIMEOUT_MINUTES = 15.0
 
 
 class ConfigError(ValueError):
@@ -313,7 +314,9 @@ def nearest_key(dotted: str, siblings: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
-def _section(raw: Any, spec: Any, path: tuple[str, ...], strict: bool, fill: bool) -> dict:
+def _section(raw: Any, spec: Any, path: tuple[str, ...], strict: bool, fill: bool, top: bool = False) -> dict:
+    """``raw`` checked against ``spec``; with ``fill`` the missing keys get their defaults (at the top level
+    only the sections: the dataset-derived keys stay absent until training writes them)."""
     dotted = ".".join(path) or "the config"
     if raw is None:
         raw = {}
@@ -331,7 +334,7 @@ def _section(raw: Any, spec: Any, path: tuple[str, ...], strict: bool, fill: boo
                                   + f" (valid keys of {dotted}: {', '.join(fields)})")
             out[key] = copy.deepcopy(value)  # a stored config: a key an older version accepted
         elif f.spec is not None:
-            out[key] = _section(value, f.spec, path + (key,), strict, True)
+            out[key] = _section(value, f.spec, path + (key,), strict, fill)
         elif (checked := _match(value, f.hint)) is _NO:
             raise ConfigError(f"config {name} {value!r}: expected {_describe(f.hint)}")
         else:
@@ -339,8 +342,8 @@ def _section(raw: Any, spec: Any, path: tuple[str, ...], strict: bool, fill: boo
     if fill:
         for key, f in fields.items():
             if key not in out and f.spec is not None:
-                out[key] = _section({}, f.spec, path + (key,), strict, True)
-            elif key not in out and f.default is not None:
+                out[key] = _section({}, f.spec, path + (key,), strict, fill)
+            elif key not in out and f.default is not None and not top:
                 out[key] = f.default()
     return out
 
@@ -359,24 +362,26 @@ def _check_augment(augment: Mapping) -> None:
                                   + f" (options of {name}: {', '.join(AUGMENT_DEFAULTS[name])})")
 
 
-def validate_config(raw: Mapping, strict: bool = True) -> dict:
+def validate_config(raw: Mapping, strict: bool = True, fill: bool = True) -> dict:
     """The config ``raw`` checked against the schema, defaults filled in, derived values resolved.
 
     Args:
         raw: a nested mapping (a merged preset, or a stored config).
         strict: refuse unknown keys (presets, ``--set``); False keeps them (stored configs: a key an older
             version accepted must not stop its run folder from loading). Wrong types are always refused.
+        fill: fill in defaults and derived values; False only checks (the settings given to a resumed run,
+            which replace the stored ones key by key).
     Returns:
         a plain nested dict; top-level keys other than the four sections are kept only where present.
     Raises:
         ConfigError: naming the dotted key (and the nearest valid key for an unknown one).
     """
-    out = _section(raw, Config, (), strict, fill=False)  # sections are filled, top-level keys only checked
-    top = _fields(Config, ())
-    for name in SECTIONS:
-        if name not in out and (strict or name != "model"):  # a stored config without a network stays so
-            out[name] = _section({}, top[name].spec, (name,), strict, True)
-    _check_augment(out["data"]["augment"])
+    out = _section(raw, Config, (), strict, fill, top=True)
+    _check_augment((out.get("data") or {}).get("augment") or {})
+    if not fill:
+        return out
+    if "model" not in raw and not strict:  # a stored config without a network stays so (load_model says so)
+        del out["model"]
     if out["infer"]["roi_size"] is None:  # derived: the prediction window follows the training patch
         out["infer"]["roi_size"] = list(out["data"]["patch_size"])
     return out
@@ -495,7 +500,7 @@ def _preset_with_parents(preset: str) -> tuple[Path, dict]:
 
 
 def load_config(
-    preset: str = "brats", variant: str | None = None, overrides: Iterable[str] = ()
+    preset: str = "brats", variant: str | None = None, overrides: Iterable[str] = (), fill: bool = True
 ) -> dict:
     """Load a preset (name or path), apply its parent, its variant and the overrides.
 
@@ -503,6 +508,7 @@ def load_config(
         preset: preset name (``brats``, ``acdc``, ``demo``) or a path to a YAML file.
         variant: network variant overriding the preset's own ``variant`` key.
         overrides: ``section.key=value`` strings, applied last.
+        fill: complete the config with the schema's defaults (False: checked, as given; for a resumed run).
     Returns:
         the config checked and completed by :func:`validate_config` (a plain nested dict).
     Raises:
@@ -513,4 +519,4 @@ def load_config(
     data["model"] = deep_merge(load_variant(chosen), data.get("model", {}))
     data["variant"] = chosen
     data.setdefault("name", path.stem)
-    return validate_config(apply_overrides(data, overrides))
+    return validate_config(apply_overrides(data, overrides), fill=fill)
