@@ -104,12 +104,15 @@ def test_brats_trained_at_32_predicts_with_a_32_window(dataset, tmp_path):
 
 
 def _committed(*patterns: str) -> list[Path]:
+    """The repository's files matching ``patterns`` (git pathspecs; outside a git checkout, globs under
+    ``src`` and ``experiments``)."""
     try:
         names = subprocess.run(["git", "ls-files", *patterns], cwd=REPO, capture_output=True, text=True,
                                check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
-        names = [str(p.relative_to(REPO)) for pat in patterns for p in REPO.glob(f"**/{pat.lstrip('*')}")]
-    return [REPO / n for n in names if (REPO / n).is_file()]
+        names = [str(p.relative_to(REPO)) for pat in patterns for top in ("src", "experiments")
+                 for p in (REPO / top).glob("**/" + pat.rpartition("/")[2])]
+    return sorted({REPO / n for n in names if (REPO / n).is_file()})
 
 
 MODEL_FILES = _committed("*.safetensors", "*.pt")
@@ -126,7 +129,7 @@ def test_every_committed_model_file_loads_with_its_stored_config(path):
 
 
 def test_every_committed_run_config_is_still_valid():
-    paths = _committed("experiments/*config.yaml")
+    paths = [p for p in _committed("experiments/*config.yaml") if p.name == "config.yaml"]
     assert paths
     for path in paths:
         stored = yaml.safe_load(path.read_text())
