@@ -315,7 +315,7 @@ def test_training_records_the_dataset_geometry(tmp_path: Path) -> None:
                  str(ds / "imagesTr" / f"c{i}_0000.nii.gz"))
     (ds / "dataset.json").write_text(json.dumps({
         "channel_names": {"0": "MRI"}, "labels": {"background": 0, "LV": 1}, "numTraining": 3, "file_ending": ".nii.gz"}))
-    cfg = config_for_dataset(load_config("demo"), ds)
+    cfg = config_for_dataset(load_config("demo", overrides=["model.in_channels=1", "model.num_classes=2"]), ds)
     assert cfg["geometry"] == {"spacing": [10.0, 1.5, 1.5], "orientation": "RAS"}
     assert training_geometry(cfg) == {"spacing": (10.0, 1.5, 1.5), "orientation": "RAS"}
 

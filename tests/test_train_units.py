@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightmedseg.checkpoint import CheckpointError, read_checkpoint
+from lightmedseg.config import TrainConfig
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.optim import build_optimizer, build_scheduler
 from lightmedseg.training.runtime import amp_policy
@@ -90,7 +91,8 @@ def test_checkpoint_loads_weights_only_and_through_read_checkpoint(tmp_path) -> 
     blob = torch.load(path, weights_only=True)
     assert blob["step"] == 7 and "config_json" in blob
     _, config, extra = read_checkpoint(path)
-    assert config == {"model": {"in_channels": 1}} and extra["step_in_epoch"] == 7
+    assert config["model"] == {"in_channels": 1} and extra["step_in_epoch"] == 7
+    assert config["train"]["iterations_per_epoch"] == TrainConfig.iterations_per_epoch  # defaults filled on load
     assert C.load_training_checkpoint(path)["step"] == 7
 
 

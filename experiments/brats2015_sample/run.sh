@@ -13,7 +13,7 @@ if [ ! -f runs/brats2015_lightmedseg/checkpoint_last.pt ] && [ -f experiments/br
 fi
 OMP_NUM_THREADS=1 nice -n 5 .venv/bin/lightmedseg train --preset brats --data "$DATA" --split brats2015_sample \
   --out runs/brats2015_lightmedseg --max-minutes "$MINUTES" --no-progress --resume \
-  --set 'data.patch_size=[64,64,64]' --set 'infer.roi_size=[64,64,64]' --set data.foreground_oversample=0.5 \
+  --set model.in_channels=2 --set model.num_classes=5 --set 'data.patch_size=[64,64,64]' --set 'infer.roi_size=[64,64,64]' --set data.foreground_oversample=0.5 \
   --set train.batch_size=2 --set train.iterations_per_epoch=50 --set train.epochs=30 --set train.val_every=5 \
   --set train.optimizer.lr=2.0e-3 --set train.scheduler.warmup_epochs=1 --set train.scheduler.t_max_epochs=30 \
   --set train.scheduler.eta_min=1.0e-6 --set data.cache=memory --set train.num_workers=0 \

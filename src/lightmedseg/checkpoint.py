@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from lightmedseg.config import ConfigError, load_stored_config, prediction_window
 from lightmedseg.io_utils import atomic_path
 from lightmedseg.model import LightMedSeg
 
@@ -102,7 +103,10 @@ def _parse_config(text: object, path: Path) -> dict:
         raise CheckpointError(f"{path}: stored config is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: stored config is not a JSON object with 'model', 'data' and 'infer' sections")
-    return config
+    try:
+        return load_stored_config(config)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: stored {exc}") from None
 
 
 def build_model(config: dict) -> torch.nn.Module:
@@ -116,8 +120,7 @@ def build_model(config: dict) -> torch.nn.Module:
         return LightMedSeg(**model_cfg)
     from lightmedseg.baselines import build_baseline
 
-    roi = config.get("infer", {}).get("roi_size") or config.get("data", {}).get("patch_size") or (128, 128, 128)
-    return build_baseline(architecture, model_cfg, tuple(int(r) for r in roi))
+    return build_baseline(architecture, model_cfg, tuple(int(r) for r in prediction_window(config)))
 
 
 def load_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--preset is required to start a new run (e.g. --preset demo)")
     if args.device is not None:
         args.overrides = [*args.overrides, f"train.device={train_device(args.device)}"]
-    config = load_config(args.preset, args.variant, args.overrides) if args.preset else (
+    # Checked against the schema before anything is written; a resumed run takes only the keys given (budget).
+    config = load_config(args.preset, args.variant, args.overrides, fill=not args.resume) if args.preset else (
         {"train": _train_overrides(args.overrides)} if args.overrides else None)
     if int(os.environ.get("RANK", "0")) == 0:
         from lightmedseg.io_utils import check_writable
@@ -76,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _train_overrides(overrides: list[str]) -> dict:
     """``train.*`` budget overrides given with --resume and no preset (e.g. train.epochs=400)."""
-    from lightmedseg.config import apply_overrides
-    from lightmedseg.training.trainer import RESUME_OVERRIDABLE
+    from lightmedseg.config import apply_overrides, validate_config
+    from lightmedseg.training.resume import RESUME_OVERRIDABLE
 
-    given = apply_overrides({}, overrides)
+    given = validate_config(apply_overrides({}, overrides), fill=False)
     allowed = {f"train.{k}" for k in RESUME_OVERRIDABLE}
     keys = {f"{section}.{k}" if isinstance(v, dict) else section for section, v in given.items()
             for k in (v if isinstance(v, dict) else [None])}

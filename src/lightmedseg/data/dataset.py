@@ -26,26 +26,12 @@ import torch
 from monai import transforms as T
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 
+from lightmedseg.config import AUGMENT_DEFAULTS, DataConfig, section_defaults
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import read_image_channels, read_label
 from lightmedseg.data.layout import case_files, list_cases, load_dataset_json
 from lightmedseg.data.preprocess import preprocess_case
-
-DEFAULT_ITERATIONS = 250  # batches per epoch when train.iterations_per_epoch is absent (nnU-Net's value)
-# Augmentation defaults (nnU-Net-like probabilities and ranges); each ``data.augment`` entry may be a bool or
-# a dict overriding these. Only the entries a config lists are applied. ``axes: auto`` acts within each slice
-# on thick-slice patches (e.g. ACDC's 16 x 160 x 160) and on all axes otherwise.
-AUGMENT_DEFAULTS = {
-    "flip": {"prob": 0.5},
-    "rotate": {"prob": 0.2, "degrees": 15.0, "axes": "auto"},
-    "scale": {"prob": 0.2, "range": [0.7, 1.4], "axes": "auto"},
-    "noise": {"prob": 0.15, "std": 0.1},
-    "gamma": {"prob": 0.3, "range": [0.7, 1.5]},
-    "brightness": {"prob": 0.15, "range": [0.75, 1.25]},
-    "blur": {"prob": 0.2, "sigma": [0.5, 1.0]},
-}
-
 
 def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
     """Node-local disk cache of a dataset: ``$TMPDIR/lightmedseg-cache/<name>-<hash of its absolute path>``.
@@ -119,7 +105,7 @@ def _augment_axes(setting: str, patch: Sequence[int]) -> str:
 def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
     """(deterministic transforms after loading, random transforms) for training patches."""
     patch = [int(p) for p in data_cfg["patch_size"]]
-    fg = float(data_cfg.get("foreground_oversample", 0.33))
+    fg = float(data_cfg.get("foreground_oversample", DataConfig.foreground_oversample))
     if not 0.0 <= fg <= 1.0:
         raise DataError(f"data.foreground_oversample must lie in [0, 1], got {fg}")
     keys = ["image", "label"]
@@ -162,27 +148,30 @@ def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
     return deterministic, rand
 
 
-def _check_config(dataset_dir: Path, meta: Mapping, config: Mapping) -> None:
+def check_model_matches_dataset(dataset_dir: str | os.PathLike, meta: Mapping, config: Mapping) -> None:
+    """Refuse a ``model.in_channels`` / ``model.num_classes`` that differs from what dataset.json declares."""
     model = config.get("model", {}) if isinstance(config, Mapping) else {}
     n_ch, n_cls = len(meta["channel_names"]), len(L.label_values(meta))
     if "in_channels" in model and int(model["in_channels"]) != n_ch:
-        raise DataError(f"{dataset_dir}/dataset.json declares {n_ch} channels but model.in_channels is "
-                        f"{model['in_channels']}; set --set model.in_channels={n_ch}")
+        raise DataError(f"{dataset_dir}/dataset.json declares {n_ch} channels {list(meta['channel_names'].values())} "
+                        f"but model.in_channels is {model['in_channels']} (preset or --set); to train this network "
+                        f"on it, add --set model.in_channels={n_ch}")
     if "num_classes" in model and int(model["num_classes"]) != n_cls:
         raise DataError(f"{dataset_dir}/dataset.json declares {n_cls} label values {L.label_values(meta)} but "
-                        f"model.num_classes is {model['num_classes']}; set --set model.num_classes={n_cls}")
+                        f"model.num_classes is {model['num_classes']} (preset or --set); to train this network on it, "
+                        f"add --set model.num_classes={n_cls}")
 
 
 def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], config: Mapping,
                       batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A loader of ``{"image": (B, C, *patch) float32, "label": (B, 1, *patch) int64}`` batches.
 
-    One pass yields ``train.iterations_per_epoch`` batches (default 250, as nnU-Net), sampling cases with replacement. With ``world_size > 1`` each rank draws only from
+    One pass yields ``train.iterations_per_epoch`` batches (default: :class:`lightmedseg.config.TrainConfig`), sampling cases with replacement. With ``world_size > 1`` each rank draws only from
     its shard ``case_ids[rank::world_size]`` with seed ``seed + rank``.
     """
     dataset_dir = Path(dataset_dir)
     meta = load_dataset_json(dataset_dir)
-    _check_config(dataset_dir, meta, config)
+    check_model_matches_dataset(dataset_dir, meta, config)
     data_cfg = dict(_data_cfg(config))
     if "patch_size" not in data_cfg:
         raise DataError("config data.patch_size is missing; expected [Z, Y, X]")
@@ -210,13 +199,14 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
     else:
         raise DataError(f"data.cache {cache!r} is unknown; expected null, 'memory' or 'disk'")
     ds.transform.set_random_state(seed=seed + rank)
-    train_cfg = config.get("train", {}) if isinstance(config, Mapping) else {}
-    iters = int(train_cfg.get("iterations_per_epoch", DEFAULT_ITERATIONS))
+    train_cfg = section_defaults("train", {k: v for k, v in config.get("train", {}).items()
+                                           if k in ("iterations_per_epoch", "num_workers")})
+    iters = int(train_cfg["iterations_per_epoch"])
     if iters < 1 or batch_size < 1:
         raise ValueError(f"train.iterations_per_epoch ({iters}) and batch_size ({batch_size}) must be >= 1")
     generator = torch.Generator().manual_seed(seed + rank)
     sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=iters * batch_size,
                                              generator=generator)
-    workers = int(train_cfg.get("num_workers", 0))
+    workers = int(train_cfg["num_workers"])
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                       generator=generator, persistent_workers=workers > 0)

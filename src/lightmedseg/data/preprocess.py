@@ -22,6 +22,7 @@ import numpy as np
 from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles
 from monai.transforms.utils import generate_spatial_bounding_box
 
+from lightmedseg.config import DataConfig
 from lightmedseg.data.errors import DataError
 
 NORMALIZATIONS = ("zscore_nonzero", "percentile_clip_01", "none")
@@ -75,12 +76,12 @@ def preprocess_case(image: np.ndarray, label: np.ndarray | None, data_cfg: Mappi
     if image.ndim != 4:
         raise DataError(f"preprocess: expected an image of shape (C, Z, Y, X), got {image.shape}")
     shape = tuple(int(s) for s in image.shape[1:])
-    if data_cfg.get("crop_nonzero", False):
+    if data_cfg.get("crop_nonzero", DataConfig.crop_nonzero):
         start, end = nonzero_bbox(image)
     else:
         start, end = (0, 0, 0), shape
     box = tuple(slice(s, e) for s, e in zip(start, end))
-    method = data_cfg.get("normalization", "none")
+    method = data_cfg.get("normalization", DataConfig.normalization)
     out = normalize(np.ascontiguousarray(image[(slice(None),) + box]), method)
     lab = None if label is None else np.ascontiguousarray(label[box])
     return out, lab, PreprocessInfo(shape, start, end, method)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
+from lightmedseg.config import ConfigError, load_stored_config
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
@@ -83,7 +84,7 @@ class Predictor:
             the model's :func:`~lightmedseg.model.network.size_divisors` (16 for the paper's network).
         device: where windows are evaluated and aggregated.
         tta: mirroring test-time augmentation; default ``config["infer"]["tta"]``.
-        overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` or 0.5.
+        overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` (defaults: :mod:`lightmedseg.config`).
         progress: a tqdm bar over the windows of volumes much larger than one window (a terminal's user
             otherwise waits minutes without a sign on one large CPU volume).
     """
@@ -98,23 +99,27 @@ class Predictor:
         sw_batch_size: int | None = None,
         progress: bool = False,
     ) -> None:
-        infer = dict(config.get("infer", {}))
+        try:  # defaults and the window (infer.roi_size, else data.patch_size) from the schema
+            config = load_stored_config(config)
+        except ConfigError as exc:
+            raise PredictionError(f"model config: {exc}") from None
+        infer = config["infer"]
         self.config = config
         self.forward_fn = forward_fn
         self.device = torch.device(device)
         try:
             self.in_channels = int(config["model"]["in_channels"])
             self.num_classes = int(config["model"]["num_classes"])
-            self.tta = bool(infer.get("tta", False) if tta is None else tta)
-            self.overlap = float(infer.get("overlap", 0.5) if overlap is None else overlap)
-            self.sw_batch_size = int(sw_batch_size or infer.get("sw_batch_size", 1))
-            roi = infer.get("roi_size", config.get("data", {}).get("patch_size", [128] * 3))
-            self.roi_size = [int(r) for r in roi] if isinstance(roi, (list, tuple)) else []
+            self.tta = bool(infer["tta"] if tta is None else tta)
+            self.overlap = float(infer["overlap"] if overlap is None else overlap)
+            self.sw_batch_size = int(sw_batch_size or infer["sw_batch_size"])
+            roi = infer["roi_size"]
+            self.roi_size = [int(r) for r in roi]
         except KeyError as exc:
             raise PredictionError(f"model config: missing key {exc}") from None
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"model config: a value of the 'model' or 'infer' section has the wrong type ({exc})") from None
-        self.mode = str(infer.get("mode", "gaussian"))
+        self.mode = str(infer["mode"])
         try:
             self.divisors = size_divisors(config["model"])
         except (TypeError, ValueError) as exc:

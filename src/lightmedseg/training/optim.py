@@ -15,21 +15,16 @@ from typing import Iterable
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
+from lightmedseg.config import TrainConfig, section_defaults
+
 # Warm-up starts at this fraction of the base lr (LinearLR needs a strictly positive start factor).
 WARMUP_START_FACTOR = 1e-3
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], train_cfg: dict) -> torch.optim.Optimizer:
-    """AdamW from ``train.optimizer`` ({name: adamw, lr, weight_decay, betas})."""
-    cfg = dict(train_cfg.get("optimizer") or {})
-    name = str(cfg.pop("name", "adamw")).lower()
-    if name != "adamw":
-        raise ValueError(f"train.optimizer.name: only 'adamw' (the paper's optimiser) is supported, got {name!r}")
-    lr = float(cfg.pop("lr", 2e-4))
-    wd = float(cfg.pop("weight_decay", 1e-5))
-    betas = tuple(float(b) for b in cfg.pop("betas", (0.9, 0.999)))
-    if cfg:
-        raise ValueError(f"train.optimizer: unknown keys {sorted(cfg)}; expected name, lr, weight_decay, betas")
+    """AdamW from ``train.optimizer`` ({name: adamw, lr, weight_decay, betas}; defaults in lightmedseg.config)."""
+    cfg = section_defaults("train.optimizer", train_cfg.get("optimizer"))
+    lr, wd, betas = float(cfg["lr"]), float(cfg["weight_decay"]), tuple(float(b) for b in cfg["betas"])
     if lr <= 0 or len(betas) != 2:
         raise ValueError(f"train.optimizer: need lr > 0 and two betas, got lr={lr}, betas={list(betas)}")
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)  # type: ignore[arg-type]
@@ -37,19 +32,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], train_cfg: dict) -> to
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> LRScheduler:
     """Per-iteration warm-up + cosine schedule from ``train.scheduler`` and ``train.iterations_per_epoch``."""
-    cfg = dict(train_cfg.get("scheduler") or {})
-    name = str(cfg.pop("name", "warmup_cosine")).lower()
-    if name != "warmup_cosine":
-        raise ValueError(f"train.scheduler.name: only 'warmup_cosine' is supported, got {name!r}")
-    iters = int(train_cfg.get("iterations_per_epoch", 250))
+    cfg = section_defaults("train.scheduler", train_cfg.get("scheduler"))
+    iters = int(train_cfg.get("iterations_per_epoch", TrainConfig.iterations_per_epoch))
     if iters < 1:
         raise ValueError(f"train.iterations_per_epoch must be >= 1, got {iters}")
-    warmup = int(round(float(cfg.pop("warmup_epochs", 5)) * iters))
-    t_max = max(1, int(round(float(cfg.pop("t_max_epochs", 100)) * iters)))
-    eta_min = float(cfg.pop("eta_min", 1e-9))
-    if cfg:
-        raise ValueError(f"train.scheduler: unknown keys {sorted(cfg)}; expected warmup_epochs, t_max_epochs, eta_min")
-    cosine = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=eta_min)
+    warmup = int(round(float(cfg["warmup_epochs"]) * iters))
+    t_max = max(1, int(round(float(cfg["t_max_epochs"]) * iters)))
+    cosine = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=float(cfg["eta_min"]))
     if warmup <= 0:
         return cosine
     warm = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, end_factor=1.0, total_iters=warmup)

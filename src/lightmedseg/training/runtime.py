@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lightmedseg.config import DEFAULT_DIST_TIMEOUT_MINUTES  # train.dist_timeout_minutes
+
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")
-# Collective timeout (train.dist_timeout_minutes): a rank that does not join or answer fails the job in minutes.
-DEFAULT_DIST_TIMEOUT_MINUTES = 15.0
 # MASTER_PORT under SLURM when unset: SLURM_PORT_BASE + SLURM_JOB_ID mod SLURM_PORT_SPAN (jobs sharing a node differ).
 SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
 

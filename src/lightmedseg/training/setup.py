@@ -1,7 +1,9 @@
 """Run set-up that depends on the dataset: the train/validation split and the dataset-derived config.
 
-The model's ``in_channels``/``num_classes`` and ``config["labels"]`` come from ``dataset.json`` so a run
-folder is self-describing: predict writes the dataset's label values without seeing the dataset.
+``config["labels"]``, ``regions``, ``channel_names`` and the geometry come from ``dataset.json`` so a run
+folder is self-describing: predict writes the dataset's label values without seeing the dataset. The
+model's ``in_channels``/``num_classes`` are filled from it when the config leaves them out; a config (preset
+or ``--set``) that states other values is refused, naming the ``--set`` that matches the dataset.
 """
 
 from __future__ import annotations
@@ -62,14 +64,18 @@ def check_train_config(config: dict) -> None:
 
 
 def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
-    """A copy of ``config`` with model in/out channels, ``labels`` and ``regions`` from ``dataset.json``;
-    the settings are checked first (:func:`check_train_config`)."""
+    """A copy of ``config`` with ``labels``, ``regions`` (and model in/out channels where the config leaves
+    them out) from ``dataset.json``; the settings are checked first (:func:`check_train_config`), and model
+    in/out channels that differ from the dataset's are refused (a DataError with the ``--set`` to use)."""
+    from lightmedseg.data.dataset import check_model_matches_dataset
+
     check_train_config(config)
     meta = load_dataset_json(data_dir)
+    check_model_matches_dataset(data_dir, meta, config)
     out = copy.deepcopy(config)
     out.setdefault("model", {})
-    out["model"]["in_channels"] = len(meta["channel_names"])
-    out["model"]["num_classes"] = len(L.label_values(meta))
+    out["model"].setdefault("in_channels", len(meta["channel_names"]))
+    out["model"].setdefault("num_classes", len(L.label_values(meta)))
     out["labels"] = dict(meta["labels"])
     out["regions"] = L.regions(meta)
     out["label_convention"] = L.convention(meta)

@@ -32,7 +32,7 @@ from monai.data import DataLoader
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from lightmedseg.checkpoint import CheckpointError, build_model, read_checkpoint, resolve_model_path
+from lightmedseg.checkpoint import CheckpointError, build_model
 from lightmedseg.fast import fast_train_forward
 from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
@@ -43,7 +43,6 @@ from lightmedseg.training.optim import build_optimizer, build_scheduler
 from lightmedseg.training.plots import plot_curves
 from lightmedseg.training.runlock import run_folder_lock
 from lightmedseg.training.runtime import (
-    DEFAULT_DIST_TIMEOUT_MINUTES,
     DistInfo,
     amp_policy,
     autocast,
@@ -53,12 +52,9 @@ from lightmedseg.training.runtime import (
     seed_everything,
     set_deterministic,
 )
-from lightmedseg.training.setup import config_for_dataset, resolve_split
+from lightmedseg.training.resume import run_start
 from lightmedseg.training.validation import metric_names, summarize_cases, validate_cases
 
-# train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
-RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases", "device",
-                      "dist_timeout_minutes")
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_dice", "train_ce", "train_boundary", "lr", "epoch_seconds"]
 TERMS = ("loss", "dice", "ce", "boundary")
 # Exit status of `lightmedseg train` for "stopped before the end of the schedule, resume me" (a signal or
@@ -134,18 +130,18 @@ class Trainer:
         tcfg = config["train"]
         self.tcfg = tcfg
         self.device = info.device
-        self.seed = int(tcfg.get("seed", 0))
-        self.epochs = int(tcfg.get("epochs", 300))
-        self.iters = int(tcfg.get("iterations_per_epoch", 250))
-        self.val_every = max(1, int(tcfg.get("val_every", 10)))
-        self.grad_clip = float(tcfg.get("grad_clip") or 0.0)
-        self.progress = progress and bool(tcfg.get("progress", True))
-        global_batch = int(tcfg.get("batch_size", 2))
+        self.seed = int(tcfg["seed"])  # the config is complete (lightmedseg.config holds the defaults)
+        self.epochs = int(tcfg["epochs"])
+        self.iters = int(tcfg["iterations_per_epoch"])
+        self.val_every = max(1, int(tcfg["val_every"]))
+        self.grad_clip = float(tcfg["grad_clip"] or 0.0)
+        self.progress = progress and bool(tcfg["progress"])
+        global_batch = int(tcfg["batch_size"])
         if global_batch % info.world_size:
             raise ValueError(f"train.batch_size={global_batch} (global) is not divisible by the "
                              f"{info.world_size} processes; choose a multiple of {info.world_size}")
         self.batch_size = global_batch // info.world_size
-        self.amp = amp_policy(tcfg.get("amp", "auto"), self.device)
+        self.amp = amp_policy(tcfg["amp"], self.device)
 
         self.model = build_model(config).to(self.device)
         weights = state["model"] if state is not None else init_weights  # a resumed run, or --init-weights
@@ -155,7 +151,7 @@ class Trainer:
             except RuntimeError as exc:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
         # The one place the network is called from; train.fast plugs in the fast path (same parameters).
-        use_fast = bool(tcfg.get("fast")) and not reference and isinstance(self.model, LightMedSeg)
+        use_fast = bool(tcfg["fast"]) and not reference and isinstance(self.model, LightMedSeg)
         net: torch.nn.Module = fast_train_forward(self.model) if use_fast else self.model
         self.ddp_model: torch.nn.Module = net
         if info.distributed:  # DDP wraps whatever is called, so gradient all-reduce sees every forward
@@ -165,7 +161,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), tcfg)
         self.scheduler = build_scheduler(self.optimizer, tcfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
-        self.loss_fn = DeepSupervisionLoss(LightMedSegLoss.from_config(config["model"]["num_classes"], tcfg.get("loss")))
+        self.loss_fn = DeepSupervisionLoss(LightMedSegLoss.from_config(config["model"]["num_classes"], tcfg["loss"]))
 
         self.step = 0
         self.epoch = 0
@@ -193,7 +189,7 @@ class Trainer:
         if len(self.base_loader.sampler) != self.iters * self.batch_size:
             raise ValueError("the training loader does not yield train.iterations_per_epoch batches per epoch")
         val_ids = list(split.get("validation", []))
-        max_val = tcfg.get("val_max_cases")
+        max_val = tcfg["val_max_cases"]
         self.val_ids = val_ids[: int(max_val)] if max_val else val_ids
         self.metric_fields = metric_names(config)
 
@@ -288,7 +284,7 @@ class Trainer:
         info = self.info
         t0 = time.monotonic()
         self.logger = RunLogger(self.run_dir if info.is_main else None, EPOCH_FIELDS + self.metric_fields,
-                                self.step, self.epoch, tensorboard=bool(self.tcfg.get("tensorboard", True)))
+                                self.step, self.epoch, tensorboard=bool(self.tcfg["tensorboard"]))
         planned = self.epochs * self.iters if max_steps is None else min(self.epochs * self.iters, max_steps)
         bar = tqdm(total=planned, initial=min(self.step, planned), unit="it", dynamic_ncols=True,
                    disable=not (info.is_main and self.progress), file=sys.stderr, desc="train")
@@ -367,7 +363,7 @@ class Trainer:
                                "lr": self.optimizer.param_groups[0]["lr"],
                                **{f"train_{k}": self.epoch_sums[k] / n for k in TERMS}}
         if partial:
-            validated = bool(self.tcfg.get("validate_on_stop", True))
+            validated = bool(self.tcfg["validate_on_stop"])
         else:
             validated = (epoch + 1) % self.val_every == 0 or epoch + 1 == self.epochs
         metrics = self._validate() if validated else {n_: math.nan for n_ in self.metric_fields}
@@ -398,45 +394,6 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _merge_resumed_config(stored: dict, given: dict | None) -> dict:
-    """The checkpoint's config, with the budget keys of ``given['train']`` (RESUME_OVERRIDABLE) applied."""
-    out = dict(stored)
-    out["train"] = dict(stored.get("train", {}))
-    for key in RESUME_OVERRIDABLE:
-        if given and key in given.get("train", {}):
-            out["train"][key] = given["train"][key]
-    return out
-
-
-# Constructor options that only set initial values: weights loaded over them make them irrelevant.
-INIT_ONLY_KEYS = ("upsample_init", "spb_zero_init", "film_identity_init")
-
-
-def _network_keys(model_cfg: dict) -> dict:
-    """A model section with every constructor default filled in (LightMedSeg), initialisation keys removed,
-    so that two configs compare equal exactly when they build the same network."""
-    cfg = dict(model_cfg)
-    if cfg.get("architecture", "lightmedseg") == "lightmedseg":
-        try:
-            cfg = dict(LightMedSeg(**cfg).config)
-        except (TypeError, ValueError):
-            pass  # an invalid section: compare it as written, the error names the keys
-    return {k: v for k, v in cfg.items() if k not in INIT_ONLY_KEYS}
-
-
-def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.Tensor], Path]:
-    """The weights in ``source`` and the file they came from, for a new run; the networks must match."""
-    path = resolve_model_path(source)
-    weights, stored, _ = read_checkpoint(path)
-    mine, theirs = _network_keys(config["model"]), _network_keys(stored.get("model", {}))
-    differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-    if differing:
-        detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
-        raise CheckpointError(f"{path}: --init-weights come from a different network ({detail}); "
-                                "use the same preset/variant, or start without them")
-    return weights, path
-
-
 def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
           fold: int | None = None, max_steps: int | None = None, max_minutes: float | None = None,
           resume: bool = False, reference: bool = False, progress: bool = True,
@@ -465,23 +422,8 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
     if max_minutes is not None and max_minutes <= 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
-    last = run_dir / C.LAST
-    state, start_weights = None, None
-    if resume and last.exists():
-        state = C.load_training_checkpoint(last)
-        config = _merge_resumed_config(state["config"], config)
-        split_ids = state.get("split") or resolve_split(data_dir, split, fold, int(config["train"].get("seed", 0)))
-    else:
-        if last.exists():
-            raise FileExistsError(f"{run_dir} already holds a run ({C.LAST}); pass --resume to continue it "
-                                  "or choose another --out")
-        if config is None:
-            raise ValueError(f"nothing to resume in {run_dir}; give a --preset to start a new run")
-        config = config_for_dataset(config, data_dir)
-        split_ids = resolve_split(data_dir, split, fold, int(config["train"].get("seed", 0)))
-        if init_weights is not None:
-            start_weights, source = initial_weights(init_weights, config)
-            config["train"]["init_weights"] = str(source)
+    start = run_start(config, data_dir, run_dir, split, fold, resume, init_weights)
+    config, state = start.config, start.state
     if cache_dir is not None:
         config.setdefault("data", {})["cache_dir"] = str(cache_dir)
     elif state is not None:  # a machine setting, not recipe: a resumed job on another node uses its own default
@@ -490,19 +432,18 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
     # Signals are caught from here on (a SIGUSR1 during set-up or caching must not kill the job); they take
     # effect after the first step of this invocation.
     with _stop_on_signals(signal_flag):
-        info = init_distributed(config["train"].get("device"),
-                                config["train"].get("dist_timeout_minutes", DEFAULT_DIST_TIMEOUT_MINUTES))
+        info = init_distributed(config["train"]["device"], config["train"]["dist_timeout_minutes"])
         try:
             with run_folder_lock(run_dir, info):  # before anything is written into the run folder
-                set_deterministic(bool(config["train"].get("deterministic", False)))
-                seed_everything(int(config["train"].get("seed", 0)) + info.rank)
+                set_deterministic(bool(config["train"]["deterministic"]))
+                seed_everything(int(config["train"]["seed"]) + info.rank)
                 if info.is_main:
                     _remove_stale_temp_files(run_dir)
                     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-                    write_json_atomic(run_dir / "split.json", split_ids)
+                    write_json_atomic(run_dir / "split.json", start.split)
                 barrier(info)
-                trainer = Trainer(config, data_dir, run_dir, split_ids, info, state=state, reference=reference,
-                                  progress=progress, init_weights=start_weights)
+                trainer = Trainer(config, data_dir, run_dir, start.split, info, state=state, reference=reference,
+                                  progress=progress, init_weights=start.weights)
                 return trainer.run(max_steps=max_steps, max_minutes=max_minutes, signal_flag=signal_flag)
         finally:
             cleanup_distributed()

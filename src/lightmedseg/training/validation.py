@@ -1,9 +1,11 @@
-"""Validation during training: sliding-window inference on whole validation cases, Dice per class and region.
+"""Validation during training: the predictor's sliding window on whole validation cases, Dice per class and region.
 
-Inference is MONAI's :func:`~monai.inferers.sliding_window_inference` (Gaussian blending), Dice is MONAI's
-:func:`~monai.metrics.compute_dice` with ``ignore_empty=False`` (a structure absent from both the
-reference and the prediction counts as Dice 1, as in nnFormer's scripts). The score used to pick the
-best checkpoint is ``val_dice``, the mean over regions (WT/TC/ET, RV/Myo/LV, or one per class).
+One validation path: the windows, padding and blending are :class:`lightmedseg.inference.predictor.Predictor`'s
+(without TTA), and Dice is :func:`lightmedseg.evaluation.metrics.dice_score` in ``nnformer`` mode (a structure
+absent from both the reference and the prediction counts as Dice 1, as in nnFormer's scripts), so a model's
+validation Dice is what ``lightmedseg predict`` + ``lightmedseg evaluate --mode nnformer`` give on the same
+case (on the preprocessed grid: voxels cropped away are background in both). The score used to pick the best
+checkpoint is ``val_dice``, the mean over regions (WT/TC/ET, RV/Myo/LV, or one per class).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
-from monai.metrics import compute_dice
 
 from lightmedseg.data.dataset import load_preprocessed_case
+from lightmedseg.evaluation.metrics import dice_score
+from lightmedseg.inference.predictor import Predictor
 from lightmedseg.training.runtime import autocast
 
 
@@ -31,11 +33,6 @@ def metric_names(config: dict) -> list[str]:
     return names
 
 
-def _dice(pred: torch.Tensor, ref: torch.Tensor) -> float:
-    return float(compute_dice(pred[None, None].float(), ref[None, None].float(), include_background=True,
-                              ignore_empty=False).item())
-
-
 def case_dice(pred_idx: torch.Tensor, ref_idx: torch.Tensor, config: dict) -> dict[str, float]:
     """Dice per foreground class and per region for one case (class-index maps)."""
     values = sorted(config["labels"].values())
@@ -43,29 +40,37 @@ def case_dice(pred_idx: torch.Tensor, ref_idx: torch.Tensor, config: dict) -> di
     out: dict[str, float] = {}
     for i, v in enumerate(values):
         if v != 0:
-            out[f"val_dice_{by_value[v]}"] = _dice(pred_idx == i, ref_idx == i)
+            out[f"val_dice_{by_value[v]}"] = dice_score(pred_idx == i, ref_idx == i, mode="nnformer")
     for region, members in config["regions"].items():
         idx = torch.tensor([values.index(v) for v in members])
-        out[f"val_dice_{region}"] = _dice(torch.isin(pred_idx, idx), torch.isin(ref_idx, idx))
+        out[f"val_dice_{region}"] = dice_score(torch.isin(pred_idx, idx), torch.isin(ref_idx, idx), mode="nnformer")
     return out
 
 
+def validation_predictor(forward: Callable[[torch.Tensor], torch.Tensor], config: dict, device: torch.device,
+                         autocast_dtype: torch.dtype | None) -> Predictor:
+    """The predictor validation uses: the model's window (``infer.roi_size``, or the deprecated
+    ``train.val_roi_size``), overlap and blending, no TTA, ``forward`` under the run's autocast."""
+    if config["train"].get("val_roi_size"):
+        config = {**config, "infer": {**config["infer"], "roi_size": list(config["train"]["val_roi_size"])}}
+
+    def window(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, autocast_dtype):
+            return forward(x)
+
+    return Predictor(config, window, device=device, tta=False)
+
+
 @torch.no_grad()
-def validate_cases(predictor: Callable[[torch.Tensor], torch.Tensor], data_dir: str | Path,
+def validate_cases(forward: Callable[[torch.Tensor], torch.Tensor], data_dir: str | Path,
                    case_ids: Sequence[str], config: dict, device: torch.device,
                    autocast_dtype: torch.dtype | None) -> list[dict[str, float]]:
     """Per-case validation metrics (:func:`case_dice`) of ``case_ids``, in their order (one rank's share)."""
-    infer = config.get("infer", {})
-    roi = list(config["train"].get("val_roi_size") or config["data"]["patch_size"])
+    predictor = validation_predictor(forward, config, device, autocast_dtype)
     per_case: list[dict[str, float]] = []
     for case_id in case_ids:
         case = load_preprocessed_case(data_dir, case_id, config)
-        image = torch.as_tensor(np.ascontiguousarray(case["image"]))[None].to(device)
-        with autocast(device, autocast_dtype):
-            logits = sliding_window_inference(image, roi, int(infer.get("sw_batch_size", 1)), predictor,
-                                              overlap=float(infer.get("overlap", 0.5)),
-                                              mode=str(infer.get("mode", "gaussian")))
-        pred = logits.float().argmax(1)[0].cpu()
+        pred = predictor.predict_logits(case["image"]).float().argmax(0).cpu()
         per_case.append(case_dice(pred, torch.as_tensor(case["label"]), config))
     return per_case
 

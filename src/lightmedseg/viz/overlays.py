@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from lightmedseg.config import prediction_window
 from lightmedseg.io_utils import atomic_path
 
 # Fixed colour per class index (not per value) so GT and prediction always agree; index 0 is transparent.
@@ -248,7 +249,7 @@ def save_anchor_texture_figure(
             label = np.asarray(label)[tuple(slice(s, e) for s, e in zip(info.bbox_start, info.bbox_end))]
     if label is not None and np.asarray(label).shape != image.shape[1:]:
         raise FigureError(f"label shape {np.asarray(label).shape} differs from image {image.shape[1:]}")
-    roi = (config or {}).get("infer", {}).get("roi_size", (128, 128, 128))
+    roi = prediction_window(config or {})
     center = None
     if label is not None and np.any(label):
         center = [int(round(c)) for c in np.argwhere(np.asarray(label) > 0).mean(axis=0)]

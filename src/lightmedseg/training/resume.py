@@ -1,0 +1,98 @@
+"""Where a run starts from: the config, split, training state and weights of a resumed or a new run.
+
+A resumed run continues with the config stored in ``checkpoint_last.pt``; only its budget keys
+(:data:`RESUME_OVERRIDABLE`) may be changed. A new run gets the dataset's settings
+(:func:`~lightmedseg.training.setup.config_for_dataset`) and, with ``--init-weights``, the weights of a
+model whose network matches its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lightmedseg.checkpoint import CheckpointError, read_checkpoint, resolve_model_path
+from lightmedseg.config import validate_config
+from lightmedseg.model import LightMedSeg
+from lightmedseg.training import checkpointing as C
+from lightmedseg.training.setup import config_for_dataset, resolve_split
+
+# train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
+RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases", "device",
+                      "dist_timeout_minutes")
+# Constructor options that only set initial values: weights loaded over them make them irrelevant.
+INIT_ONLY_KEYS = ("upsample_init", "spb_zero_init", "film_identity_init")
+
+
+@dataclass
+class RunStart:
+    """What :func:`lightmedseg.training.trainer.train` starts from."""
+
+    config: dict
+    split: dict
+    state: dict | None = None  # the training state of a resumed run
+    weights: dict[str, torch.Tensor] | None = None  # --init-weights of a new run
+
+
+def merge_resumed_config(stored: dict, given: dict | None) -> dict:
+    """The checkpoint's config, with the budget keys present in ``given['train']`` (RESUME_OVERRIDABLE) applied."""
+    out = dict(stored)
+    out["train"] = dict(stored.get("train", {}))
+    for key in RESUME_OVERRIDABLE:
+        if given and key in given.get("train", {}):
+            out["train"][key] = given["train"][key]
+    return out
+
+
+def network_keys(model_cfg: dict) -> dict:
+    """A model section with every constructor default filled in (LightMedSeg), initialisation keys removed,
+    so that two configs compare equal exactly when they build the same network."""
+    cfg = dict(model_cfg)
+    if cfg.get("architecture", "lightmedseg") == "lightmedseg":
+        try:
+            cfg = dict(LightMedSeg(**cfg).config)
+        except (TypeError, ValueError):
+            pass  # an invalid section: compare it as written, the error names the keys
+    return {k: v for k, v in cfg.items() if k not in INIT_ONLY_KEYS}
+
+
+def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.Tensor], Path]:
+    """The weights in ``source`` and the file they came from, for a new run; the networks must match."""
+    path = resolve_model_path(source)
+    weights, stored, _ = read_checkpoint(path)
+    mine, theirs = network_keys(config["model"]), network_keys(stored.get("model", {}))
+    differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differing:
+        detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
+        raise CheckpointError(f"{path}: --init-weights come from a different network ({detail}); "
+                                "use the same preset/variant, or start without them")
+    return weights, path
+
+
+def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | Path | None, fold: int | None,
+              resume: bool, init_weights: str | Path | None) -> RunStart:
+    """Resume ``run_dir`` (``resume`` and a ``checkpoint_last.pt`` there) or set up a new run; nothing is written.
+
+    ``config`` is checked against the schema and completed with its defaults for a new run; for a resumed
+    run only its budget keys count (see :func:`merge_resumed_config`).
+    """
+    last = run_dir / C.LAST
+    if resume and last.exists():
+        state = C.load_training_checkpoint(last)
+        config = merge_resumed_config(state["config"], config)
+        split_ids = state.get("split") or resolve_split(data_dir, split, fold, int(config["train"]["seed"]))
+        return RunStart(config, split_ids, state=state)
+    if last.exists():
+        raise FileExistsError(f"{run_dir} already holds a run ({C.LAST}); pass --resume to continue it "
+                              "or choose another --out")
+    if config is None or (resume and "model" not in config):  # only budget keys: nothing to start from
+        raise ValueError(f"nothing to resume in {run_dir}; give a --preset to start a new run")
+    config = config_for_dataset(validate_config(config), data_dir)
+    split_ids = resolve_split(data_dir, split, fold, int(config["train"]["seed"]))
+    weights = None
+    if init_weights is not None:
+        weights, source = initial_weights(init_weights, config)
+        config["train"]["init_weights"] = str(source)
+    return RunStart(config, split_ids, weights=weights)
