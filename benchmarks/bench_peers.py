@@ -78,7 +78,7 @@ def worker(kind: str, spec: dict, runs: int) -> dict:
     model, fn, torch = _build(spec)
     out: dict = {}
     if kind == "static":
-        from lightmedseg.profiling import macs_flop_counter, macs_thop
+        from lightmedseg.tools.profiling import macs_flop_counter, macs_thop
 
         model.eval()
         x = torch.randn(*SHAPE)

@@ -15,7 +15,7 @@ from lightmedseg.cli.main import main
 from lightmedseg.config import load_config
 from lightmedseg.data import labels as L
 from lightmedseg.data.convert import convert
-from lightmedseg.data.dataset import load_preprocessed_case
+from lightmedseg.data.cases import load_preprocessed_case
 from lightmedseg.data.io import read_image_channels, read_label
 from lightmedseg.data.layout import case_files, list_cases, validate_dataset
 from lightmedseg.data.synth import make_synthetic_dataset

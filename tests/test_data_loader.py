@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lightmedseg.config import load_config
-from lightmedseg.data.dataset import load_preprocessed_case, make_train_loader
+from lightmedseg.data.cases import load_preprocessed_case
+from lightmedseg.training.loader import make_train_loader
 from lightmedseg.data.io import read_label
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_case, preprocess_image, restore_to_original
 from lightmedseg.data.synth import make_synthetic_dataset
@@ -104,7 +105,7 @@ def test_loader_is_seeded_and_sharded(synth, tmp_path):
 
 
 def test_disk_cache_defaults_to_node_local_tmpdir(synth, tmp_path, monkeypatch):
-    from lightmedseg.data.dataset import default_cache_dir
+    from lightmedseg.training.loader import default_cache_dir
 
     monkeypatch.setenv("TMPDIR", str(tmp_path / "node"))
     where = default_cache_dir(synth)

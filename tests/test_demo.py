@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lightmedseg.cli.main import main
-from lightmedseg.demo import chance_dice, learned_verdict
+from lightmedseg.tools.demo import chance_dice, learned_verdict
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from lightmedseg import LightMedSeg
 from lightmedseg.config import available_presets, available_variants, load_config, load_variant
 from lightmedseg.model import anchor_offset_maps
-from lightmedseg.profiling import PAPER_MODULE_PARAMS
+from lightmedseg.tools.profiling import PAPER_MODULE_PARAMS
 
 
 def n_params(module: torch.nn.Module) -> int:

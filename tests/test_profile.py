@@ -9,7 +9,7 @@ import torch
 
 from lightmedseg.cli.main import main
 from lightmedseg.model import LightMedSeg
-from lightmedseg.profiling import macs_flop_counter, parameter_table
+from lightmedseg.tools.profiling import macs_flop_counter, parameter_table
 
 
 def test_profile_cli_writes_json(tmp_path: Path, capsys) -> None:

@@ -9,7 +9,7 @@ Two on-disk forms, both readable by :func:`load_model`:
 
 A run folder resolves to ``model_best.safetensors``, ``checkpoint_best.pt``, ``model_last.safetensors``
 or ``checkpoint_last.pt`` (first that exists); a bare name resolves to a model shipped in
-``lightmedseg/models/NAME`` (see :data:`SHIPPED_MODELS_DIR`).
+``lightmedseg/pretrained/NAME`` (see :data:`SHIPPED_MODELS_DIR`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from lightmedseg.io_utils import atomic_path
 from lightmedseg.model import LightMedSeg
 
 CONFIG_KEY = "lightmedseg_config"
-SHIPPED_MODELS_DIR = Path(str(resources.files("lightmedseg") / "models"))
+SHIPPED_MODELS_DIR = Path(str(resources.files("lightmedseg") / "pretrained"))
 RUN_DIR_CANDIDATES = (
     "model_best.safetensors",
     "checkpoint_best.pt",

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightmedseg.demo import DemoSettings, run_demo
+    from lightmedseg.tools.demo import DemoSettings, run_demo
 
     if any(s < 16 or s % 16 for s in args.shape):
         raise ValueError(f"--shape {args.shape}: every size must be a multiple of 16 and at least 16")

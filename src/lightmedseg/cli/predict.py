@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     largest = parser.add_mutually_exclusive_group()
     largest.add_argument("--keep-largest", nargs="*", metavar="LABEL", default=None,
                          help="keep only the largest connected component of the named foreground labels (names or "
-                              "values), of every foreground label when none is named (needs scipy); default: the "
+                              "values), of every foreground label when none is named; default: the "
                               "model card's choice (shipped acdc: RV and Myo)")
     largest.add_argument("--no-keep-largest", dest="keep_largest", action="store_false",
                          help="no connected-component post-processing, whatever the model card says")

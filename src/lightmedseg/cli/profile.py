@@ -8,7 +8,7 @@ from lightmedseg.io_utils import write_json_atomic
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from lightmedseg.profiling import MEASURES
+    from lightmedseg.tools.profiling import MEASURES
 
     p.add_argument("--preset", default="brats", help="preset name or YAML path (default: brats)")
     p.add_argument("--variant", default=None, help="network variant: ghost, standard, k16, k32, no_lspm, ...")
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lightmedseg.profiling import format_report, profile
+    from lightmedseg.tools.profiling import format_report, profile
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda requested but no CUDA device is available")

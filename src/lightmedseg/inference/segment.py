@@ -130,7 +130,7 @@ class Segmenter:
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
         resample: predict on the training spacing/orientation and resample the probabilities back.
-        keep_largest: keep only the largest connected component of foreground classes (needs scipy): ``True``
+        keep_largest: keep only the largest connected component of foreground classes: ``True``
             for every class, a list of label names or values for those, ``False`` for none; ``None`` (default):
             the model card's ``postprocess.keep_largest`` (chosen per class on validation), else ``False``.
         window_progress: a progress bar over the sliding windows of large volumes (see :class:`Predictor`).

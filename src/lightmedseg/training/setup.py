@@ -67,7 +67,7 @@ def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
     """A copy of ``config`` with ``labels``, ``regions`` (and model in/out channels where the config leaves
     them out) from ``dataset.json``; the settings are checked first (:func:`check_train_config`), and model
     in/out channels that differ from the dataset's are refused (a DataError with the ``--set`` to use)."""
-    from lightmedseg.data.dataset import check_model_matches_dataset
+    from lightmedseg.training.loader import check_model_matches_dataset
 
     check_train_config(config)
     meta = load_dataset_json(data_dir)

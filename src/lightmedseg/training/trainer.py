@@ -182,7 +182,7 @@ class Trainer:
             rngs = state["rng"]
             self.rng_to_restore = rngs[info.rank] if info.rank < len(rngs) else None
 
-        from lightmedseg.data.dataset import make_train_loader
+        from lightmedseg.training.loader import make_train_loader
 
         self.base_loader = make_train_loader(data_dir, split["train"], config, self.batch_size, self.seed,
                                              info.rank, info.world_size)
@@ -411,7 +411,7 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
             name) with a fresh optimiser and schedule - fine-tuning or a second training stage. The
             network config must match the run's. Ignored when an existing run is resumed.
         cache_dir: folder of the ``data.cache: disk`` cache (node-local storage); replaces the config's
-            ``data.cache_dir`` (default: ``$TMPDIR``, see :func:`lightmedseg.data.dataset.default_cache_dir`).
+            ``data.cache_dir`` (default: ``$TMPDIR``, see :func:`lightmedseg.training.loader.default_cache_dir`).
     Returns:
         a summary (steps, epochs, stop reason, best validation Dice, weights checksum of this replica).
     """

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lightmedseg.data.dataset import load_preprocessed_case
+from lightmedseg.data.cases import load_preprocessed_case
 from lightmedseg.evaluation.metrics import dice_score
 from lightmedseg.inference.predictor import Predictor
 from lightmedseg.training.runtime import autocast

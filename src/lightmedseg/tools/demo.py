@@ -99,7 +99,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Path
     from lightmedseg.evaluation.evaluate import evaluate_folders
     from lightmedseg.evaluation.report import write_reports
     from lightmedseg.inference.pipeline import predict
-    from lightmedseg.profiling import profile
+    from lightmedseg.tools.profiling import profile
     from lightmedseg.training.plots import plot_curves
     from lightmedseg.training.trainer import train
     from lightmedseg.viz.case_figures import save_case_figures

@@ -29,9 +29,8 @@ from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from lightmedseg.config import AUGMENT_DEFAULTS, DataConfig, section_defaults
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
-from lightmedseg.data.io import read_image_channels, read_label
-from lightmedseg.data.layout import case_files, list_cases, load_dataset_json
-from lightmedseg.data.preprocess import preprocess_case
+from lightmedseg.data.cases import data_section, load_preprocessed_case
+from lightmedseg.data.layout import list_cases, load_dataset_json
 
 def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
     """Node-local disk cache of a dataset: ``$TMPDIR/lightmedseg-cache/<name>-<hash of its absolute path>``.
@@ -43,36 +42,12 @@ def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
     return Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "lightmedseg-cache" / f"{path.name}-{digest}"
 
-def _data_cfg(config: Mapping) -> Mapping:
-    return config.get("data", config) if isinstance(config, Mapping) else {}
-
-
-def load_preprocessed_case(dataset_dir: str | os.PathLike, case_id: str, config: Mapping,
-                           subset: str = "Tr") -> dict:
-    """One case ready for the network: ``image`` (C, z, y, x) float32 (cropped, normalised),
-    ``label`` (z, y, x) int64 class indices or None, ``info`` (PreprocessInfo), ``geometry`` (of the
-    original files, for writing predictions back) and ``case_id``."""
-    meta = load_dataset_json(dataset_dir)
-    images, label_file = case_files(dataset_dir, case_id, subset)
-    image, geometry = read_image_channels(images)
-    label = None
-    if label_file is not None:
-        label, lgeom = read_label(label_file)
-        if not lgeom.matches(geometry):
-            raise DataError(f"{label_file}: label geometry (shape {lgeom.shape}) differs from its image "
-                            f"{images[0]} (shape {geometry.shape})")
-    image, label, info = preprocess_case(image, label, _data_cfg(config))
-    if label is not None:
-        label = L.values_to_indices(label, L.label_values(meta), str(label_file))
-    return {"image": image, "label": label, "info": info, "geometry": geometry, "case_id": case_id}
-
-
 class LoadCased(T.Transform):
     """MONAI-style transform: ``{"case_id", ...}`` -> ``{"image": (C,...), "label": (1,...)}``."""
 
     def __init__(self, dataset_dir: str | os.PathLike, config: Mapping):
         self.dataset_dir = str(dataset_dir)
-        self.config = {"data": dict(_data_cfg(config))}
+        self.config = {"data": dict(data_section(config))}
 
     def __call__(self, item: Mapping) -> dict:
         case = load_preprocessed_case(self.dataset_dir, item["case_id"], self.config)
@@ -172,7 +147,7 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
     dataset_dir = Path(dataset_dir)
     meta = load_dataset_json(dataset_dir)
     check_model_matches_dataset(dataset_dir, meta, config)
-    data_cfg = dict(_data_cfg(config))
+    data_cfg = dict(data_section(config))
     if "patch_size" not in data_cfg:
         raise DataError("config data.patch_size is missing; expected [Z, Y, X]")
     if not 0 <= rank < world_size:

@@ -1,0 +1,1 @@
+"""Tools around the pipeline: the profiler (``lightmedseg profile``) and the demo (``lightmedseg demo``)."""
