@@ -17,7 +17,7 @@ from lightmedseg.checkpoint import CheckpointError, read_checkpoint, resolve_mod
 from lightmedseg.config import validate_config
 from lightmedseg.model import LightMedSeg
 from lightmedseg.training import checkpointing as C
-from lightmedseg.training.setup import config_for_dataset, resolve_split
+from lightmedseg.training.setup import config_for_dataset, training_split
 
 # train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
 RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases", "device",
@@ -82,7 +82,7 @@ def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | P
     if resume and last.exists():
         state = C.load_training_checkpoint(last)
         config = merge_resumed_config(state["config"], config)
-        split_ids = state.get("split") or resolve_split(data_dir, split, fold, int(config["train"]["seed"]))
+        split_ids = state.get("split") or training_split(data_dir, split, fold, int(config["train"]["seed"]))
         return RunStart(config, split_ids, state=state)
     if last.exists():
         raise FileExistsError(f"{run_dir} already holds a run ({C.LAST}); pass --resume to continue it "
@@ -90,7 +90,7 @@ def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | P
     if config is None or (resume and "model" not in config):  # only budget keys: nothing to start from
         raise ValueError(f"nothing to resume in {run_dir}; give a --preset to start a new run")
     config = config_for_dataset(validate_config(config), data_dir)
-    split_ids = resolve_split(data_dir, split, fold, int(config["train"]["seed"]))
+    split_ids = training_split(data_dir, split, fold, int(config["train"]["seed"]))
     weights = None
     if init_weights is not None:
         weights, source = initial_weights(init_weights, config)

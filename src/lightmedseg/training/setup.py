@@ -96,7 +96,7 @@ def default_split(case_ids: list[str], seed: int, val_fraction: float = DEFAULT_
     return random_split(sorted(case_ids), (1.0 - val_fraction, val_fraction, 0.0), seed=seed)
 
 
-def resolve_split(data_dir: str | Path, split_file: str | Path | None, fold: int | None, seed: int) -> dict:
+def training_split(data_dir: str | Path, split_file: str | Path | None, fold: int | None, seed: int) -> dict:
     """The case IDs to train and validate on: from ``split_file`` (path or shipped name, and ``fold``)
     or a seeded default; patient IDs in the file are expanded to the dataset's cases."""
     from lightmedseg.data.splits import read_split
