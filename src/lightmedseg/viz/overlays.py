@@ -204,7 +204,7 @@ def anchors_and_texture(
     window = np.pad(crop, [(0, 0)] + pads)
     x = torch.as_tensor(window, device=device)[None]
     model = model.to(device).eval()
-    _, extras = model(x, return_intermediates=True)
+    _, extras = model.forward_with_intermediates(x)
     anchors = extras.get("anchors")
     texture = extras.get("texture")
     anchors_vox = None
