@@ -118,7 +118,7 @@ torch.set_num_threads(threads)
 model = LightMedSeg(**cfg).eval()
 x = torch.randn(*shape)
 with torch.no_grad():
-    model(torch.randn(shape[0], shape[1], 16, 16, 16))
+    model(torch.randn(shape[0], shape[1], *model.size_divisor))
 import psutil
 before = psutil.Process().memory_info().rss
 peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

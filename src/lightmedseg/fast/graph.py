@@ -23,7 +23,7 @@ only) lets elementwise chains reuse buffers.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -39,6 +39,48 @@ from lightmedseg.fast.folding import (
 from lightmedseg.model.blocks import GhostConv3d, SqueezeExcite3d
 from lightmedseg.model.decoder import ROUTER
 from lightmedseg.model.skip_router import average_pool_to, is_finer
+
+
+# -- the contract with lightmedseg.model ----------------------------------------------------------------------
+# Every LightMedSeg constructor option, and the values of it this rewrite computes exactly (None: any value
+# the constructor accepts; init-only options never change the forward). A new option, or a new value of one,
+# is refused by `supports` until it is implemented here and added, with a case in tests/test_fast_contract.py.
+HANDLED_OPTIONS: dict[str, Callable[[Any], bool] | None] = {
+    "in_channels": None, "num_classes": None, "num_anchors": None, "stem_channels": None,
+    "encoder_channels": None, "router_width": None, "router_levels": None, "anchor_width": None,
+    "anchor_hidden": None, "strides": None, "deep_supervision": None,
+    "use_lspm": None, "use_anchors": None, "use_skip_router": None, "encoder_norm": None,
+    "conv": lambda v: v in ("ghost", "standard"),
+    "router_downsample": lambda v: v in ("interpolate", "pool"),
+    "upsample_init": None, "spb_zero_init": None, "film_identity_init": None,  # initialisation only
+}
+
+
+class Support(NamedTuple):
+    """``ok, reason = supports(model)``: whether :func:`fast_logits` computes ``model``'s forward, and if not why."""
+
+    ok: bool
+    reason: str
+
+
+def supports(model: nn.Module) -> Support:
+    """Check ``model`` against what this rewrite handles (:data:`HANDLED_OPTIONS`).
+
+    Callers (the trainer with ``train.fast``, the torch inference backend) run the reference forward
+    when this says no, and log the reason once.
+    """
+    from lightmedseg.model.network import LightMedSeg
+
+    if type(model) is not LightMedSeg:  # a MONAI baseline, or a subclass whose forward may differ
+        return Support(False, f"the fast path rewrites LightMedSeg only, not {type(model).__name__}")
+    config = model.config
+    unknown = sorted(set(config) - set(HANDLED_OPTIONS))
+    if unknown:
+        return Support(False, f"option(s) {unknown} are not handled by lightmedseg/fast/graph.py")
+    for name, accepts in HANDLED_OPTIONS.items():
+        if accepts is not None and not accepts(config[name]):
+            return Support(False, f"{name}={config[name]!r} is not handled by lightmedseg/fast/graph.py")
+    return Support(True, "")
 
 
 def _bias(conv: nn.Module) -> torch.Tensor:
