@@ -397,7 +397,7 @@ def fast_logits(
             skip_term = skip_term + (w_s @ _bias(adapter.proj)).to(skip_term.dtype)[None, :, None, None, None]
         else:
             w, b = compose_pointwise(w_s, adapter.proj)
-            skip_term = _project_resampled(dec.select_skip(j, skips, f0), w, b, size, router_downsample)
+            skip_term = _project_resampled(dec.select_skip(j, skips, f0), w, b, size, router_downsample)  # no router map
         x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace, in_scale=scale)
         scale = _se_scale(stage.se, x_dec)
         if deep_supervision:

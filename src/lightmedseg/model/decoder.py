@@ -14,7 +14,7 @@ equivalence tests (tests/test_fast_equivalence.py, test_fast_training.py, test_f
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from torch import nn
@@ -211,35 +211,43 @@ class Decoder(nn.Module):
         self.aux_stages = [n - 2 - k for k in range(deep_supervision)]
         self.aux_heads = nn.ModuleList(conv1x1(self.widths[s], num_classes) for s in self.aux_stages)
 
-    def select_skip(self, j: int, skips: Sequence[torch.Tensor], f0: torch.Tensor) -> torch.Tensor:
-        """The (non-router) skip source of stage j: an encoder map or the stem output."""
+    def stage_size(self, j: int, bottleneck_size: Sequence[int]) -> list[int]:
+        """Spatial size of stage j's output for a bottleneck (deepest encoder map) of ``bottleneck_size``."""
+        size = list(bottleneck_size)
+        for stride in self.strides[: j + 1]:
+            size = [s * f for s, f in zip(size, stride)]
+        return size
+
+    def router_sizes(self, bottleneck_size: Sequence[int]) -> list[list[int]]:
+        """The sizes at which the stages fed by the skip router need its fused map, in stage order."""
+        return [self.stage_size(j, bottleneck_size) for j, src in enumerate(self.skip_sources) if src == ROUTER]
+
+    def select_skip(self, j: int, skips: Sequence[torch.Tensor], f0: torch.Tensor,
+                    routed: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """Stage j's skip source: the router's fused map, an encoder map or the stem output."""
         source = self.skip_sources[j]
         if source == ROUTER:
-            raise ValueError(f"stage {j} takes the router's fused map, not a single source")
+            return routed[j]  # the router stages come first
         return f0 if source == STEM else skips[source]
 
     def forward(
         self, skips: Sequence[torch.Tensor], f0: torch.Tensor, anchors: torch.Tensor | None,
-        router: nn.Module | None = None,
-    ) -> tuple[list[torch.Tensor], dict[str, Any]]:
-        """``([logits, aux_1, ...], intermediates)``; the aux logits only in training mode with deep supervision.
+        routed: Sequence[torch.Tensor] = (),
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``([logits, aux_1, ...], path_weights)``; the aux logits only in training mode with deep supervision.
 
-        ``router`` is the :class:`~lightmedseg.model.skip_router.MultiScaleSkipRouter` (needed when
-        ``router_levels`` > 0); intermediates are its weights per router stage and each stage's path weights.
+        ``routed``: the skip router's fused maps at :meth:`router_sizes` (the router is a module of its own,
+        Section 3.5, called by the network); ``path_weights``: each stage's pi (Eq. 17).
         """
         x = self.bottleneck(skips[-1])
-        router_weights, path_weights, stage_outputs = [], [], []
+        path_weights, stage_outputs = [], []
         for j, stage in enumerate(self.stages):
             size = [s * f for s, f in zip(x.shape[2:], self.strides[j])]
-            if self.skip_sources[j] == ROUTER:
-                source, w = router(skips, size)
-                router_weights.append(w)
-            else:
-                source = self.select_skip(j, skips, f0)
-            x, pi = stage(x, self.skip_adapters[j](source, size), anchors)
+            skip = self.skip_adapters[j](self.select_skip(j, skips, f0, routed), size)
+            x, pi = stage(x, skip, anchors)
             path_weights.append(pi)
             stage_outputs.append(x)
         outputs = [self.head(x)]
         if self.training:
             outputs += [head(stage_outputs[s]) for s, head in zip(self.aux_stages, self.aux_heads)]
-        return outputs, {"router_weights": router_weights, "decoder_path_weights": path_weights}
+        return outputs, path_weights

@@ -241,8 +241,14 @@ class LightMedSeg(nn.Module):
             features, texture = f0, None
             extras.update(texture=None, complexity=None, lspm_weights=None)
         skips = self.encoder(features, anchors_flat, texture)
-        outputs, decoder_extras = self.decoder(skips, f0, anchors, self.skip_router)
-        extras.update(decoder_extras)
+        routed, router_weights = [], []
+        if self.skip_router is not None:
+            for size in self.decoder.router_sizes(skips[-1].shape[2:]):
+                fused, weights = self.skip_router(skips, size)
+                routed.append(fused)
+                router_weights.append(weights)
+        outputs, path_weights = self.decoder(skips, f0, anchors, routed)
+        extras.update(router_weights=router_weights, decoder_path_weights=path_weights)
         return outputs, extras
 
 
