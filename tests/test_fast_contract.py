@@ -113,3 +113,19 @@ def test_torch_backend_falls_back_with_the_reason(tmp_path, monkeypatch) -> None
     x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.forward_fn(x), model.eval()(x))
+
+
+def test_trainer_falls_back_with_one_line(tmp_path, monkeypatch, capsys) -> None:
+    from lightmedseg.config import load_config
+    from lightmedseg.data.synth import make_synthetic_dataset
+    from lightmedseg.training import trainer
+
+    monkeypatch.setattr(trainer, "supports", lambda m: graph.Support(False, "option(s) ['x'] are not handled"))
+    monkeypatch.setattr(trainer, "fast_train_forward", lambda m: pytest.fail("the fast path was used"))
+    data = make_synthetic_dataset(tmp_path / "data", num_cases=4, seed=0, shape=(32, 32, 32))
+    overrides = ["data.patch_size=[32,32,32]", "train.epochs=1", "train.iterations_per_epoch=1", "train.batch_size=1",
+                 "train.amp=none", "train.num_workers=0", "train.tensorboard=false", "train.fast=true"]
+    summary = trainer.train(load_config("demo", overrides=overrides), data, tmp_path / "run", max_steps=1, progress=False)
+    assert summary["steps"] == 1
+    line = "train.fast: option(s) ['x'] are not handled; training with the reference forward"
+    assert capsys.readouterr().err.count(line) == 1
