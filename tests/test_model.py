@@ -197,3 +197,9 @@ def test_checkpoint_names_are_the_pre_decoder_ones_and_both_forms_load() -> None
         assert all(torch.equal(a, b) for a, b in zip(clone.parameters(), model.parameters()))
     wrapped = torch.nn.Sequential(model)  # under a prefix (FastTrainForward, DDP): the same names
     assert "0.decoder.0.up.weight" in wrapped.state_dict()
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    torch.save(model, buffer)  # the hooks pickle (a whole-module save, multiprocessing)
+    assert list(pickle.loads(pickle.dumps(model)).state_dict()) == names

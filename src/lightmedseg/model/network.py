@@ -264,19 +264,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _save_with_checkpoint_names(module, state_dict, prefix, local_metadata) -> None:
+    _rename_keys(state_dict, prefix, _to_checkpoint_name)
+
+
+def _load_either_name(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs) -> None:
+    _rename_keys(state_dict, prefix, _from_checkpoint_name)
+
+
 def _register_state_dict_hooks(model: nn.Module) -> None:
-    """state_dict() writes the checkpoint names of :data:`_CHECKPOINT_NAMES`; load_state_dict() reads both forms."""
+    """state_dict() writes the checkpoint names of :data:`_CHECKPOINT_NAMES`; load_state_dict() reads both forms.
 
-    def save_hook(module, state_dict, prefix, local_metadata):
-        _rename_keys(state_dict, prefix, _to_checkpoint_name)
-
-    def load_hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        _rename_keys(state_dict, prefix, _from_checkpoint_name)
-
+    Module-level hooks, so that the model still pickles (``torch.save(model)``, multiprocessing).
+    """
     # public names since torch 2.5; the private ones (same hook signatures) before
     register_save = getattr(model, "register_state_dict_post_hook", None) or model._register_state_dict_hook
-    register_save(save_hook)
+    register_save(_save_with_checkpoint_names)
     if hasattr(model, "register_load_state_dict_pre_hook"):
-        model.register_load_state_dict_pre_hook(load_hook)
+        model.register_load_state_dict_pre_hook(_load_either_name)
     else:
-        model._register_load_state_dict_pre_hook(load_hook, with_module=True)
+        model._register_load_state_dict_pre_hook(_load_either_name, with_module=True)
