@@ -41,7 +41,7 @@ def test_intermediates_ranges_and_normalisation() -> None:
     model = LightMedSeg(4, 3, num_anchors=8).eval()
     x = torch.randn(2, 4, 32, 48, 32)
     with torch.no_grad():
-        logits, extra = model(x, return_intermediates=True)
+        logits, extra = model.forward_with_intermediates(x)
     s, t = extra["anchors"], extra["texture"]
     assert s.shape == (2, 8, 3) and s.min() >= 0 and s.max() <= 1
     assert t.shape == (2, 1, 16, 24, 16) and t.min() >= 0 and t.max() <= 1
@@ -67,8 +67,8 @@ def test_eval_mode_is_deterministic() -> None:
 def test_anchors_depend_on_the_input() -> None:
     model = LightMedSeg(4, 4).eval()
     with torch.no_grad():
-        _, a = model(torch.randn(1, 4, 32, 32, 32), return_intermediates=True)
-        _, b = model(torch.randn(1, 4, 32, 32, 32) * 3 + 1, return_intermediates=True)
+        _, a = model.forward_with_intermediates(torch.randn(1, 4, 32, 32, 32))
+        _, b = model.forward_with_intermediates(torch.randn(1, 4, 32, 32, 32) * 3 + 1)
     assert not torch.allclose(a["anchors"], b["anchors"])
 
 
@@ -100,7 +100,7 @@ def test_ablations_remove_modules_rather_than_zeroing_them() -> None:
     no_anchor = LightMedSeg(4, 4, use_anchors=False)
     assert no_anchor.anchor_detector is None
     assert all(s.film is None for s in no_anchor.encoder.stages)
-    assert all(d.spb is None for d in no_anchor.decoder)
+    assert all(d.spb is None for d in no_anchor.decoder.stages)
     assert LightMedSeg(4, 4, use_skip_router=False).skip_router is None
     std = LightMedSeg(4, 4, conv="standard")
     assert isinstance(std.stem.conv, torch.nn.Conv3d)
@@ -138,3 +138,68 @@ def test_anchor_offset_maps_follow_eq_14() -> None:
     assert p.shape == (1, 2, 2, 4, 8)
     assert p[0, 0, d, h, w].item() == pytest.approx(expected)
     assert p[0, 1, 0, 0, 0].item() == pytest.approx(-1.5)
+
+
+def test_forward_returns_one_tensor_and_a_list_only_for_deep_supervision_training() -> None:
+    model = LightMedSeg(1, 3, deep_supervision=2)
+    x = torch.randn(1, 1, 32, 32, 32)
+    outputs = model.train()(x)
+    assert isinstance(outputs, list) and [o.shape[2] for o in outputs] == [32, 16, 8]
+    logits, extra = model.forward_with_intermediates(x)  # the full-resolution logits in every mode
+    assert torch.equal(logits, outputs[0]) and len(extra["decoder_path_weights"]) == 4
+    assert isinstance(model.eval()(x), torch.Tensor)
+    assert isinstance(LightMedSeg(1, 3).train()(x), torch.Tensor)
+
+
+def test_config_is_the_constructor_signature_and_rebuilds_the_model() -> None:
+    import inspect
+
+    model = LightMedSeg(1, 3, encoder_channels=(8, 16, 32), strides=[[1, 2, 2], 2, 2], use_skip_router=False)
+    params = [p for p in inspect.signature(LightMedSeg.__init__).parameters if p != "self"]
+    assert list(model.config) == params
+    assert model.config["strides"] == [[1, 2, 2], [2, 2, 2], [2, 2, 2]]
+    assert model.config["encoder_channels"] == [8, 16, 32] and model.config["router_levels"] == 2
+    clone = LightMedSeg(**model.config)
+    assert clone.config == model.config
+    clone.load_state_dict(model.state_dict())
+    assert model.size_divisor == clone.decoder.size_divisor == (4, 8, 8)
+
+
+def test_decoder_mirrors_the_encoder_and_selects_skips() -> None:
+    model = LightMedSeg(1, 3, encoder_channels=(8, 16, 32, 64, 96), strides=[2, [1, 2, 2], 2, 2, 2], router_levels=3)
+    dec = model.decoder
+    assert dec.widths == (96, 64, 32, 16, 8)
+    assert dec.strides == [(2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2), (2, 2, 2)]
+    assert dec.skip_sources == ["router", "router", "router", 0, "stem"]
+    assert [a.proj.in_channels for a in dec.skip_adapters] == [64, 64, 64, 8, 8]
+    assert model.size_divisor == (16, 32, 32)
+    assert model.eval()(torch.randn(1, 1, 16, 32, 32)).shape == (1, 3, 16, 32, 32)
+
+
+def test_checkpoint_names_are_the_pre_decoder_ones_and_both_forms_load() -> None:
+    from lightmedseg.model.network import _from_checkpoint_name, _to_checkpoint_name
+
+    model = LightMedSeg(1, 3, deep_supervision=1)
+    state = model.state_dict()
+    names = list(state)
+    tail = [n.split(".")[0] for n in names[names.index("skip_adapters.0.proj.weight"):]]
+    assert tail[0] == "skip_adapters" and tail[-1] == "aux_heads"
+    assert "decoder.0.up.weight" in state and "bottleneck.weight" in state and "head.weight" in state
+    assert not any(n.startswith(("decoder.stages", "decoder.skip", "decoder.head")) for n in names)
+    # parameters() keeps the order of the checkpoint names (optimiser state is stored by position)
+    module_names = [n for n, _ in model.named_parameters()]
+    assert [_to_checkpoint_name(n) for n in module_names] == [n for n in names if n in map(_to_checkpoint_name, module_names)]
+    modern = {_from_checkpoint_name(k): v for k, v in state.items()}
+    assert "decoder.stages.0.up.weight" in modern
+    for form in (state, modern):
+        clone = LightMedSeg(1, 3, deep_supervision=1)
+        clone.load_state_dict(form)
+        assert all(torch.equal(a, b) for a, b in zip(clone.parameters(), model.parameters()))
+    wrapped = torch.nn.Sequential(model)  # under a prefix (FastTrainForward, DDP): the same names
+    assert "0.decoder.0.up.weight" in wrapped.state_dict()
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    torch.save(model, buffer)  # the hooks pickle (a whole-module save, multiprocessing)
+    assert list(pickle.loads(pickle.dumps(model)).state_dict()) == names

@@ -84,7 +84,7 @@ def test_acdc_plan_shapes_and_divisors() -> None:
 
 def test_paper_preset_keeps_the_literal_network() -> None:
     model = build_model(load_config("acdc_paper"))
-    assert model.size_divisor == (16, 16, 16) and len(model.aux_heads) == 0
+    assert model.size_divisor == (16, 16, 16) and len(model.decoder.aux_heads) == 0
     with pytest.raises(ValueError, match="multiple of"):
         model(torch.randn(1, 1, 8, 32, 32))
 
@@ -105,15 +105,15 @@ def test_initialisation_starts_film_identity_spb_zero_and_convt_at_true_fan_in()
     model = LightMedSeg(1, 4, **OPTIONS["init"], encoder_channels=(32, 64, 128, 256))
     for stage in model.encoder.stages:
         assert stage.film.w_gamma.weight.abs().max() == 0 and stage.film.w_beta.weight.abs().max() == 0
-    for stage in model.decoder:
+    for stage in model.decoder.stages:
         assert stage.spb.proj.weight.abs().max() == 0 and stage.up.bias.abs().max() == 0
         c_in = stage.up.weight.shape[0]
         # N(0, 1/C_in): the output variance of a stride = kernel transposed conv equals the input's
         assert abs(stage.up.weight.std().item() * c_in**0.5 - 1.0) < 0.1
     torch.manual_seed(0)
     default = LightMedSeg(1, 4, encoder_channels=(32, 64, 128, 256))
-    c_in = default.decoder[0].up.weight.shape[0]
-    assert default.decoder[0].up.weight.std().item() * c_in**0.5 < 0.5  # PyTorch's default shrinks the signal
+    c_in = default.decoder.stages[0].up.weight.shape[0]
+    assert default.decoder.stages[0].up.weight.std().item() * c_in**0.5 < 0.5  # PyTorch's default shrinks the signal
 
 
 def test_router_pooling_averages_finer_maps() -> None:

@@ -30,14 +30,16 @@ def test_profile_cli_writes_json(tmp_path: Path, capsys) -> None:
 def test_per_module_macs_add_up_to_the_total() -> None:
     model = LightMedSeg(4, 4).eval()
     macs = macs_flop_counter(model, torch.randn(1, 4, 32, 32, 32))
-    parts = sum(v for k, v in macs.items() if k != "total")
+    parts = sum(v for k, v in macs.items() if k != "total" and "." not in k)
     assert abs(parts - macs["total"]) / macs["total"] < 1e-6
+    decoder_parts = sum(v for k, v in macs.items() if k.startswith("decoder."))
+    assert abs(decoder_parts - macs["decoder"]) / macs["decoder"] < 1e-6
 
 
 def test_flop_counter_matches_a_hand_count_for_the_head() -> None:
     model = LightMedSeg(4, 3).eval()
     macs = macs_flop_counter(model, torch.randn(1, 4, 16, 32, 16))
-    assert macs["head"] == 16 * 32 * 16 * 8 * 3  # one 1x1x1 conv, 8 -> 3 channels per voxel
+    assert macs["decoder.head"] == 16 * 32 * 16 * 8 * 3  # one 1x1x1 conv, 8 -> 3 channels per voxel
 
 
 def test_parameter_table_covers_the_whole_model() -> None:

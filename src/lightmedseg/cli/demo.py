@@ -23,8 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.tools.demo import DemoSettings, run_demo
 
-    if any(s < 16 or s % 16 for s in args.shape):
-        raise ValueError(f"--shape {args.shape}: every size must be a multiple of 16 and at least 16")
+    from lightmedseg.model.network import PAPER_SIZE_DIVISOR  # the demo preset's network
+
+    if any(s < m or s % m for s, m in zip(args.shape, PAPER_SIZE_DIVISOR)):
+        raise ValueError(f"--shape {args.shape}: every size must be a positive multiple of {PAPER_SIZE_DIVISOR[0]}")
     report = run_demo(DemoSettings(
         out_dir=Path(args.out), train_cases=args.train_cases, test_cases=args.test_cases, shape=args.shape,
         minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, overrides=args.overrides,

@@ -23,7 +23,7 @@ only) lets elementwise chains reuse buffers.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,50 @@ from lightmedseg.fast.folding import (
     position_bias_terms,
 )
 from lightmedseg.model.blocks import GhostConv3d, SqueezeExcite3d
+from lightmedseg.model.decoder import ROUTER
 from lightmedseg.model.skip_router import average_pool_to, is_finer
+
+
+# -- the contract with lightmedseg.model ----------------------------------------------------------------------
+# Every LightMedSeg constructor option, and the values of it this rewrite computes exactly (None: any value
+# the constructor accepts; init-only options never change the forward). A new option, or a new value of one,
+# is refused by `supports` until it is implemented here and added, with a case in tests/test_fast_contract.py.
+HANDLED_OPTIONS: dict[str, Callable[[Any], bool] | None] = {
+    "in_channels": None, "num_classes": None, "num_anchors": None, "stem_channels": None,
+    "encoder_channels": None, "router_width": None, "router_levels": None, "anchor_width": None,
+    "anchor_hidden": None, "strides": None, "deep_supervision": None,
+    "use_lspm": None, "use_anchors": None, "use_skip_router": None, "encoder_norm": None,
+    "conv": lambda v: v in ("ghost", "standard"),
+    "router_downsample": lambda v: v in ("interpolate", "pool"),
+    "upsample_init": None, "spb_zero_init": None, "film_identity_init": None,  # initialisation only
+}
+
+
+class Support(NamedTuple):
+    """``ok, reason = supports(model)``: whether :func:`fast_logits` computes ``model``'s forward, and if not why."""
+
+    ok: bool
+    reason: str
+
+
+def supports(model: nn.Module) -> Support:
+    """Check ``model`` against what this rewrite handles (:data:`HANDLED_OPTIONS`).
+
+    Callers (the trainer with ``train.fast``, the torch inference backend) run the reference forward
+    when this says no, and log the reason once.
+    """
+    from lightmedseg.model.network import LightMedSeg
+
+    if type(model) is not LightMedSeg:  # a MONAI baseline, or a subclass whose forward may differ
+        return Support(False, f"the fast path rewrites LightMedSeg only, not {type(model).__name__}")
+    config = model.config
+    unknown = sorted(set(config) - set(HANDLED_OPTIONS))
+    if unknown:
+        return Support(False, f"option(s) {unknown} are not handled by lightmedseg/fast/graph.py")
+    for name, accepts in HANDLED_OPTIONS.items():
+        if accepts is not None and not accepts(config[name]):
+            return Support(False, f"{name}={config[name]!r} is not handled by lightmedseg/fast/graph.py")
+    return Support(True, "")
 
 
 def _bias(conv: nn.Module) -> torch.Tensor:
@@ -336,37 +379,36 @@ def fast_logits(
     f0, anchors, features, texture = _stem_and_priors(model, x, inplace, channels_last)
     anchors_flat = anchors.flatten(1) if anchors is not None else None
     skips = _encoder(model, features, anchors_flat, texture, inplace)
-    x_dec = _conv(skips[-1], model.bottleneck)
-    n = len(model.decoder)
+    dec = model.decoder
+    x_dec = _conv(skips[-1], dec.bottleneck)
     scale = None
-    deep_supervision = model.training and len(model.aux_heads) > 0
+    deep_supervision = model.training and len(dec.aux_heads) > 0
     stage_outputs: list[torch.Tensor] = []
     router_downsample = model.skip_router.downsample if model.skip_router is not None else "interpolate"
-    for j, stage in enumerate(model.decoder):
-        size = [s * f for s, f in zip(x_dec.shape[2:], stage.up.stride)]
+    for j, stage in enumerate(dec.stages):
+        size = [s * f for s, f in zip(x_dec.shape[2:], dec.strides[j])]
         fuse = pointwise_matrix(stage.fuse)
         c = fuse.shape[0]
         w_s = fuse[:, c:]
-        adapter = model.skip_adapters[j]
-        if j < model.router_levels:
+        adapter = dec.skip_adapters[j]
+        if dec.skip_sources[j] == ROUTER:
             outer = w_s @ pointwise_matrix(adapter.proj)
             skip_term = _router_skip_term(model, skips, size, outer, inplace)
             skip_term = skip_term + (w_s @ _bias(adapter.proj)).to(skip_term.dtype)[None, :, None, None, None]
         else:
-            source = skips[n - 2 - j] if j < n - 1 else f0
             w, b = compose_pointwise(w_s, adapter.proj)
-            skip_term = _project_resampled(source, w, b, size, router_downsample)
+            skip_term = _project_resampled(dec.select_skip(j, skips, f0), w, b, size, router_downsample)  # no router map
         x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace, in_scale=scale)
         scale = _se_scale(stage.se, x_dec)
         if deep_supervision:
             stage_outputs.append(_channel_scale(x_dec, scale, inplace=False))
-    head = model.head
+    head = dec.head
     if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
         logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
     else:
         logits = _conv(_channel_scale(x_dec, scale, inplace), head)
-    if deep_supervision:  # training-only heads on the coarser stages, finest first (as LightMedSeg.forward)
-        aux = [_conv(stage_outputs[n - 2 - k], h).float() for k, h in enumerate(model.aux_heads)]
+    if deep_supervision:  # training-only heads on the coarser stages, finest first (as Decoder.forward)
+        aux = [_conv(stage_outputs[s], h).float() for s, h in zip(dec.aux_stages, dec.aux_heads)]
         return [logits.float(), *aux]
     if torch.is_grad_enabled() and logits.requires_grad:
         # Training: keep channels-last so the loss gradient comes back in the same layout; a

@@ -71,14 +71,15 @@ def load_torch(
 
     path = resolve_model_path(source)
     model, config = load_model(path, device=device)
-    from lightmedseg.fast import fast_forward
+    from lightmedseg.fast import fast_forward, supports
     from lightmedseg.model import LightMedSeg
 
     # the fast path rewrites LightMedSeg only; MONAI baselines (model.architecture) run as they are
-    fast = not reference and isinstance(model, LightMedSeg)
+    fast, why = supports(model) if not reference else (False, "")
     dtype = resolve_precision(precision, device, fast)
     if not fast:
-        return LoadedModel(config, plain_forward(model), f"PyTorch model {path} (reference forward, fp32)", model)
+        note = f" [fast path not used: {why}]" if why and isinstance(model, LightMedSeg) else ""
+        return LoadedModel(config, plain_forward(model), f"PyTorch model {path} (reference forward, fp32){note}", model)
     kind = f"fast path, {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
     return LoadedModel(config, fast_forward(model, device, dtype=dtype), f"PyTorch model {path} ({kind})", model)
 

@@ -3,7 +3,7 @@
 Exporters (both tried on this code base with torch 2.13, see docs/inference.md):
 
 * ``dynamo`` (``torch.onnx.export(dynamo=True)``, via ``torch.export``): spatial axes are declared as
-  symbolic multiples of 16, so the graph is valid for every such size by construction. It is the
+  symbolic multiples of the model's size divisor (16 for the paper's network), so the graph is valid for every such size by construction. It is the
   exporter PyTorch maintains, hence our default, but it is slow (about a minute for this model on a
   small CPU).
 * ``legacy`` (TorchScript tracing, ``dynamo=False``): seconds, but shape-dependent Python branches are
@@ -58,9 +58,15 @@ def _example(config: dict, size=EXAMPLE_SIZE, batch: int = 2, seed: int = 0) -> 
     return torch.randn(batch, int(config["model"]["in_channels"]), *size, generator=g)
 
 
-def _export_dynamo(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
+def _divisor(config: dict) -> tuple[int, int, int]:
+    from lightmedseg.model.network import size_divisors
+
+    return size_divisors(config["model"])
+
+
+def _export_dynamo(model: torch.nn.Module, x: torch.Tensor, path: Path, config: dict) -> None:
     dim = torch.export.Dim
-    spatial = {i: 16 * dim(n, min=1, max=64) for i, n in ((2, "d16"), (3, "h16"), (4, "w16"))}
+    spatial = {i: m * dim(f"{n}{m}", min=1, max=1024 // m) for i, n, m in zip((2, 3, 4), "dhw", _divisor(config))}
     shapes = {"x": {0: dim("batch", min=1, max=256), **spatial}}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -71,7 +77,7 @@ def _export_dynamo(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
     program.save(str(path))
 
 
-def _export_legacy(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: int = 17) -> None:
+def _export_legacy(model: torch.nn.Module, x: torch.Tensor, path: Path, config: dict, opset: int = 17) -> None:
     axes = {0: "batch", 2: "depth", 3: "height", 4: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about size-independent branches; verified below
@@ -84,7 +90,7 @@ def _export_legacy(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: i
 def _attach_config(path: Path, config: dict, exporter: str) -> None:
     proto = onnx.load(str(path))
     meta = {CONFIG_KEY: json.dumps(config), "lightmedseg_exporter": exporter,
-            "lightmedseg_layout": "input B x C x D x H x W (D = Z), sizes multiples of 16; output logits"}
+            "lightmedseg_layout": f"input B x C x D x H x W (D = Z), sizes multiples of {list(_divisor(config))}; output logits"}
     kept = [p for p in proto.metadata_props if p.key not in meta]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
@@ -142,7 +148,7 @@ def export_onnx(
         try:
             # An exception inside atomic_path removes the temporary: a failed export never replaces a file.
             with atomic_path(out_path, suffix=".onnx") as tmp:
-                (_export_dynamo if name == "dynamo" else _export_legacy)(model, x, tmp)
+                (_export_dynamo if name == "dynamo" else _export_legacy)(model, x, tmp, config)
                 _attach_config(tmp, config, name)
                 diff = verify_onnx(tmp, model, config)
         except Exception as exc:  # exporter internals raise many types; keep the first line

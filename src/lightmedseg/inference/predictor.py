@@ -21,10 +21,10 @@ from lightmedseg.config import ConfigError, load_stored_config
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
-from lightmedseg.model.network import size_divisors
+from lightmedseg.model.network import PAPER_SIZE_DIVISOR, size_divisors
 
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
-SIZE_DIVISOR = 16  # the paper's network (stride-2 stem, three 2x poolings); per model: size_divisors(config)
+SIZE_DIVISOR = PAPER_SIZE_DIVISOR[0]  # the paper's network (16); per model: size_divisors(config)
 MIN_SPATIAL_SIZE = 2  # a single slice is a 2D image, not a volume this 3D model can segment
 SPATIAL_DIMS = (2, 3, 4)
 WINDOW_PROGRESS_VOLUMES = 8  # a per-window bar only for volumes larger than this many windows

@@ -1,8 +1,20 @@
-"""Adaptive decoder (Section 3.6, Eqs. 14-21): position-biased upsampling, skip fusion, 3-path gating, SE."""
+"""Adaptive decoder (Section 3.6, Eqs. 14-21): position-biased upsampling, skip fusion, 3-path gating, SE.
+
+:class:`Decoder` is the whole path from the encoder's skips to the logits: it mirrors the
+:class:`~lightmedseg.model.encoder.Encoder` (widths, strides), selects each stage's skip source, and owns
+the skip adapters, the bottleneck, the stages and the heads. It also defines the size divisor every other
+module uses (:func:`size_divisor`).
+
+``lightmedseg/fast/graph.py`` re-implements this forward by hand from the same parameters (the fast
+training and torch-inference path). It is the oracle that must change with this module: a change here
+needs the same change there, an entry in ``fast.supports`` when the rewrite cannot follow, and the
+equivalence tests (tests/test_fast_equivalence.py, test_fast_training.py, test_fast_contract.py) passing.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Sequence, Union
 
 import torch
 from torch import nn
@@ -11,12 +23,27 @@ from lightmedseg.model.blocks import (
     ConvKind,
     ConvNormAct,
     SqueezeExcite3d,
+    Stride3,
     StrideLike,
     as_stride3,
     conv1x1,
     depthwise3,
     make_conv3,
 )
+from lightmedseg.model.skip_router import resample
+
+ROUTER, STEM = "router", "stem"
+SkipSource = Union[int, str]  # ROUTER, STEM, or the index of an encoder stage
+
+
+def size_divisor(strides: Sequence[StrideLike]) -> Stride3:
+    """What each spatial size (d, h, w) must be a multiple of: the per-axis product of the downsampling strides.
+
+    The one definition behind :attr:`Decoder.size_divisor`, :func:`lightmedseg.model.network.size_divisors`
+    and every padding rule downstream (predictor, figures, demo, export).
+    """
+    values = [as_stride3(s) for s in strides]
+    return tuple(math.prod(s[a] for s in values) for a in range(3))  # type: ignore[return-value]
 
 
 def anchor_offset_maps(anchors: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -101,3 +128,126 @@ class DecoderStage(nn.Module):
             + pi[:, 2:3] * self.path_channel(d_in)
         )  # Eq. 18
         return self.se(gated), pi
+
+
+class SkipAdapter(nn.Module):
+    """Brings one skip source to decoder stage j: ``resample(Conv1x1(source; C_src -> C_j))``.
+
+    For the router levels the source is the fused 64-channel SKIP_j (the paper's final 64 -> C_j
+    projection); otherwise it is the spatially corresponding encoder map, or the stem output for the
+    full-resolution stage, projected and trilinearly upsampled as Section 3.5 describes.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.proj = conv1x1(in_channels, out_channels)
+
+    def forward(self, source: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        return resample(self.proj(source), size)
+
+
+class Decoder(nn.Module):
+    """Bottleneck -> n decoder stages -> 1x1 head, mirroring ``encoder`` (Sections 3.5-3.6).
+
+    Stage j undoes the encoder's (n-1-j)-th downsampling (the last pooling first, the stem last) with the
+    encoder's widths in reverse. Its skip source (:attr:`skip_sources`) is the router's fused map for the
+    first ``router_levels`` stages, else the same-scale encoder stage n-2-j, and the stem output F_0 for
+    the full-resolution stage; a :class:`SkipAdapter` brings it to the stage's width and size.
+
+    Args:
+        encoder: the encoder it mirrors (its ``channels`` and ``pool_strides`` are read).
+        stem_channels, stem_stride: width of F_0 and the stem's stride (undone by the last stage).
+        num_classes: output classes of the head.
+        num_anchors: K for the spatial position bias; ``None`` without anchors.
+        conv, upsample_init, spb_zero_init: see :class:`DecoderStage`.
+        router_width, router_levels: channels of the router's fused map and how many stages use it
+            (0: no router, every stage takes its same-scale encoder map).
+        deep_supervision: coarser stages with a training-only 1x1 head (stages n-2, n-3, ...).
+
+    The parameters after the encoder were attributes of ``LightMedSeg`` before this class existed; their
+    checkpoint names are kept (see ``LightMedSeg``'s state-dict hooks).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        stem_channels: int,
+        stem_stride: StrideLike,
+        num_classes: int,
+        num_anchors: int | None,
+        conv: ConvKind = "ghost",
+        router_width: int = 64,
+        router_levels: int = 2,
+        upsample_init: str = "torch",
+        spb_zero_init: bool = False,
+        deep_supervision: int = 0,
+    ) -> None:
+        super().__init__()
+        encoder_channels = tuple(encoder.channels)
+        n = len(encoder_channels)
+        if not 0 <= deep_supervision < n:
+            raise ValueError(f"deep_supervision must be in [0, {n - 1}], got {deep_supervision}")
+        self.widths = encoder_channels[::-1]  # (64, 32, 16, 8)
+        self.strides: list[Stride3] = [as_stride3(stem_stride), *encoder.pool_strides][::-1]
+        self.size_divisor = size_divisor(self.strides)
+        self.router_levels = router_levels
+        self.skip_sources: list[SkipSource] = [
+            ROUTER if j < router_levels else (n - 2 - j if j < n - 1 else STEM) for j in range(n)
+        ]
+        source_width = {ROUTER: router_width, STEM: stem_channels, **dict(enumerate(encoder_channels))}
+        # Registration order = the order of model.parameters() (optimiser state in checkpoints relies on it).
+        self.skip_adapters = nn.ModuleList(
+            SkipAdapter(source_width[src], self.widths[j]) for j, src in enumerate(self.skip_sources)
+        )
+        self.bottleneck = conv1x1(encoder_channels[-1], encoder_channels[-1])
+        widths = (encoder_channels[-1], *self.widths)
+        self.stages = nn.ModuleList(
+            DecoderStage(widths[j], widths[j + 1], num_anchors, conv, stride=self.strides[j],
+                         upsample_init=upsample_init, spb_zero_init=spb_zero_init)
+            for j in range(n)
+        )
+        self.head = conv1x1(self.widths[-1], num_classes)
+        # Deep supervision (nnU-Net style, not in the paper): heads on stages n-2, n-3, ... (finest first).
+        self.aux_stages = [n - 2 - k for k in range(deep_supervision)]
+        self.aux_heads = nn.ModuleList(conv1x1(self.widths[s], num_classes) for s in self.aux_stages)
+
+    def stage_size(self, j: int, bottleneck_size: Sequence[int]) -> list[int]:
+        """Spatial size of stage j's output for a bottleneck (deepest encoder map) of ``bottleneck_size``."""
+        size = list(bottleneck_size)
+        for stride in self.strides[: j + 1]:
+            size = [s * f for s, f in zip(size, stride)]
+        return size
+
+    def router_sizes(self, bottleneck_size: Sequence[int]) -> list[list[int]]:
+        """The sizes at which the stages fed by the skip router need its fused map, in stage order."""
+        return [self.stage_size(j, bottleneck_size) for j, src in enumerate(self.skip_sources) if src == ROUTER]
+
+    def select_skip(self, j: int, skips: Sequence[torch.Tensor], f0: torch.Tensor,
+                    routed: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """Stage j's skip source: the router's fused map, an encoder map or the stem output."""
+        source = self.skip_sources[j]
+        if source == ROUTER:
+            return routed[j]  # the router stages come first
+        return f0 if source == STEM else skips[source]
+
+    def forward(
+        self, skips: Sequence[torch.Tensor], f0: torch.Tensor, anchors: torch.Tensor | None,
+        routed: Sequence[torch.Tensor] = (),
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``([logits, aux_1, ...], path_weights)``; the aux logits only in training mode with deep supervision.
+
+        ``routed``: the skip router's fused maps at :meth:`router_sizes` (the router is a module of its own,
+        Section 3.5, called by the network); ``path_weights``: each stage's pi (Eq. 17).
+        """
+        x = self.bottleneck(skips[-1])
+        path_weights, stage_outputs = [], []
+        for j, stage in enumerate(self.stages):
+            size = [s * f for s, f in zip(x.shape[2:], self.strides[j])]
+            skip = self.skip_adapters[j](self.select_skip(j, skips, f0, routed), size)
+            x, pi = stage(x, skip, anchors)
+            path_weights.append(pi)
+            stage_outputs.append(x)
+        outputs = [self.head(x)]
+        if self.training:
+            outputs += [head(stage_outputs[s]) for s, head in zip(self.aux_stages, self.aux_heads)]
+        return outputs, path_weights

@@ -1,39 +1,34 @@
-"""LightMedSeg (paper Section 3): stem -> anchors + LSPM -> FiLM encoder -> skip router -> adaptive decoder -> head."""
+"""LightMedSeg (paper Section 3): stem -> anchors + LSPM -> FiLM encoder -> skip router -> adaptive decoder -> head.
+
+The fast path (``lightmedseg/fast/graph.py``) is a hand-written second implementation of this forward that
+reads the same parameters; it is what training (``train.fast``) and torch inference run. It is the oracle
+that must change with the model: a new constructor option or a changed forward here needs the same change
+there, or an entry in ``lightmedseg.fast.supports`` (which then sends the model down this reference path),
+and tests/test_fast_contract.py, test_fast_equivalence.py, test_fast_training.py and test_model_options.py
+must pass.
+"""
 
 from __future__ import annotations
 
-import math
+import inspect
+import re
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from lightmedseg.model.anchors import GlobalAnchorDetector
-from lightmedseg.model.blocks import ConvKind, Stride3, StrideLike, as_stride3, conv1x1
-from lightmedseg.model.decoder import DecoderStage
+from lightmedseg.model.blocks import ConvKind, Stride3, StrideLike, as_stride3
+from lightmedseg.model.decoder import Decoder, SkipAdapter, size_divisor
 from lightmedseg.model.encoder import Encoder
 from lightmedseg.model.lspm import LocalStructuralPriorModule
-from lightmedseg.model.skip_router import MultiScaleSkipRouter, resample
+from lightmedseg.model.skip_router import MultiScaleSkipRouter
 from lightmedseg.model.stem import PatchEmbeddingStem
 
-
-class SkipAdapter(nn.Module):
-    """Brings one skip source to decoder stage j: ``resample(Conv1x1(source; C_src -> C_j))``.
-
-    For the router levels the source is the fused 64-channel SKIP_j (the paper's final 64 -> C_j
-    projection); otherwise it is the spatially corresponding encoder map, or the stem output for the
-    full-resolution stage, projected and trilinearly upsampled as Section 3.5 describes.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.proj = conv1x1(in_channels, out_channels)
-
-    def forward(self, source: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        return resample(self.proj(source), size)
-
+__all__ = ["LightMedSeg", "SkipAdapter", "PAPER_STRIDE", "PAPER_SIZE_DIVISOR", "stage_strides", "size_divisors"]
 
 PAPER_STRIDE = 2  # "stride 2 halves all spatial dimensions" (Section 3.1), also each pooling
+DEFAULT_ENCODER_CHANNELS = (8, 16, 32, 64)
 
 
 def stage_strides(strides: Sequence[StrideLike] | None, num_stages: int) -> list[Stride3]:
@@ -47,15 +42,56 @@ def stage_strides(strides: Sequence[StrideLike] | None, num_stages: int) -> list
 def size_divisors(model_config: Mapping[str, Any]) -> tuple[int, int, int]:
     """What each spatial size (d, h, w) must be a multiple of for the network in ``model_config``.
 
-    The product of the stem's and the poolings' strides per axis: (16, 16, 16) for the paper's network,
-    (4, 16, 16) for the anisotropic ACDC plan. The UNet baseline downsamples with the same ``strides``;
-    the other baselines use 16.
+    The product of the stem's and the poolings' strides per axis (:func:`~lightmedseg.model.decoder.size_divisor`,
+    the same rule as ``LightMedSeg.size_divisor``): (16, 16, 16) for the paper's network, (4, 16, 16) for the
+    anisotropic ACDC plan. The UNet baseline downsamples with the same ``strides``; the other baselines
+    use the paper's divisor.
     """
     if model_config.get("architecture", "lightmedseg") not in ("lightmedseg", "unet"):
-        return (16, 16, 16)
-    n = len(model_config.get("encoder_channels", (8, 16, 32, 64)))
-    strides = stage_strides(model_config.get("strides"), n)
-    return tuple(math.prod(s[a] for s in strides) for a in range(3))  # type: ignore[return-value]
+        return PAPER_SIZE_DIVISOR
+    n = len(model_config.get("encoder_channels", DEFAULT_ENCODER_CHANNELS))
+    return size_divisor(stage_strides(model_config.get("strides"), n))
+
+
+PAPER_SIZE_DIVISOR = size_divisors({})  # (16, 16, 16): stride-2 stem and three 2x poolings
+
+# Checkpoint names. The parameters after the encoder were LightMedSeg attributes before the Decoder module
+# existed; state_dict() still writes those names and load_state_dict() accepts both, so every model file
+# (shipped or in a run folder) stays readable by this and by older versions. (module path, checkpoint name)
+_CHECKPOINT_NAMES = (
+    ("decoder.skip_adapters.", "skip_adapters."),
+    ("decoder.bottleneck.", "bottleneck."),
+    ("decoder.stages.", "decoder."),
+    ("decoder.head.", "head."),
+    ("decoder.aux_heads.", "aux_heads."),
+)
+_LEGACY_STAGE = re.compile(r"decoder\.(\d)")
+
+
+def _rename_keys(state: dict, prefix: str, rename) -> None:
+    """Rename the keys under ``prefix`` in place, keeping the order of all keys."""
+    items = list(state.items())
+    state.clear()
+    for key, value in items:
+        if key.startswith(prefix):
+            key = prefix + rename(key[len(prefix):])
+        state[key] = value
+
+
+def _to_checkpoint_name(name: str) -> str:
+    for module_path, checkpoint_name in _CHECKPOINT_NAMES:
+        if name.startswith(module_path):
+            return checkpoint_name + name[len(module_path):]
+    return name
+
+
+def _from_checkpoint_name(name: str) -> str:
+    if _LEGACY_STAGE.match(name):
+        return "decoder.stages." + name[len("decoder."):]
+    for module_path, checkpoint_name in _CHECKPOINT_NAMES:
+        if checkpoint_name != "decoder." and name.startswith(checkpoint_name):
+            return module_path + name[len(checkpoint_name):]
+    return name
 
 
 class LightMedSeg(nn.Module):
@@ -119,68 +155,50 @@ class LightMedSeg(nn.Module):
         super().__init__()
         if in_channels < 1 or num_classes < 2:
             raise ValueError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
-        encoder_channels = tuple(int(c) for c in encoder_channels)
-        n = len(encoder_channels)
-        strides3 = stage_strides(strides, n)
-        if not 0 <= deep_supervision < n:
-            raise ValueError(f"deep_supervision must be in [0, {n - 1}], got {deep_supervision}")
-        self.config: dict[str, Any] = dict(
-            in_channels=in_channels, num_classes=num_classes, conv=conv, num_anchors=num_anchors,
-            use_lspm=use_lspm, use_anchors=use_anchors, use_skip_router=use_skip_router,
-            stem_channels=stem_channels, encoder_channels=list(encoder_channels), router_width=router_width,
-            router_levels=router_levels, anchor_width=anchor_width, anchor_hidden=anchor_hidden,
-            strides=[list(s) for s in strides3], upsample_init=upsample_init, spb_zero_init=spb_zero_init,
-            film_identity_init=film_identity_init, encoder_norm=encoder_norm,
-            router_downsample=router_downsample, deep_supervision=deep_supervision,
-        )
-        self.strides = strides3
-        self.size_divisor = size_divisors(self.config)
-        anchor_dim = 3 * num_anchors if use_anchors else None
+        # Every constructor argument is kept as an attribute of its own name (`config` reads them back),
+        # the two sequences in their normal form: a tuple of widths, a (d, h, w) stride per stage.
+        for name, value in dict(locals()).items():
+            if name in _constructor_names(type(self)):
+                setattr(self, name, value)
+        self.encoder_channels = tuple(int(c) for c in encoder_channels)
+        self.strides = stage_strides(strides, len(self.encoder_channels))
 
-        self.stem = PatchEmbeddingStem(in_channels, stem_channels, conv, stride=strides3[0])
+        self.stem = PatchEmbeddingStem(in_channels, stem_channels, conv, stride=self.strides[0])
         self.anchor_detector = (
             GlobalAnchorDetector(in_channels, num_anchors, anchor_width, anchor_hidden) if use_anchors else None
         )
         self.lspm = LocalStructuralPriorModule(stem_channels) if use_lspm else None
-        self.encoder = Encoder(stem_channels, encoder_channels, anchor_dim, conv, pool_strides=strides3[1:],
+        anchor_dim = 3 * num_anchors if use_anchors else None
+        self.encoder = Encoder(stem_channels, self.encoder_channels, anchor_dim, conv, pool_strides=self.strides[1:],
                                project_norm=encoder_norm, film_identity_init=film_identity_init)
+        levels = router_levels if use_skip_router else 0
+        self.skip_router = (MultiScaleSkipRouter(self.encoder_channels, router_width, router_downsample)
+                            if levels else None)
+        self.decoder = Decoder(self.encoder, stem_channels, self.strides[0], num_classes,
+                               num_anchors if use_anchors else None, conv, router_width, levels,
+                               upsample_init, spb_zero_init, deep_supervision)
+        _register_state_dict_hooks(self)
 
-        decoder_channels = encoder_channels[::-1]  # (64, 32, 16, 8)
-        self.router_levels = router_levels if use_skip_router else 0
-        self.skip_router = (MultiScaleSkipRouter(encoder_channels, router_width, router_downsample)
-                            if self.router_levels else None)
-        adapters = []
-        for j in range(n):
-            if j < self.router_levels:
-                source_channels = router_width
-            elif j < n - 1:
-                source_channels = encoder_channels[n - 2 - j]  # same-scale encoder stage E^(4-j)
-            else:
-                source_channels = stem_channels  # full-resolution stage: the stem output F_0
-            adapters.append(SkipAdapter(source_channels, decoder_channels[j]))
-        self.skip_adapters = nn.ModuleList(adapters)
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-ready): ``LightMedSeg(**model.config)`` builds the same network.
 
-        self.bottleneck = conv1x1(encoder_channels[-1], encoder_channels[-1])
-        widths = (encoder_channels[-1], *decoder_channels)
-        # Decoder stage j undoes the encoder's (n-1-j)-th downsampling: the last pooling first, the stem last.
-        self.up_strides = strides3[::-1]
-        self.decoder = nn.ModuleList(
-            DecoderStage(widths[j], widths[j + 1], num_anchors if use_anchors else None, conv,
-                         stride=self.up_strides[j], upsample_init=upsample_init, spb_zero_init=spb_zero_init)
-            for j in range(n)
-        )
-        self.head = conv1x1(decoder_channels[-1], num_classes)
-        # Deep supervision (nnU-Net style, not in the paper): heads on stages n-2, n-3, ... (finest first).
-        self.aux_heads = nn.ModuleList(
-            conv1x1(decoder_channels[n - 2 - k], num_classes) for k in range(deep_supervision)
-        )
+        Read from the constructor's signature, so a new option appears here (and in checkpoints) by being a
+        parameter of ``__init__`` stored under its own name.
+        """
+        return {name: _plain(getattr(self, name)) for name in _constructor_names(type(self))}
+
+    @property
+    def size_divisor(self) -> Stride3:
+        """What each spatial size (d, h, w) must be a multiple of (16, 16, 16 for the paper's network)."""
+        return self.decoder.size_divisor
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is B x in_channels x D x H x W with sizes the strides divide."""
         if x.dim() != 5:
             raise ValueError(f"expected a 5-D input B x C x D x H x W, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.config["in_channels"]:
-            raise ValueError(f"model expects {self.config['in_channels']} input channels, got {x.shape[1]}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"model expects {self.in_channels} input channels, got {x.shape[1]}")
         bad = [s for s, m in zip(x.shape[2:], self.size_divisor) if s % m or s == 0]
         if bad:
             raise ValueError(
@@ -189,7 +207,27 @@ class LightMedSeg(nn.Module):
                 "(pad the volume, as the predictor does)"
             )
 
-    def forward(self, x: torch.Tensor, return_intermediates: bool = False):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits, B x N_cls x D x H x W.
+
+        One exception, for training: in training mode with ``deep_supervision > 0`` it returns the list
+        ``[logits, aux_1, ...]`` (finest to coarsest) that the deep-supervision loss takes, nnU-Net style.
+        It is ``forward`` (not a separate method) because DDP only synchronises gradients of what runs
+        through the wrapped module's ``__call__``. In eval mode, or without deep supervision, it is always
+        one tensor. Anchors, texture map and routing weights: :meth:`forward_with_intermediates`.
+        """
+        outputs, _ = self._run(x)
+        return outputs if len(outputs) > 1 else outputs[0]
+
+    def forward_with_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``(logits, intermediates)``: the logits of :meth:`forward` (the full-resolution ones) and a dict with
+        ``anchors`` (B x K x 3 or None), ``texture`` (T, B x 1 x ... or None), ``complexity`` (G),
+        ``lspm_weights`` (the mixer's alpha), ``router_weights`` (per router stage) and
+        ``decoder_path_weights`` (pi per decoder stage)."""
+        outputs, extras = self._run(x)
+        return outputs[0], extras
+
+    def _run(self, x: torch.Tensor) -> tuple[list[torch.Tensor], dict[str, Any]]:
         self.check_input(x)
         f0 = self.stem(x)
         anchors = self.anchor_detector(x) if self.anchor_detector is not None else None
@@ -202,30 +240,47 @@ class LightMedSeg(nn.Module):
         else:
             features, texture = f0, None
             extras.update(texture=None, complexity=None, lspm_weights=None)
-
         skips = self.encoder(features, anchors_flat, texture)
-        x_dec = self.bottleneck(skips[-1])
-        router_weights, path_weights = [], []
-        stage_outputs: list[torch.Tensor] = []
-        n = len(self.decoder)
-        for j, stage in enumerate(self.decoder):
-            size = [s * f for s, f in zip(x_dec.shape[2:], self.up_strides[j])]
-            if j < self.router_levels:
-                source, w = self.skip_router(skips, size)
-                router_weights.append(w)
-            elif j < n - 1:
-                source = skips[n - 2 - j]
-            else:
-                source = f0
-            skip = self.skip_adapters[j](source, size)
-            x_dec, pi = stage(x_dec, skip, anchors)
-            path_weights.append(pi)
-            stage_outputs.append(x_dec)
-        logits = self.head(x_dec)
-        if self.training and len(self.aux_heads):
-            aux = [head(stage_outputs[n - 2 - k]) for k, head in enumerate(self.aux_heads)]
-            return [logits, *aux]
-        if not return_intermediates:
-            return logits
+        routed, router_weights = [], []
+        if self.skip_router is not None:
+            for size in self.decoder.router_sizes(skips[-1].shape[2:]):
+                fused, weights = self.skip_router(skips, size)
+                routed.append(fused)
+                router_weights.append(weights)
+        outputs, path_weights = self.decoder(skips, f0, anchors, routed)
         extras.update(router_weights=router_weights, decoder_path_weights=path_weights)
-        return logits, extras
+        return outputs, extras
+
+
+def _constructor_names(cls: type) -> list[str]:
+    """The parameter names of ``cls.__init__``, in order, without ``self``."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (also nested, as in the strides) as lists: the JSON form stored in checkpoints."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _save_with_checkpoint_names(module, state_dict, prefix, local_metadata) -> None:
+    _rename_keys(state_dict, prefix, _to_checkpoint_name)
+
+
+def _load_either_name(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs) -> None:
+    _rename_keys(state_dict, prefix, _from_checkpoint_name)
+
+
+def _register_state_dict_hooks(model: nn.Module) -> None:
+    """state_dict() writes the checkpoint names of :data:`_CHECKPOINT_NAMES`; load_state_dict() reads both forms.
+
+    Module-level hooks, so that the model still pickles (``torch.save(model)``, multiprocessing).
+    """
+    # public names since torch 2.5; the private ones (same hook signatures) before
+    register_save = getattr(model, "register_state_dict_post_hook", None) or model._register_state_dict_hook
+    register_save(_save_with_checkpoint_names)
+    if hasattr(model, "register_load_state_dict_pre_hook"):
+        model.register_load_state_dict_pre_hook(_load_either_name)
+    else:
+        model._register_load_state_dict_pre_hook(_load_either_name, with_module=True)

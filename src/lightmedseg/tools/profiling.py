@@ -47,7 +47,7 @@ PAPER_LATENCY_MS = {"cuda": 13.7, "cpu": 505.4}  # RTX 5080 / Ryzen 9 9950X
 
 REPORTED_MODULES = (
     "stem", "anchor_detector", "lspm", "lspm.texture", "lspm.gating", "lspm.mixer", "encoder",
-    "skip_router", "skip_adapters", "bottleneck", "decoder", "head",
+    "skip_router", "decoder", "decoder.skip_adapters", "decoder.bottleneck", "decoder.stages", "decoder.head",
 )
 
 
@@ -69,19 +69,27 @@ def macs_flop_counter(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
-    out: dict[str, float] = {"total": counter.get_total_flops() / 2}
-    # Keys are module paths ("LightMedSeg.decoder.0.up"); a ModuleList is never called itself, so
-    # each top-level child is the sum of its shallowest recorded descendants.
-    by_child: dict[str, dict[int, float]] = {}
-    for name, counts in counter.get_flop_counts().items():
-        parts = name.split(".")
-        if name == "Global" or len(parts) < 2:
-            continue
-        depth_sums = by_child.setdefault(parts[1], {})
-        depth_sums[len(parts)] = depth_sums.get(len(parts), 0.0) + sum(counts.values()) / 2
-    for child, depth_sums in by_child.items():
-        out[child] = depth_sums[min(depth_sums)]
+    macs = {name: sum(c.values()) / 2 for name, c in counter.get_flop_counts().items() if name != "Global"}
+    root = next((name for name in macs if "." not in name), type(model).__name__)
+    # top-level modules, and the decoder's parts as "decoder.head" etc. (the top-level ones add up to the total)
+    out: dict[str, float] = {"total": counter.get_total_flops() / 2, **_macs_by_child(macs, root)}
+    out.update({f"decoder.{k}": v for k, v in _macs_by_child(macs, f"{root}.decoder").items()})
     return out
+
+
+def _macs_by_child(macs: dict[str, float], parent: str) -> dict[str, float]:
+    """MACs per child of the module path ``parent``; keys are module paths ("LightMedSeg.decoder.stages.0.up").
+
+    A ModuleList is never called itself, so each child is the sum of its shallowest recorded descendants.
+    """
+    depth = parent.count(".") + 1
+    by_child: dict[str, dict[int, float]] = {}
+    for name, value in macs.items():
+        if name.startswith(parent + "."):
+            parts = name.split(".")
+            depth_sums = by_child.setdefault(parts[depth], {})
+            depth_sums[len(parts)] = depth_sums.get(len(parts), 0.0) + value
+    return {child: depth_sums[min(depth_sums)] for child, depth_sums in by_child.items()}
 
 
 def macs_fvcore(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
@@ -118,7 +126,7 @@ torch.set_num_threads(threads)
 model = LightMedSeg(**cfg).eval()
 x = torch.randn(*shape)
 with torch.no_grad():
-    model(torch.randn(shape[0], shape[1], 16, 16, 16))
+    model(torch.randn(shape[0], shape[1], *model.size_divisor))
 import psutil
 before = psutil.Process().memory_info().rss
 peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -255,11 +263,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"device {report['device']} ({report['machine']}), torch {report['torch']}",
     ]
     if "params" in report:
-        lines += ["", f"{'module':<18}{'params':>12}{'paper':>12}"]
+        lines += ["", f"{'module':<22}{'params':>12}{'paper':>12}"]
         paper = report["paper_params"]
         for name, n in report["params"].items():
             p = paper.get(name)
-            lines.append(f"{name:<18}{n:>12,}{(f'{p:,.0f}' if p else '-'):>12}")
+            lines.append(f"{name:<22}{n:>12,}{(f'{p:,.0f}' if p else '-'):>12}")
     if "macs" in report:
         m = report["macs"]
         lines += [
@@ -272,7 +280,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"  paper (Table 3, 'GFLOPs'):                                         {m['paper_total'] / 1e9:.2f}",
         ]
         lines.append("  per module (flop_counter): " + ", ".join(
-            f"{k} {v / 1e9:.2f}" for k, v in m["flop_counter"].items() if k != "total"))
+            f"{k} {v / 1e9:.2f}" for k, v in m["flop_counter"].items() if k != "total" and "." not in k))
     if "memory" in report:
         mem = report["memory"]
         lines += ["", f"peak memory of one forward: {mem['peak_mb']:.0f} MB ({mem['method']}); paper {mem['paper_mb']:.0f} MB"]

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError, build_model
-from lightmedseg.fast import fast_train_forward
+from lightmedseg.fast import fast_train_forward, supports
 from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.training import checkpointing as C
@@ -151,7 +151,11 @@ class Trainer:
             except RuntimeError as exc:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
         # The one place the network is called from; train.fast plugs in the fast path (same parameters).
-        use_fast = bool(tcfg["fast"]) and not reference and isinstance(self.model, LightMedSeg)
+        use_fast = bool(tcfg["fast"]) and not reference
+        if use_fast:
+            use_fast, why = supports(self.model)
+            if not use_fast and info.is_main:
+                print(f"train.fast: {why}; training with the reference forward", file=sys.stderr)
         net: torch.nn.Module = fast_train_forward(self.model) if use_fast else self.model
         self.ddp_model: torch.nn.Module = net
         if info.distributed:  # DDP wraps whatever is called, so gradient all-reduce sees every forward

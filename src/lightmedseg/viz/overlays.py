@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from lightmedseg.config import prediction_window
 from lightmedseg.io_utils import atomic_path
+from lightmedseg.model.network import PAPER_SIZE_DIVISOR
 
 # Fixed colour per class index (not per value) so GT and prediction always agree; index 0 is transparent.
 CLASS_COLOURS = ["#000000", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"]
@@ -188,7 +189,8 @@ def anchors_and_texture(
 ) -> dict:
     """Run the model on one ROI window (what a sliding-window step sees) and return what it learned.
 
-    ``image`` is a preprocessed (C, Z, Y, X) array. The window (padded to multiples of 16) is centred on
+    ``image`` is a preprocessed (C, Z, Y, X) array. The window (padded to multiples of the model's
+    ``size_divisor``) is centred on
     ``center`` (default: the volume centre). Returns ``window`` (C, D, H, W) numpy, ``anchors_vox``
     (K, 3) anchor positions in window voxels (z, y, x) or None, ``texture`` (D, H, W) upsampled T or None,
     ``start`` (window origin in the volume), ``size`` and ``focus`` (``center`` in window voxels).
@@ -197,7 +199,8 @@ def anchors_and_texture(
     if image.ndim != 4:
         raise FigureError(f"image must be (C, Z, Y, X), got shape {image.shape}")
     shape = image.shape[1:]
-    size = [min(int(r), -(-s // 16) * 16) for r, s in zip(roi_size, shape)]
+    divisor = getattr(model, "size_divisor", PAPER_SIZE_DIVISOR)
+    size = [min(int(r), -(-s // m) * m) for r, s, m in zip(roi_size, shape, divisor)]
     center = [s // 2 for s in shape] if center is None else list(center)
     start = _window_start(center, size, shape)
     crop = image[(slice(None),) + tuple(slice(a, a + s) for a, s in zip(start, size))]
@@ -205,7 +208,7 @@ def anchors_and_texture(
     window = np.pad(crop, [(0, 0)] + pads)
     x = torch.as_tensor(window, device=device)[None]
     model = model.to(device).eval()
-    _, extras = model(x, return_intermediates=True)
+    _, extras = model.forward_with_intermediates(x)
     anchors = extras.get("anchors")
     texture = extras.get("texture")
     anchors_vox = None

@@ -1,0 +1,72 @@
+"""Fingerprint every model file committed to the repository: logits of a fixed seeded input.
+
+``python scripts/model_fingerprints.py`` prints the JSON that ``tests/data/model_fingerprints.json`` holds;
+``tests/test_checkpoint_compat.py`` recomputes it and compares within a tolerance, so a refactoring of the
+network that renames a parameter or changes the function is caught for every shipped model and run folder.
+Regenerate (and commit) only when a model file is added, or the network is meant to change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_SIDE = 32  # small inputs keep the test fast; each side is rounded up to the model's divisor
+SAMPLE_STEP = 11  # logits at a sparse voxel lattice, 64 values: catches local changes sums can hide
+
+
+def model_files(root: Path = ROOT) -> list[str]:
+    """The committed ``*.safetensors`` / ``*.pt`` model files, relative to the repository root."""
+    out = subprocess.run(["git", "ls-files", "*.safetensors", "*.pt"], cwd=root, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return sorted(out)
+
+
+def fingerprint(path: Path) -> dict:
+    """Config, input shape and logits summary of the model in ``path`` on a seeded input."""
+    from lightmedseg.checkpoint import load_model
+
+    model, config = load_model(path)
+    mcfg = config["model"]
+    divisors = getattr(model, "size_divisor", (16, 16, 16))
+    shape = [max(d, (MAX_SIDE // d) * d) for d in divisors]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, int(mcfg["in_channels"]), *shape, generator=g)
+    with torch.no_grad():
+        logits = model(x).double()
+    counts = torch.bincount(logits.argmax(1).flatten(), minlength=logits.shape[1])
+    return {
+        "input_shape": list(x.shape),
+        "sum": logits.sum().item(),
+        "abs_sum": logits.abs().sum().item(),
+        "per_class_sum": logits.sum(dim=(0, 2, 3, 4)).tolist(),
+        "argmax_counts": counts.tolist(),
+        "voxel_logits": logits[0, :, ::SAMPLE_STEP, ::SAMPLE_STEP, ::SAMPLE_STEP].flatten()[:64].tolist(),
+        "model_config": getattr(model, "config", None),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    result = {
+        "produced_by": "scripts/model_fingerprints.py",
+        "commit": commit,
+        "torch": torch.__version__,
+        "models": {p: fingerprint(ROOT / p) for p in model_files()},
+    }
+    text = json.dumps(result, indent=1)
+    # one line per list of numbers: a readable, diffable fixture
+    text = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
