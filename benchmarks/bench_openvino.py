@@ -222,7 +222,9 @@ def e2e_timing(case_dir: Path, threads: int) -> dict:
     import nibabel as nib
     import numpy as np
 
-    from lightmedseg.checkpoint import build_model, save_model
+    from lightmedseg.checkpoint import save_model
+
+    from lightmedseg.model.factory import build_model
     from lightmedseg.config import load_config
 
     work = Path(tempfile.mkdtemp(prefix="bench-ov-e2e-"))

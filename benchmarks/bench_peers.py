@@ -52,7 +52,7 @@ BASELINE = "LightMedSeg (ghost)"
 def _build(spec: dict):
     import torch
 
-    from lightmedseg.checkpoint import build_model
+    from lightmedseg.model.factory import build_model
 
     model_cfg = {"in_channels": 4, "num_classes": 4}
     arch = spec["architecture"]

@@ -163,7 +163,7 @@ else
         MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PY" - <<'EOF'
 import datetime, torch, torch.distributed as dist, torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from lightmedseg.checkpoint import build_model
+from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 torch.cuda.set_device(0)
 dist.init_process_group("nccl", init_method="env://", rank=0, world_size=1, timeout=datetime.timedelta(minutes=2))

@@ -53,7 +53,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., DemoRun]
     """Factory ``demo_run(name, in_channels=4)``: a fresh untrained ``demo`` model (seed 0, eval mode, a 32^3
     window, :data:`DEMO_LABELS`) saved in a new temporary folder named after ``name``. Each call builds its
     own model and folder, so a module may write next to it freely."""
-    from lightmedseg.checkpoint import build_model, save_model
+    from lightmedseg.checkpoint import save_model
+    from lightmedseg.model.factory import build_model
     from lightmedseg.config import load_config
 
     def make(name: str, in_channels: int = 4) -> DemoRun:

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from lightmedseg.checkpoint import CONFIG_KEY, build_model, save_model
+from lightmedseg.checkpoint import CONFIG_KEY, save_model
+
+from lightmedseg.model.factory import build_model
 from lightmedseg.cli.main import main
 from lightmedseg.config import load_config
 from lightmedseg.data.synth import make_synthetic_dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightmedseg.checkpoint import build_model
+from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 from lightmedseg.model import LightMedSeg
 

@@ -12,7 +12,9 @@ import pytest
 import torch
 import yaml
 
-from lightmedseg.checkpoint import build_model, load_model, read_checkpoint
+from lightmedseg.checkpoint import load_model, read_checkpoint
+
+from lightmedseg.model.factory import build_model
 from lightmedseg.cli.main import main
 from lightmedseg.config import (
     ConfigError,

@@ -14,7 +14,9 @@ import random
 import pytest
 import torch
 
-from lightmedseg.checkpoint import build_model, save_model
+from lightmedseg.checkpoint import save_model
+
+from lightmedseg.model.factory import build_model
 from lightmedseg.fast import HANDLED_OPTIONS, fast_logits, supports
 from lightmedseg.fast import graph
 from lightmedseg.model import LightMedSeg

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lightmedseg import LightMedSeg, load_config
-from lightmedseg.checkpoint import build_model, load_model
+from lightmedseg.checkpoint import load_model
+from lightmedseg.model.factory import build_model
 from lightmedseg.fast import fast_logits
 from lightmedseg.model.network import size_divisors
 from lightmedseg.model.skip_router import resample

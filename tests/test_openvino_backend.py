@@ -16,7 +16,9 @@ import torch
 
 ov = pytest.importorskip("openvino")
 
-from lightmedseg.checkpoint import build_model, save_model  # noqa: E402
+from lightmedseg.checkpoint import save_model  # noqa: E402
+
+from lightmedseg.model.factory import build_model  # noqa: E402
 from lightmedseg.cli.main import main  # noqa: E402
 from lightmedseg.inference import backends  # noqa: E402
 from lightmedseg.inference import openvino_backend as ovb  # noqa: E402

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightmedseg.checkpoint import build_model, save_model
+from lightmedseg.checkpoint import save_model
+
+from lightmedseg.model.factory import build_model
 from lightmedseg.cli.main import main
 from lightmedseg.config import load_config
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightmedseg.checkpoint import build_model, save_model
+from lightmedseg.checkpoint import save_model
+
+from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 from lightmedseg.inference.pipeline import predict
 from lightmedseg.inference.predictor import Predictor, plain_forward

@@ -7,7 +7,7 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from lightmedseg.checkpoint import build_model
+from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 from lightmedseg.viz import (
     FigureError, OverlayCase, anchors_and_texture, pick_slices, save_anchor_texture_figure, save_cases_figure,

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import lightmedseg
-from lightmedseg.checkpoint import build_model, save_model
+from lightmedseg.checkpoint import save_model
+from lightmedseg.model.factory import build_model
 from lightmedseg.cli.main import main
 from lightmedseg.config import load_config
 from lightmedseg.data.io import ImageGeometry

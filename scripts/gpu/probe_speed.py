@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from lightmedseg.checkpoint import build_model
+from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 from lightmedseg.fast import fast_train_forward
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss

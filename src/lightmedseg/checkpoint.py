@@ -22,9 +22,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from lightmedseg.config import ConfigError, load_stored_config, prediction_window
+from lightmedseg.config import ConfigError, load_stored_config
 from lightmedseg.io_utils import atomic_path
-from lightmedseg.model import LightMedSeg
+from lightmedseg.model.factory import build_model
 
 CONFIG_KEY = "lightmedseg_config"
 SHIPPED_MODELS_DIR = Path(str(resources.files("lightmedseg") / "pretrained"))
@@ -107,20 +107,6 @@ def _parse_config(text: object, path: Path) -> dict:
         return load_stored_config(config)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: stored {exc}") from None
-
-
-def build_model(config: dict) -> torch.nn.Module:
-    """Instantiate the network described by ``config['model']``.
-
-    ``model.architecture`` selects LightMedSeg (default) or a MONAI baseline (see :mod:`lightmedseg.baselines`).
-    """
-    model_cfg = dict(config["model"])
-    architecture = model_cfg.pop("architecture", "lightmedseg")
-    if architecture == "lightmedseg":
-        return LightMedSeg(**model_cfg)
-    from lightmedseg.baselines import build_baseline
-
-    return build_baseline(architecture, model_cfg, tuple(int(r) for r in prediction_window(config)))
 
 
 def load_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

@@ -13,7 +13,7 @@ The IR carries the model's config JSON in its ``rt_info`` (``lightmedseg/config`
 Caches, both under :func:`cache_root`:
 
 * ``openvino/<key>/model.xml|.bin`` -- the IR of a PyTorch model file; ``key`` hashes the model file's
-  bytes, the source of ``lightmedseg.model`` and ``lightmedseg.baselines`` (the traced code) and the
+  bytes, the source of ``lightmedseg.model`` and ``lightmedseg.model.baselines`` (the traced code) and the
   OpenVINO version, so new weights or new model code never reuse a stale IR;
 * ``openvino/compiled/`` -- OpenVINO's own ``CACHE_DIR`` of compiled blobs (saves the compile step).
 """

@@ -32,9 +32,10 @@ from monai.data import DataLoader
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from lightmedseg.checkpoint import CheckpointError, build_model
+from lightmedseg.checkpoint import CheckpointError
+
+from lightmedseg.model.factory import build_model
 from lightmedseg.fast import fast_train_forward, supports
-from lightmedseg.model import LightMedSeg
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.logs import RunLogger
