@@ -3,7 +3,9 @@
 ``python scripts/model_fingerprints.py`` prints the JSON that ``tests/data/model_fingerprints.json`` holds;
 ``tests/test_checkpoint_compat.py`` recomputes it and compares within a tolerance, so a refactoring of the
 network that renames a parameter or changes the function is caught for every shipped model and run folder.
-Regenerate (and commit) only when a model file is added, or the network is meant to change.
+Regenerate (and commit) only when the network is meant to change. When model files are added,
+``python scripts/model_fingerprints.py --add tests/data/model_fingerprints.json`` fingerprints only the new
+ones (each entry then records the commit it was made at) and keeps the others as they were.
 """
 
 from __future__ import annotations
@@ -56,16 +58,27 @@ def fingerprint(path: Path) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
-    result = {
-        "produced_by": "scripts/model_fingerprints.py",
-        "commit": commit,
-        "torch": torch.__version__,
-        "models": {p: fingerprint(ROOT / p) for p in model_files()},
-    }
+    if len(sys.argv) == 3 and sys.argv[1] == "--add":
+        fixture = Path(sys.argv[2])
+        result = json.loads(fixture.read_text())
+        for p in model_files():
+            if p not in result["models"]:
+                result["models"][p] = {**fingerprint(ROOT / p), "commit": commit}
+        result["models"] = dict(sorted(result["models"].items()))
+    else:
+        result = {
+            "produced_by": "scripts/model_fingerprints.py",
+            "commit": commit,
+            "torch": torch.__version__,
+            "models": {p: fingerprint(ROOT / p) for p in model_files()},
+        }
     text = json.dumps(result, indent=1)
     # one line per list of numbers: a readable, diffable fixture
     text = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)), text)
-    print(text)
+    if len(sys.argv) == 3:
+        Path(sys.argv[2]).write_text(text + "\n")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":
