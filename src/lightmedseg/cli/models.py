@@ -27,6 +27,10 @@ def format_card(name: str, card: dict) -> str:
     if "mean_dice" in val:
         extra = f", HD95 {val['hd95_mm']} mm" if "hd95_mm" in val else ""
         lines.append(f"  validation: mean Dice {val['mean_dice']}%{extra} ({val.get('cases', '')})")
+    largest = (card.get("postprocess") or {}).get("keep_largest")
+    if largest:
+        which = "every foreground label" if largest is True else ", ".join(str(v) for v in largest)
+        lines.append(f"  post-processing (default): largest connected component of {which}; --no-keep-largest turns it off")
     lines.append(f"  use: lightmedseg predict -i CASE -o OUT -m {name}   or   lightmedseg.segment(image, model={name!r})")
     return "\n".join(lines)
 
