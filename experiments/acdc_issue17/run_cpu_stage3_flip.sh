@@ -10,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 RESUME=(); [ -f runs/acdc_stage3_flip/checkpoint_last.pt ] && RESUME=(--resume)
 OMP_NUM_THREADS=${THREADS:-1} $PY -m lightmedseg train --preset acdc --set model.router_downsample=interpolate \
   --set model.encoder_norm=false --data "$DATA" --split acdc_nnformer --out runs/acdc_stage3_flip "${RESUME[@]}" \
-  --init-weights src/lightmedseg/pretrained/acdc/model_best.safetensors --no-progress --max-minutes "${MINUTES:-130}" \
+  --init-weights src/lightmedseg/pretrained/acdc_v2/model_best.safetensors --no-progress --max-minutes "${MINUTES:-130}" \
   --set 'data.augment={flip: true}' \
   --set train.optimizer.lr=5.0e-4 --set train.loss.class_weighting=none \
   --set data.cache=memory --set train.num_workers=0 --set train.seed=2 \
