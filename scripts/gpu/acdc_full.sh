@@ -9,10 +9,9 @@
 #   locally (CPU, a few steps, checks the script): SMOKE=1 OUT=/tmp/out bash scripts/gpu/acdc_full.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:?set OUT}; PY=${PY:-python3}; WORK=${WORK:-/tmp/lms}; FULL_MIN=${FULL_MIN:-8}
-mkdir -p "$WORK/runs" "$OUT"
+FULL_MIN=${FULL_MIN:-8}
 date -u +"start %T"
-source scripts/gpu/device_env.sh
+source scripts/gpu/device_env.sh   # OUT, PY, WORK, DATA; wheels and src/ on the path
 AUG='data.augment={flip: true, rotate: {prob: 0.3, degrees: 30}, scale: true, noise: true, gamma: true, brightness: true, blur: true}'
 if [ -n "${SMOKE:-}" ]; then
   SCHEDULE=(--set train.batch_size=2 --set train.iterations_per_epoch=2 --set train.epochs=2

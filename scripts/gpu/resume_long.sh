@@ -4,10 +4,9 @@
 #   device run: LONG_MIN=1.5 bash scripts/gpu/resume_long.sh     (carry: .gpu, .whl)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:?set OUT}; PY=${PY:-python3}; WORK=${WORK:-/tmp/lms}; LONG_MIN=${LONG_MIN:-1.5}
-mkdir -p "$WORK/runs" "$OUT"
+LONG_MIN=${LONG_MIN:-1.5}
 date -u +"start %T"
-source scripts/gpu/device_env.sh
+source scripts/gpu/device_env.sh   # OUT, PY, WORK, DATA; wheels and src/ on the path
 cp -r .gpu/long "$WORK/runs/long"
 date -u +"data ready %T"
 OMP_NUM_THREADS=4 $PY -m lightmedseg.cli.main train --resume --reference --data "$DATA" --out "$WORK/runs/long" \
