@@ -35,6 +35,8 @@ from typing import Any, Iterable, Literal, Mapping, Sequence, Union
 
 import yaml
 
+from lightmedseg.io_utils import json_plain
+
 PRESET_DIR = Path(str(resources.files("lightmedseg") / "presets"))
 VARIANT_DIR = PRESET_DIR / "variants"
 # Collective timeout (train.dist_timeout_minutes): a rank that does not join or answer fails the job in minutes.
@@ -169,7 +171,7 @@ def _signature_fields(func: Any, skip: Sequence[str] = (), fill: bool = True) ->
     for name, p in inspect.signature(func).parameters.items():
         if name == "self" or name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        default = (lambda v=p.default: copy.deepcopy(_plain(v))) if fill and p.default is not p.empty else None
+        default = (lambda v=p.default: copy.deepcopy(json_plain(v))) if fill and p.default is not p.empty else None
         out[name] = _Field(hints.get(name, Any), default)
     return out
 
@@ -205,15 +207,6 @@ def _fields(spec: Any, path: tuple[str, ...]) -> dict[str, _Field]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists (what YAML and JSON round-trip to)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 _NO = object()
 
 
@@ -223,7 +216,7 @@ def _match(value: Any, hint: Any) -> Any:
     import types
 
     if hint is Any:
-        return _plain(value)
+        return json_plain(value)
     if hint is None or hint is type(None):
         return value if value is None else _NO
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -266,7 +259,7 @@ def _match(value: Any, hint: Any) -> Any:
         return _NO if any(v is _NO for v in out.values()) else out
     if isinstance(hint, type):
         return value if isinstance(value, hint) else _NO
-    return _plain(value)
+    return json_plain(value)
 
 
 def _describe(hint: Any) -> str:
@@ -348,7 +341,8 @@ def _section(raw: Any, spec: Any, path: tuple[str, ...], strict: bool, fill: boo
     return out
 
 
-def _check_augment(augment: Mapping) -> None:
+def check_augment(augment: Mapping) -> None:
+    """Refuse an unknown ``data.augment`` name or option (ConfigError naming the key and the nearest valid one)."""
     for name, value in augment.items():
         key = f"data.augment.{name}"
         if name not in AUGMENT_DEFAULTS:
@@ -377,7 +371,7 @@ def validate_config(raw: Mapping, strict: bool = True, fill: bool = True) -> dic
         ConfigError: naming the dotted key (and the nearest valid key for an unknown one).
     """
     out = _section(raw, Config, (), strict, fill, top=True)
-    _check_augment((out.get("data") or {}).get("augment") or {})
+    check_augment((out.get("data") or {}).get("augment") or {})
     if not fill:
         return out
     if "model" not in raw and not strict:  # a stored config without a network stays so (load_model says so)

@@ -9,7 +9,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 
 @contextmanager
@@ -105,6 +105,15 @@ def read_json_object(path: str | os.PathLike, expected: str, error: type[ValueEr
     if not isinstance(data, dict):
         raise error(f"{path}: expected a JSON object with {expected}")
     return data
+
+
+def json_plain(value: object) -> object:
+    """``value`` in the form JSON and YAML round-trip to: tuples (also nested) as lists, mappings as dicts."""
+    if isinstance(value, (list, tuple)):
+        return [json_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: json_plain(v) for k, v in value.items()}
+    return value
 
 
 def is_inside(child: str | os.PathLike, parent: str | os.PathLike) -> bool:

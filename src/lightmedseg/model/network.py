@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from lightmedseg.io_utils import json_plain
 from lightmedseg.model.anchors import GlobalAnchorDetector
 from lightmedseg.model.blocks import ConvKind, Stride3, StrideLike, as_stride3
 from lightmedseg.model.decoder import Decoder, SkipAdapter, size_divisor
@@ -186,7 +187,7 @@ class LightMedSeg(nn.Module):
         Read from the constructor's signature, so a new option appears here (and in checkpoints) by being a
         parameter of ``__init__`` stored under its own name.
         """
-        return {name: _plain(getattr(self, name)) for name in _constructor_names(type(self))}
+        return {name: json_plain(getattr(self, name)) for name in _constructor_names(type(self))}
 
     @property
     def size_divisor(self) -> Stride3:
@@ -255,13 +256,6 @@ class LightMedSeg(nn.Module):
 def _constructor_names(cls: type) -> list[str]:
     """The parameter names of ``cls.__init__``, in order, without ``self``."""
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-
-def _plain(value: Any) -> Any:
-    """Tuples (also nested, as in the strides) as lists: the JSON form stored in checkpoints."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _save_with_checkpoint_names(module, state_dict, prefix, local_metadata) -> None:

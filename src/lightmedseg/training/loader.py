@@ -26,11 +26,12 @@ import torch
 from monai import transforms as T
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 
-from lightmedseg.config import AUGMENT_DEFAULTS, DataConfig, section_defaults
+from lightmedseg.config import AUGMENT_DEFAULTS, DataConfig, check_augment, section_defaults
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.cases import data_section, load_preprocessed_case
 from lightmedseg.data.layout import list_cases, load_dataset_json
+
 
 def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
     """Node-local disk cache of a dataset: ``$TMPDIR/lightmedseg-cache/<name>-<hash of its absolute path>``.
@@ -41,6 +42,7 @@ def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
     path = Path(dataset_dir).resolve()
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
     return Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "lightmedseg-cache" / f"{path.name}-{digest}"
+
 
 class LoadCased(T.Transform):
     """MONAI-style transform: ``{"case_id", ...}`` -> ``{"image": (C,...), "label": (1,...)}``."""
@@ -57,10 +59,12 @@ class LoadCased(T.Transform):
 
 
 def _augment_cfg(data_cfg: Mapping) -> dict:
+    """The enabled augmentations of ``data.augment`` with their defaults filled in (names checked by the config's
+    :func:`~lightmedseg.config.check_augment`, also for a config that did not come through ``load_config``)."""
+    augment = data_cfg.get("augment") or {}
+    check_augment(augment)
     out = {}
-    for name, value in (data_cfg.get("augment") or {}).items():
-        if name not in AUGMENT_DEFAULTS:
-            raise DataError(f"data.augment.{name} is unknown; expected some of {sorted(AUGMENT_DEFAULTS)}")
+    for name, value in augment.items():
         if value is True or isinstance(value, Mapping):
             out[name] = {**AUGMENT_DEFAULTS[name], **(value if isinstance(value, Mapping) else {})}
     return out
