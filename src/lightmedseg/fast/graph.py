@@ -116,9 +116,10 @@ def _cl_grad(y: torch.Tensor) -> torch.Tensor:
 
 
 # Set by fast_logits for the duration of one call: every conv then takes its input in the channels-last layout.
-# Max pooling, group norm, interpolation and slicing hand back contiguous tensors; a contiguous input sends
-# oneDNN's depthwise/pointwise kernels (and, worse, their backward) down a path about 2x slower. Measured on the
-# ACDC training step (benchmarks/bench_train_step.py): about 13% less time per step with this conversion.
+# Average pooling, channel slices and sums whose first operand is contiguous hand back contiguous tensors, and
+# the layout then stays contiguous downstream; a contiguous input sends oneDNN's depthwise/pointwise kernels
+# (and, worse, their backward) down a path about 2x slower. Measured on the ACDC training step
+# (benchmarks/bench_train_step.py): about 13% less time per step with this conversion.
 _CHANNELS_LAST: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_channels_last", default=False)
 
 

@@ -13,7 +13,7 @@ The IR carries the model's config JSON in its ``rt_info`` (``lightmedseg/config`
 Caches, both under :func:`cache_root`:
 
 * ``openvino/<key>/model.xml|.bin`` -- the IR of a PyTorch model file; ``key`` hashes the model file's
-  bytes, the source of ``lightmedseg.model`` and ``lightmedseg.model.baselines`` (the traced code) and the
+  bytes, the source of ``lightmedseg.model`` (the traced code, MONAI baselines included) and the
   OpenVINO version, so new weights or new model code never reuse a stale IR;
 * ``openvino/compiled/`` -- OpenVINO's own ``CACHE_DIR`` of compiled blobs (saves the compile step).
 """
@@ -96,12 +96,9 @@ def _source_digest() -> str:
 
     root = Path(lightmedseg.__file__).parent
     h = hashlib.sha256()
-    for sub in ("model", "baselines.py"):
-        p = root / sub
-        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
-            if f.is_file():
-                h.update(f.relative_to(root).as_posix().encode())
-                h.update(f.read_bytes())
+    for f in sorted((root / "model").rglob("*.py")):  # the networks, MONAI baselines included (model/baselines.py)
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
     return h.hexdigest()
 
 

@@ -33,10 +33,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError
-
-from lightmedseg.model.factory import build_model
 from lightmedseg.fast import fast_train_forward, supports
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
+from lightmedseg.model.factory import build_model
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.logs import RunLogger
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss
