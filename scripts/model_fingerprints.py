@@ -5,7 +5,8 @@
 network that renames a parameter or changes the function is caught for every shipped model and run folder.
 Regenerate (and commit) only when the network is meant to change. When model files are added,
 ``python scripts/model_fingerprints.py --add tests/data/model_fingerprints.json`` fingerprints only the new
-ones (each entry then records the commit it was made at) and keeps the others as they were.
+ones (each entry then records the commit it was made at) and keeps the others as they were. It lists the files
+git tracks: `git add` new model files first.
 """
 
 from __future__ import annotations

@@ -118,8 +118,8 @@ def _cl_grad(y: torch.Tensor) -> torch.Tensor:
 # Set by fast_logits for the duration of one call: every conv then takes its input in the channels-last layout.
 # Average pooling, channel slices and sums whose first operand is contiguous hand back contiguous tensors, and
 # the layout then stays contiguous downstream; a contiguous input sends oneDNN's depthwise/pointwise kernels
-# (and, worse, their backward) down a path about 2x slower. Measured on the ACDC training step
-# (benchmarks/bench_train_step.py): about 13% less time per step with this conversion.
+# (and, worse, their backward) down a path about 2x slower (benchmarks/bench_depthwise_layout.py). ACDC training
+# step, benchmarks/bench_train_step.py on the idle machine: 3.17 s before this conversion, 2.67 s with it.
 _CHANNELS_LAST: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_channels_last", default=False)
 
 
