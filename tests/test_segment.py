@@ -383,3 +383,25 @@ def test_keep_largest_per_label_and_card_default(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="not a foreground label"):
         predict(tmp_path / "in", tmp_path / "bad", model, device="cpu", progress=False, keep_largest=["aorta"],
                 forward_fn=_threshold_forward, log=lambda m: None)
+
+
+def test_card_chooses_tta_unless_told(tmp_path: Path) -> None:
+    # Without --tta/--no-tta the model card's predict.tta decides (then the config's infer.tta); an explicit
+    # choice always wins. The mirrored passes must reach the forward: count them.
+    model = _tiny_model(tmp_path)
+    image = np.zeros((1, 32, 32, 32), dtype=np.float32)
+    calls: list[int] = []
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return _threshold_forward(x)
+
+    def passes(tta) -> int:
+        calls.clear()
+        geometry = ImageGeometry.from_spacing(image.shape[1:], (1, 1, 1))
+        Segmenter(model, "cpu", tta=tta, forward_fn=counting).predict(image, geometry)
+        return len(calls)
+
+    assert passes(None) == 1  # no card, config says no TTA
+    (Path(model) / "card.json").write_text(json.dumps({"predict": {"tta": True}}))
+    assert passes(None) == 8 and passes(False) == 1

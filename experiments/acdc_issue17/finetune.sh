@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # One CPU fine-tuning run of the ACDC network (issue 17), shared by the stage-4 pair and the crop-size pair.
 # Every setting is an environment variable with the stage-4 value as its default:
-#   INIT       start weights (model file)          src/lightmedseg/pretrained/acdc/model_best.safetensors
+#   INIT       start weights (model file)          src/lightmedseg/pretrained/acdc_v3/model_best.safetensors (stage 3)
 #   RUN        run folder (resumed when it holds checkpoint_last.pt)   runs/acdc_finetune
 #   ROTATE     data.augment.rotate                 {prob: 0.5, degrees: 180}
 #   PATCH      data.patch_size (and so the prediction window)          [16, 160, 160]
 #   EPOCHS     epochs of 100 steps of batch 2 (the cosine spans them)  20
 #   VAL_EVERY  validation every N epochs           4
 #   LR, SEED, THREADS, MINUTES (--max-minutes of this invocation), DATA, PY
-# The network is the shipped model's (the acdc preset without encoder GN and router pooling).
+# (acdc_v3 = stage 3, the model shipped as acdc in session 5.) The network is the shipped model's (the acdc preset without encoder GN and router pooling).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-/work/data/acdc}
 PY=${PY:-.venv/bin/python}
 [ -f "$DATA/dataset.json" ] || $PY -m lightmedseg convert acdc-h5 ../shared/data/acdc-wsl4mis "$DATA"
-INIT=${INIT:-src/lightmedseg/pretrained/acdc/model_best.safetensors}
+INIT=${INIT:-src/lightmedseg/pretrained/acdc_v3/model_best.safetensors}
 RUN=${RUN:-runs/acdc_finetune}
 ROTATE=${ROTATE:-"{prob: 0.5, degrees: 180}"}
 EPOCHS=${EPOCHS:-20}

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder, .safetensors/.pt model file, shipped model name, an exported .onnx file or OpenVINO IR .xml; "
                              "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble)")
     tta = parser.add_mutually_exclusive_group()
-    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes)")
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes); default: the model card's choice, else off")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
     parser.add_argument("--device", default="auto", help=f"{DEVICES_HELP}; default auto")
     parser.add_argument("--overlap", type=float, default=None,

@@ -126,7 +126,8 @@ class Segmenter:
             (e.g. the folds of a cross-validation), whose softmax probabilities are averaged. Ensemble members
             must share input channels and label values; each keeps its own preprocessing and window.
         device: see :data:`DEVICES_HELP`.
-        tta: mirroring test-time augmentation (default: the model config's).
+        tta: mirroring test-time augmentation; ``None`` (default): the model card's ``predict.tta`` (chosen on
+            validation), else the model config's ``infer.tta``.
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
         resample: predict on the training spacing/orientation and resample the probabilities back.
@@ -162,6 +163,9 @@ class Segmenter:
         models = [model] if isinstance(model, (str, os.PathLike)) else list(model)
         if not models:
             raise PredictionError("no model given")
+        card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
+        if tta is None:
+            tta = (card.get("predict") or {}).get("tta")
         if forward_fn is not None and len(models) > 1:
             raise PredictionError("forward_fn replaces one model's forward; it cannot be combined with an ensemble")
         self.device = pick_device(device)
@@ -185,8 +189,8 @@ class Segmenter:
         self.description = descriptions[0] if len(models) == 1 else (
             f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
         self.resample = bool(resample)
-        if keep_largest is None:  # the first model's card speaks for an ensemble, as its config does
-            keep_largest = (load_card(models[0]).get("postprocess") or {}).get("keep_largest", False)
+        if keep_largest is None:
+            keep_largest = (card.get("postprocess") or {}).get("keep_largest", False)
         self.names = label_names(self.config)
         self.keep_largest = self._largest_values(keep_largest)
         if self.resample and training_geometry(self.config) is None:
