@@ -194,7 +194,11 @@ def test_models_command_lists_the_shipped_card(capsys) -> None:
     out = capsys.readouterr().out
     assert "acdc:" in out and "10 x 1.5625 x 1.5625 mm" in out and "1 RV" in out and "68.59" in out
     acdc = out.split("acdc_v1:")[0]  # the cards are listed in name order: acdc's lines come first
-    assert "post-processing (default): largest connected component of Myo;" in acdc
+    card = load_card("acdc")
+    largest = ", ".join(card["postprocess"]["keep_largest"])
+    assert f"post-processing (default): largest connected component of {largest};" in acdc
+    assert ("test-time mirroring (default)" in acdc) == bool(card.get("predict", {}).get("tta"))
+    assert "test-time mirroring" not in out.split("acdc_v3:")[1]  # a card without predict.tta: no line
 
 
 def test_device_names() -> None:
