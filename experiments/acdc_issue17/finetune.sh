@@ -10,10 +10,7 @@
 #   LR, SEED, THREADS, MINUTES (--max-minutes of this invocation), DATA, PY
 # (acdc_v3 = stage 3, the model shipped as acdc in session 5.) The network is the shipped model's (the acdc preset without encoder GN and router pooling).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-DATA=${DATA:-/work/data/acdc}
-PY=${PY:-.venv/bin/python}
-[ -f "$DATA/dataset.json" ] || $PY -m lightmedseg convert acdc-h5 ../shared/data/acdc-wsl4mis "$DATA"
+source "$(dirname "$0")/env.sh"
 INIT=${INIT:-src/lightmedseg/pretrained/acdc_v3/model_best.safetensors}
 RUN=${RUN:-runs/acdc_finetune}
 ROTATE=${ROTATE:-"{prob: 0.5, degrees: 180}"}

@@ -13,10 +13,7 @@
 # Stop it cleanly with SIGTERM to torchrun (checkpoint at the current step, exit 75), commit the run folder
 # (checkpoint_last.pt, metrics, curves, logs), and start it again next session with the same command.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-DATA=${DATA:-/work/data/acdc}
-PY=${PY:-.venv/bin/python}
-[ -f "$DATA/dataset.json" ] || $PY -m lightmedseg convert acdc-h5 ../shared/data/acdc-wsl4mis "$DATA"
+source "$(dirname "$0")/env.sh"
 RUN=${RUN:-runs/acdc_long2}
 INIT=${INIT:-src/lightmedseg/pretrained/acdc/model_best.safetensors}
 RESUME=(); [ -f "$RUN/checkpoint_last.pt" ] && RESUME=(--resume)
