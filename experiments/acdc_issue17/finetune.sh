@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One CPU fine-tuning run of the ACDC network (issue 17), shared by the stage-4 pair and the crop-size pair.
 # Every setting is an environment variable with the stage-4 value as its default:
-#   INIT       start weights (model file)          src/lightmedseg/pretrained/acdc_v3/model_best.safetensors (stage 3)
+#   INIT       start weights (model file)          src/lightmedseg/pretrained/acdc_v3/model_best.safetensors
 #   RUN        run folder (resumed when it holds checkpoint_last.pt)   runs/acdc_finetune
 #   ROTATE     data.augment.rotate                 {prob: 0.5, degrees: 180}
 #   PATCH      data.patch_size (and so the prediction window)          [16, 160, 160]
 #   EPOCHS     epochs of 100 steps of batch 2 (the cosine spans them)  20
 #   VAL_EVERY  validation every N epochs           4
 #   LR, SEED, THREADS, MINUTES (--max-minutes of this invocation), DATA, PY
-# (acdc_v3 = stage 3, the model shipped as acdc in session 5.) The network is the shipped model's (the acdc preset without encoder GN and router pooling).
+# acdc_v3 is stage 3 (shipped as acdc in session 5). The network is the shipped models' (the acdc preset
+# without encoder GN and router pooling).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 INIT=${INIT:-src/lightmedseg/pretrained/acdc_v3/model_best.safetensors}

@@ -7,13 +7,13 @@
 # warm-up 1 epoch, cosine over 65 epochs of 100 steps to 1e-6, AdamW peak 3e-4, the seven augmentations
 # with stage 4's full-circle rotation, validation every 500 steps (sharded over the ranks). Both cores:
 # torchrun, two 1-thread ranks of batch 2 (the samples-per-second choice: each rank runs as fast as a lone
-# 1-thread job). About 3 s per step on the 2-core AMD EPYC (measured in session 6): 5.4 hours, so it spans sessions; it resumes
-# from runs/acdc_long2/checkpoint_last.pt.
+# 1-thread job). About 3 s per step on the 2-core AMD EPYC (measured in session 6): 5.4 hours, so it spans
+# sessions; it resumes from runs/acdc_long2/checkpoint_last.pt.
 #   INIT=<start weights> bash experiments/acdc_issue17/run_cpu_long2.sh
 # Stop it cleanly with SIGTERM to torchrun (checkpoint at the current step, exit 75), or let MINUTES stop it
-# (one rank exits 75 first and torchrun then terminates the other and reports FAILED; the checkpoint is
-# already written by then). Commit the run folder
-# (checkpoint_last.pt, metrics, curves, logs), and start it again next session with the same command.
+# (one rank exits 75 first, torchrun then terminates the other and reports FAILED; the checkpoint is already
+# written by then). Commit the run folder (checkpoint_last.pt, metrics, curves, logs) and start it again next
+# session with the same command.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 RUN=${RUN:-runs/acdc_long2}

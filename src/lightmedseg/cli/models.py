@@ -32,7 +32,7 @@ def format_card(name: str, card: dict) -> str:
         which = "every foreground label" if largest is True else ", ".join(str(v) for v in largest)
         lines.append(f"  post-processing (default): largest connected component of {which}; --no-keep-largest turns it off")
     if (card.get("predict") or {}).get("tta"):
-        lines.append("  test-time mirroring (default): 8 passes per window; --no-tta for one pass (3-5x faster on the development CPU)")
+        lines.append("  test-time mirroring (default): 8 passes per window; --no-tta for one pass")
     lines.append(f"  use: lightmedseg predict -i CASE -o OUT -m {name}   or   lightmedseg.segment(image, model={name!r})")
     return "\n".join(lines)
 
