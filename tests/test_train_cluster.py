@@ -196,6 +196,8 @@ def test_exit_status_tells_finished_from_resume_me() -> None:
     assert exit_status({"stopped": "completed"}) == exit_status({"stopped": "max_steps"}) == 0
     assert {exit_status({"stopped": s}) for s in ("max_minutes", "SIGUSR1", "SIGTERM", "SIGINT", "signal")} == {75}
     assert EXIT_RESUME not in (0, 1, 2, 130)
+    # torchrun turns any non-zero worker exit into FAILED and stops the other workers: a resumable stop is 0.
+    assert exit_status({"stopped": "max_minutes"}, {"TORCHELASTIC_RUN_ID": "none"}) == 0
 
 
 _SIGNAL_CHECK = """

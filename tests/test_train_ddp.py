@@ -73,5 +73,29 @@ def test_torchrun_two_cpu_processes(tmp_path) -> None:
     assert not leftovers, leftovers
 
 
+@pytest.mark.slow
+def test_torchrun_budget_stop_is_clean_and_resumable(tmp_path) -> None:
+    """A --max-minutes stop under torchrun: both ranks wait for rank 0's checkpoint, exit 0 (torchrun would
+    report any other status as FAILED), and stderr says how to continue."""
+    import torch
+
+    from lightmedseg.data.synth import make_synthetic_dataset
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH (it ships with torch)")
+    data = make_synthetic_dataset(tmp_path / "synth", num_cases=5, seed=1, shape=(32, 32, 32))
+    run = tmp_path / "run"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "lightmedseg.cli.main", "train", "--preset",
+           "demo", "--data", str(data), "--out", str(run), "--no-progress", "--max-minutes", "1e-6",
+           *[a for o in TINY for a in ("--set", o)]]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "FAILED" not in done.stderr and "stopped by max_minutes at step 1" in done.stderr
+    assert json.loads(done.stdout)["stopped"] == "max_minutes"
+    assert torch.load(run / "checkpoint_last.pt", weights_only=True)["step"] == 1
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])

@@ -10,9 +10,9 @@
 # 1-thread job). About 3 s per step on the 2-core AMD EPYC (measured in session 6): 5.4 hours, so it spans
 # sessions; it resumes from runs/acdc_long2/checkpoint_last.pt.
 #   INIT=<start weights> bash experiments/acdc_issue17/run_cpu_long2.sh
-# Stop it cleanly with SIGTERM to torchrun (checkpoint at the current step, exit 75), or let MINUTES stop it
-# (one rank exits 75 first, torchrun then terminates the other and reports FAILED; the checkpoint is already
-# written by then). Commit the run folder (checkpoint_last.pt, metrics, curves, logs) and start it again next
+# Stop it cleanly with SIGTERM to torchrun, or let MINUTES stop it: a checkpoint at the current step, and
+# (since session 7) the workers exit 0 with a "stopped by ... at step N" line on stderr (before, one
+# rank's exit 75 made torchrun report FAILED and stop the other). Commit the run folder (checkpoint_last.pt, metrics, curves, logs) and start it again next
 # session with the same command.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

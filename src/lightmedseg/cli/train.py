@@ -5,8 +5,10 @@ Single process: ``lightmedseg train ...``. Several GPUs or nodes: ``torchrun --n
 prints and writes.
 
 Exit status: 0 finished (the schedule, or ``--max-steps``); 75 stopped before the end of the schedule
-by SIGUSR1/SIGTERM/Ctrl-C or ``--max-minutes``, with a checkpoint - run again with ``--resume``; 2 refused
-(bad input, run folder in use, a job's processes did not all join); 1 unexpected failure.
+by SIGUSR1/SIGTERM/Ctrl-C or ``--max-minutes``, with a checkpoint - run again with ``--resume`` (under
+torchrun 0 instead, with a line on stderr and ``"stopped"`` in the summary: torchrun reports any non-zero
+exit as a failure); 2 refused (bad input, run folder in use, a job's processes did not all join); 1
+unexpected failure.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from lightmedseg.cli import path_arg
 
@@ -54,7 +57,7 @@ def train_device(name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.config import load_config
-    from lightmedseg.training.trainer import exit_status, train
+    from lightmedseg.training.trainer import exit_status, resume_hint, train
 
     if args.preset is None and not args.resume:
         raise ValueError("--preset is required to start a new run (e.g. --preset demo)")
@@ -72,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
                     progress=not args.no_progress, init_weights=args.init_weights, cache_dir=args.cache_dir)
     if int(os.environ.get("RANK", "0")) == 0:  # set by torchrun, or from SLURM's variables by the trainer
         print(json.dumps(summary, indent=2))
+        if hint := resume_hint(summary):
+            print(f"lightmedseg train: {hint}", file=sys.stderr)
     return exit_status(summary)
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import signal
 import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
@@ -63,9 +64,28 @@ EXIT_RESUME = 75
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
 
 
-def exit_status(summary: dict[str, Any]) -> int:
-    """0 when the run did what was asked (schedule or --max-steps), :data:`EXIT_RESUME` when it should be resumed."""
-    return 0 if summary.get("stopped") in ("completed", "max_steps") else EXIT_RESUME
+def exit_status(summary: dict[str, Any], environ: Mapping[str, str] | None = None) -> int:
+    """0 when the run did what was asked (schedule or --max-steps), :data:`EXIT_RESUME` when it should be resumed.
+
+    Under torchrun a resumable stop is 0 as well: torchrun reports any non-zero exit of a worker as a
+    failure (and stops the other workers); the summary's ``stopped`` and :func:`resume_hint` say it.
+    """
+    if summary.get("stopped") in ("completed", "max_steps"):
+        return 0
+    return 0 if launched_by_torchrun(environ) else EXIT_RESUME
+
+
+def launched_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """True in a worker started by torchrun (its agent sets ``TORCHELASTIC_RUN_ID``)."""
+    return "TORCHELASTIC_RUN_ID" in (os.environ if environ is None else environ)
+
+
+def resume_hint(summary: dict[str, Any]) -> str | None:
+    """One line for a run stopped before the end of its schedule (None when there is nothing to resume)."""
+    if summary.get("stopped") in ("completed", "max_steps"):
+        return None
+    return (f"stopped by {summary.get('stopped')} at step {summary.get('steps')}, before the end of the schedule; "
+            f"continue with the same command plus --resume (run folder {summary.get('run_dir')})")
 
 
 def weights_checksum(model: torch.nn.Module) -> str:
@@ -348,6 +368,9 @@ class Trainer:
                 plot_curves(self.run_dir)
             except ValueError:
                 pass
+        # No rank leaves before rank 0 has written its checkpoint and curves: a launcher that sees one
+        # process exit (torchrun) stops the others, which could otherwise kill rank 0 mid-write.
+        barrier(info)
         return {"run_dir": str(self.run_dir), "steps": self.step, "epochs_completed": self.epoch,
                 "stopped": stopped, "last_loss": last_loss,
                 "best_metric": None if self.best_metric == -math.inf else self.best_metric,
