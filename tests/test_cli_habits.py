@@ -46,3 +46,14 @@ def test_predict_keep_largest_spellings(argv: list[str], expected) -> None:
 
     args = _parser(predict_cli).parse_args(["-i", "in", "-o", "out", "-m", "acdc", *argv])
     assert predict_cli._keep_largest(args.keep_largest) == expected
+
+
+@pytest.mark.parametrize("argv,expected", [([], None), (["--no-require-contact"], False),
+                                           (["--require-contact", "LV=Myo", "RV=Myo,LV"], {"LV": ["Myo"], "RV": ["Myo", "LV"]})])
+def test_predict_require_contact_spellings(argv: list[str], expected) -> None:
+    from lightmedseg.cli import predict as predict_cli
+
+    args = _parser(predict_cli).parse_args(["-i", "in", "-o", "out", "-m", "acdc", *argv])
+    assert predict_cli._require_contact(args.require_contact) == expected
+    with pytest.raises(ValueError, match="expected LABEL=ANCHOR"):
+        predict_cli._require_contact(["LV"])

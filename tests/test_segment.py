@@ -247,6 +247,53 @@ def test_keep_largest_removes_islands_per_class() -> None:
     np.testing.assert_array_equal(keep_largest_component(diag, [1]), diag)
 
 
+def test_detached_components_are_removed_unless_nothing_touches() -> None:
+    from lightmedseg.inference.postprocess import remove_detached_components
+
+    labels = np.zeros((6, 12, 12), np.int16)
+    labels[2:4, 2:7, 2:7] = 2  # "Myo" ring ...
+    labels[2:4, 3:6, 3:6] = 3  # ... around an "LV" that touches it
+    labels[1, 10, 10] = labels[0, 11, 11] = 3  # a detached "LV" pair, larger than nothing but far away
+    labels[4, 7, 7] = 3  # touches the ring only across a corner (26-neighbourhood)
+    out = remove_detached_components(labels, 3, [2])
+    assert out[1, 10, 10] == out[0, 11, 11] == 0 and out[4, 7, 7] == 3
+    np.testing.assert_array_equal(out[:, :8, :8], labels[:, :8, :8])
+    no_anchor = np.where(labels == 2, 0, labels)  # nothing to touch: nothing is judged
+    np.testing.assert_array_equal(remove_detached_components(no_anchor, 3, [2]), no_anchor)
+
+
+def _ring_forward(x: torch.Tensor) -> torch.Tensor:
+    """Logits: normalised intensity > 0.6 is class 3, 0.2-0.6 class 2 (a ring around it), else background."""
+    v = x[:, :1]
+    core, ring = v - 0.6, torch.minimum(v - 0.2, 0.6 - v)
+    return torch.cat([0.2 - v, v.new_full(v.shape, -5.0), ring, core], dim=1) * 20
+
+
+def test_require_contact_through_predict_and_card_default(tmp_path: Path) -> None:
+    # A bright speck far from the ellipsoid is class 3 with no class-2 ring: removed by the card's
+    # postprocess.require_contact (c must touch b), kept without a card or with require_contact=False.
+    (tmp_path / "in").mkdir()
+    array = _heart()
+    array[1, 2, 2] = array.max()
+    sitk.WriteImage(_itk(array), str(tmp_path / "in" / "case.mha"))
+    model = _tiny_model(tmp_path)
+
+    def run(option, out: str) -> np.ndarray:
+        predict(tmp_path / "in", tmp_path / out, model, device="cpu", progress=False, require_contact=option,
+                forward_fn=_ring_forward, log=lambda m: None)
+        return np.asarray(nib.load(str(tmp_path / out / "case.nii.gz")).dataobj)
+
+    plain = run(None, "no_card")
+    assert plain[2, 2, 1] == 3 and (plain == 2).any()
+    (Path(model) / "card.json").write_text(json.dumps({"postprocess": {"require_contact": {"c": ["b"]}}}))
+    carded = run(None, "card")
+    assert carded[2, 2, 1] == 0 and (carded == 3).sum() == (plain == 3).sum() - 1
+    np.testing.assert_array_equal(run(False, "card_overruled"), plain)
+    np.testing.assert_array_equal(run({"3": [2]}, "by_value"), carded)
+    with pytest.raises(Exception, match="not a foreground label"):
+        run({"c": ["aorta"]}, "bad")
+
+
 def test_keep_largest_through_predict(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     array = _heart()

@@ -2,8 +2,10 @@
 """Validation Dice of connected-component post-processing variants on one folder of raw predictions.
 
 nnU-Net's rule: post-processing is chosen on validation, first "keep the largest component of the whole
-foreground" (all classes as one object), then per class. Predict first without post-processing:
-  lightmedseg predict -m MODEL -i IMAGES -o PRED --no-keep-largest
+foreground" (all classes as one object), then per class. Session 7 adds the contact rule
+(``--require-contact``, :func:`remove_detached_components`): LV components that touch no myocardium
+are dropped. Predict first without post-processing:
+  lightmedseg predict -m MODEL -i IMAGES -o PRED --no-keep-largest --no-require-contact
   python experiments/acdc_issue17/postprocess/search_postprocess.py PRED LABELS
 """
 
@@ -16,7 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from lightmedseg.evaluation.metrics import dice_score
-from lightmedseg.inference.postprocess import keep_largest_component
+from lightmedseg.inference.postprocess import keep_largest_component, remove_detached_components
 
 CLASSES = {"RV": 1, "Myo": 2, "LV": 3}
 
@@ -36,6 +38,11 @@ def main() -> int:
         "foreground": keep_largest_foreground,
         "foreground+Myo": lambda x: keep_largest_component(keep_largest_foreground(x), [2]),
         "foreground+RV+Myo+LV": lambda x: keep_largest_component(keep_largest_foreground(x), [1, 2, 3]),
+        "RV+Myo": lambda x: keep_largest_component(x, [1, 2]),
+        "LV~Myo": lambda x: remove_detached_components(x, 3, [2]),
+        "RV+Myo, LV~Myo": lambda x: remove_detached_components(keep_largest_component(x, [1, 2]), 3, [2]),
+        "RV+Myo, LV~Myo, RV~Myo|LV": lambda x: remove_detached_components(
+            remove_detached_components(keep_largest_component(x, [1, 2]), 3, [2]), 1, [2, 3]),
     }
     scores = {name: {c: [] for c in CLASSES} for name in variants}
     for ref_file in sorted(ref_dir.glob("*.nii.gz")):

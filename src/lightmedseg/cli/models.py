@@ -31,6 +31,10 @@ def format_card(name: str, card: dict) -> str:
     if largest:
         which = "every foreground label" if largest is True else ", ".join(str(v) for v in largest)
         lines.append(f"  post-processing (default): largest connected component of {which}; --no-keep-largest turns it off")
+    contact = (card.get("postprocess") or {}).get("require_contact") or {}
+    if contact:
+        rules = "; ".join(f"{label} components touching no {' or '.join(map(str, anchors))}" for label, anchors in contact.items())
+        lines.append(f"  post-processing (default): removed {rules}; --no-require-contact turns it off")
     if (card.get("predict") or {}).get("tta"):
         lines.append("  test-time mirroring (default): 8 passes per window; --no-tta for one pass")
     lines.append(f"  use: lightmedseg predict -i CASE -o OUT -m {name}   or   lightmedseg.segment(image, model={name!r})")

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "model card's choice (shipped acdc: RV and Myo)")
     largest.add_argument("--no-keep-largest", dest="keep_largest", action="store_false",
                          help="no connected-component post-processing, whatever the model card says")
+    contact = parser.add_mutually_exclusive_group()
+    contact.add_argument("--require-contact", nargs="+", metavar="LABEL=ANCHOR[,ANCHOR]", default=None,
+                         help="drop the connected components of LABEL that touch none of the ANCHOR labels (after "
+                              "--keep-largest), e.g. LV=Myo: an LV cavity lies inside the myocardium; default: the "
+                              "model card's choice (shipped acdc: LV=Myo)")
+    contact.add_argument("--no-require-contact", dest="require_contact", action="store_false",
+                         help="no contact rule, whatever the model card says")
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
                         help="format of the files in an OUTPUT folder: nifti (.nii.gz, default) or input "
                              "(the input's own: .nrrd, .mha; DICOM input gives NIfTI)")
@@ -72,6 +79,20 @@ def _keep_largest(value: list[str] | bool | None) -> list[str] | bool | None:
     return True if value == [] else value
 
 
+def _require_contact(value: list[str] | bool | None) -> dict[str, list[str]] | bool | None:
+    """``--require-contact LV=Myo RV=Myo,LV`` as ``{"LV": ["Myo"], "RV": ["Myo", "LV"]}``."""
+    if not isinstance(value, list):
+        return value
+    rules: dict[str, list[str]] = {}
+    for rule in value:
+        label, sep, anchors = rule.partition("=")
+        names = [a.strip() for a in anchors.split(",") if a.strip()]
+        if not sep or not label.strip() or not names:
+            raise ValueError(f"--require-contact {rule!r}: expected LABEL=ANCHOR[,ANCHOR...], e.g. LV=Myo")
+        rules.setdefault(label.strip(), []).extend(names)
+    return rules
+
+
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.inference.pipeline import predict
 
@@ -81,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
         precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
         resample=args.resample, output_format=args.output_format, keep_largest=_keep_largest(args.keep_largest),
+        require_contact=_require_contact(args.require_contact),
         num_parts=args.num_parts, part_id=args.part_id,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -137,10 +137,11 @@ def predict(
     resample: bool = False,
     output_format: str = "nifti",
     keep_largest: bool | Sequence[str | int] | None = None,
+    require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
 
-    ``device``, ``overlap``, ``sw_batch_size``, ``resample`` and ``keep_largest``: see
+    ``device``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest`` and ``require_contact``: see
     :class:`~lightmedseg.inference.segment.Segmenter`; ``output_format``: see :func:`plan_outputs`.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
@@ -154,7 +155,7 @@ def predict(
         raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
     try:
         segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
-                              keep_largest=keep_largest, reference=reference, backend=backend, precision=precision,
+                              keep_largest=keep_largest, require_contact=require_contact, reference=reference, backend=backend, precision=precision,
                               forward_fn=forward_fn, window_progress=progress and sys.stderr.isatty())
     except PredictionError as exc:
         raise PredictionError(f"{model}: {exc}") from None

@@ -134,6 +134,11 @@ class Segmenter:
         keep_largest: keep only the largest connected component of foreground classes: ``True``
             for every class, a list of label names or values for those, ``False`` for none; ``None`` (default):
             the model card's ``postprocess.keep_largest`` (chosen per class on validation), else ``False``.
+        require_contact: ``{label: [anchor labels]}`` (names or values): components of ``label`` that touch
+            none of its anchors are set to background, after ``keep_largest`` (e.g. ``{"LV": ["Myo"]}``: an LV
+            cavity lies inside the myocardium); ``False`` or ``{}`` for none; ``None`` (default): the model
+            card's ``postprocess.require_contact``, else none. See
+            :func:`lightmedseg.inference.postprocess.remove_detached_components`.
         window_progress: a progress bar over the sliding windows of large volumes (see :class:`Predictor`).
         reference, backend, precision, forward_fn: see :func:`lightmedseg.inference.pipeline.predict`.
     """
@@ -148,6 +153,7 @@ class Segmenter:
         sw_batch_size: int | None = None,
         resample: bool = False,
         keep_largest: bool | Sequence[str | int] | None = None,
+        require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
         reference: bool = False,
         backend: str = "auto",
         precision: str = "auto",
@@ -191,8 +197,11 @@ class Segmenter:
         self.resample = bool(resample)
         if keep_largest is None:
             keep_largest = (card.get("postprocess") or {}).get("keep_largest", False)
+        if require_contact is None:
+            require_contact = (card.get("postprocess") or {}).get("require_contact", False)
         self.names = label_names(self.config)
         self.keep_largest = self._largest_values(keep_largest)
+        self.require_contact = self._contact_values(require_contact)
         if self.resample and training_geometry(self.config) is None:
             raise PredictionError(f"--resample: model {model} does not record its training spacing (config 'geometry' or card.json)")
 
@@ -202,17 +211,33 @@ class Segmenter:
         foreground = [v for v in self.predictor.label_values if v != 0]
         if isinstance(keep_largest, bool):
             return foreground if keep_largest else []
-        by_name = {name: value for value, name in self.names.items()}
-        values = []
-        for item in keep_largest:
-            value = by_name.get(str(item))
-            if value is None and str(item).lstrip("-").isdigit():
-                value = int(item)
-            if value not in foreground:
-                raise PredictionError(f"--keep-largest {item}: not a foreground label of the model; expected one of "
-                                      f"{[self.names[v] for v in foreground]} or their values {foreground}")
-            values.append(value)
-        return values
+        return [self._foreground_value(item, "--keep-largest") for item in keep_largest]
+
+    def _contact_values(self, require_contact: Mapping[str | int, Sequence[str | int]] | bool) -> dict[int, list[int]]:
+        """``{label value: [anchor values]}`` of ``require_contact``, each label checked against the model's."""
+        if require_contact is True:
+            raise PredictionError("require_contact: give {label: [anchor labels]}, e.g. {'LV': ['Myo']}")
+        if not require_contact:
+            return {}
+        rules = {}
+        for item, anchors in dict(require_contact).items():
+            value = self._foreground_value(item, "--require-contact")
+            anchors = [anchors] if isinstance(anchors, (str, int)) else list(anchors)
+            if not anchors:
+                raise PredictionError(f"--require-contact {item}: name the label(s) it must touch, e.g. {item}=Myo")
+            rules[value] = [self._foreground_value(a, "--require-contact") for a in anchors]
+        return rules
+
+    def _foreground_value(self, item: str | int, option: str) -> int:
+        """The label value of a foreground label given by name or value; a clear error otherwise."""
+        foreground = [v for v in self.predictor.label_values if v != 0]
+        value = {name: value for value, name in self.names.items()}.get(str(item))
+        if value is None and str(item).lstrip("-").isdigit():
+            value = int(item)
+        if value not in foreground:
+            raise PredictionError(f"{option} {item}: not a foreground label of the model; expected one of "
+                                  f"{[self.names[v] for v in foreground]} or their values {foreground}")
+        return value
 
     def predict(self, image: np.ndarray, geometry: ImageGeometry, probabilities: bool = False) -> tuple[Prediction, list[str]]:
         """``(C, Z, Y, X)`` image in ``geometry`` -> prediction on the same grid, and geometry warnings."""
@@ -231,6 +256,11 @@ class Segmenter:
             from lightmedseg.inference.postprocess import keep_largest_component
 
             result.labels = keep_largest_component(result.labels, self.keep_largest)
+        if self.require_contact:
+            from lightmedseg.inference.postprocess import remove_detached_components
+
+            for value, anchors in self.require_contact.items():
+                result.labels = remove_detached_components(result.labels, value, anchors)
         return result, notes
 
     def _predict_grid(self, image: np.ndarray, probabilities: bool) -> Prediction:
@@ -299,8 +329,8 @@ def segment(
             (3D, or 4D ``(x, y, z, channel)``).
         model: shipped model name, run folder, model file or ``.onnx`` file.
         device: ``auto`` (GPU if present), ``cpu``, ``cuda``, ``cuda:N`` or ``gpu``.
-        **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``reference``, ``backend``,
-            ``precision``, ``forward_fn`` (see :class:`Segmenter`).
+        **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact``,
+            ``reference``, ``backend``, ``precision``, ``forward_fn`` (see :class:`Segmenter`).
 
     Warns :class:`GeometryWarning` when the input's spacing or orientation differs from the training
     geometry (by more than :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
