@@ -269,14 +269,19 @@ def _ring_forward(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([0.2 - v, v.new_full(v.shape, -5.0), ring, core], dim=1) * 20
 
 
-def test_require_contact_through_predict_and_card_default(tmp_path: Path) -> None:
-    # A bright speck far from the ellipsoid is class 3 with no class-2 ring: removed by the card's
-    # postprocess.require_contact (c must touch b), kept without a card or with require_contact=False.
+def _heart_with_speck(tmp_path: Path) -> Path:
+    """``tmp_path/in/case.mha``: the ellipsoid plus one bright voxel far from it; returns a tiny model."""
     (tmp_path / "in").mkdir()
     array = _heart()
     array[1, 2, 2] = array.max()
     sitk.WriteImage(_itk(array), str(tmp_path / "in" / "case.mha"))
-    model = _tiny_model(tmp_path)
+    return _tiny_model(tmp_path)
+
+
+def test_require_contact_through_predict_and_card_default(tmp_path: Path) -> None:
+    # A bright speck far from the ellipsoid is class 3 with no class-2 ring: removed by the card's
+    # postprocess.require_contact (c must touch b), kept without a card or with require_contact=False.
+    model = _heart_with_speck(tmp_path)
 
     def run(option, out: str) -> np.ndarray:
         predict(tmp_path / "in", tmp_path / out, model, device="cpu", progress=False, require_contact=option,
@@ -416,11 +421,7 @@ def test_output_and_quiet_have_one_spelling_with_old_aliases() -> None:
 def test_keep_largest_per_label_and_card_default(tmp_path: Path) -> None:
     # A speck of class 3 far from the heart: kept unless class 3 (by name or value) is post-processed; with
     # no option the model card's postprocess.keep_largest decides.
-    (tmp_path / "in").mkdir()
-    array = _heart()
-    array[1, 2, 2] = array.max()
-    sitk.WriteImage(_itk(array), str(tmp_path / "in" / "case.mha"))
-    model = _tiny_model(tmp_path)
+    model = _heart_with_speck(tmp_path)
 
     def speck(option, out: str) -> int:
         predict(tmp_path / "in", tmp_path / out, model, device="cpu", progress=False, keep_largest=option,
