@@ -48,6 +48,14 @@ def test_predict_keep_largest_spellings(argv: list[str], expected) -> None:
     assert predict_cli._keep_largest(args.keep_largest) == expected
 
 
+@pytest.mark.parametrize("argv,expected", [([], None), (["--tta"], True), (["--tta", "rot90"], "rot90"),
+                                           (["--tta", "mirror"], "mirror"), (["--no-tta"], False)])
+def test_predict_tta_spellings(argv: list[str], expected) -> None:
+    from lightmedseg.cli import predict as predict_cli
+
+    assert _parser(predict_cli).parse_args(["-i", "in", "-o", "out", "-m", "acdc", *argv]).tta == expected
+
+
 @pytest.mark.parametrize("argv,expected", [([], None), (["--no-require-contact"], False),
                                            (["--require-contact", "LV=Myo", "RV=Myo,LV"], {"LV": ["Myo"], "RV": ["Myo", "LV"]})])
 def test_predict_require_contact_spellings(argv: list[str], expected) -> None:

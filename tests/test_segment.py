@@ -23,6 +23,7 @@ from lightmedseg.inference.geometry import (
 )
 from lightmedseg.inference.options import pick_device
 from lightmedseg.inference.pipeline import predict
+from lightmedseg.inference.predictor import PredictionError, Predictor
 from lightmedseg.inference.segment import GeometryWarning, Segmenter
 
 sitk = pytest.importorskip("SimpleITK")
@@ -197,8 +198,10 @@ def test_models_command_lists_the_shipped_card(capsys) -> None:
     card = load_card("acdc")
     largest = ", ".join(card["postprocess"]["keep_largest"])
     assert f"post-processing (default): largest connected component of {largest};" in acdc
-    assert ("test-time mirroring (default)" in acdc) == bool(card.get("predict", {}).get("tta"))
-    assert "test-time mirroring" not in out.split("acdc_v3:")[1]  # a card without predict.tta: no line
+    card_tta = card.get("predict", {}).get("tta")
+    mode = card_tta if isinstance(card_tta, str) else "mirror"
+    assert (f"test-time augmentation (default): {mode}, 8 passes" in acdc) == bool(card_tta)
+    assert "test-time augmentation" not in out.split("acdc_v3:")[1]  # a card without predict.tta: no line
 
 
 def test_device_names() -> None:
@@ -457,3 +460,21 @@ def test_card_chooses_tta_unless_told(tmp_path: Path) -> None:
     assert passes(None) == 1  # no card, config says no TTA
     (Path(model) / "card.json").write_text(json.dumps({"predict": {"tta": True}}))
     assert passes(None) == 8 and passes(False) == 1
+
+
+def test_card_names_the_tta_mode_and_true_follows_it(tmp_path: Path) -> None:
+    # predict.tta may name a mode; tta=True (plain --tta) then means that mode, a named mode wins, and a
+    # window that is not square in-plane refuses rot90 with the reason instead of failing in the network.
+    model = _tiny_model(tmp_path)
+
+    def mode(tta) -> str | None:
+        return Segmenter(model, "cpu", tta=tta, forward_fn=_threshold_forward).predictor.tta_mode
+
+    assert mode(True) == "mirror" and mode("rot90") == "rot90"
+    (Path(model) / "card.json").write_text(json.dumps({"predict": {"tta": "rot90"}}))
+    assert mode(None) == mode(True) == "rot90" and mode("mirror") == "mirror" and mode(False) is None
+    with pytest.raises(PredictionError, match=r"expected true, false or one of \['mirror', 'rot90'\]"):
+        mode("rotate")
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,16]", "model.in_channels=1"])
+    with pytest.raises(PredictionError, match="two in-plane sizes must be equal"):
+        Predictor(cfg, _threshold_forward, tta="rot90")

@@ -134,7 +134,7 @@ class InferConfig:
     overlap: float = 0.5
     mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = 1
-    tta: bool = False  # mirroring test-time augmentation (8 passes per window); never during validation
+    tta: Union[bool, str] = False  # test-time augmentation: true/"mirror", "rot90" (inference.tta); never in validation
 
 
 @dataclass

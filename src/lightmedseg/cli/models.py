@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from lightmedseg.inference.options import DEFAULT_TTA_MODE, TTA_PASSES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the cards as JSON")
@@ -35,8 +37,10 @@ def format_card(name: str, card: dict) -> str:
     if contact:
         rules = "; ".join(f"{label} components touching no {' or '.join(map(str, anchors))}" for label, anchors in contact.items())
         lines.append(f"  post-processing (default): removed {rules}; --no-require-contact turns it off")
-    if (card.get("predict") or {}).get("tta"):
-        lines.append("  test-time mirroring (default): 8 passes per window; --no-tta for one pass")
+    card_tta = (card.get("predict") or {}).get("tta")
+    if card_tta:
+        mode = card_tta if isinstance(card_tta, str) else DEFAULT_TTA_MODE
+        lines.append(f"  test-time augmentation (default): {mode}, {TTA_PASSES[mode]} passes per window; --no-tta for one pass")
     lines.append(f"  use: lightmedseg predict -i CASE -o OUT -m {name}   or   lightmedseg.segment(image, model={name!r})")
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ import argparse
 from lightmedseg.cli import path_arg
 
 from lightmedseg.inference.geometry import SPACING_WARN_FACTOR
-from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS
+from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, TTA_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder, .safetensors/.pt model file, shipped model name, an exported .onnx file or OpenVINO IR .xml; "
                              "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble)")
     tta = parser.add_mutually_exclusive_group()
-    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="mirroring test-time augmentation (8 passes); default: the model card's choice, else off")
+    tta.add_argument("--tta", dest="tta", nargs="?", const=True, default=None, choices=TTA_MODES, metavar="MODE",
+                     help="test-time augmentation, 8 passes per window: mirror (the 7 mirror images, as nnU-Net) or "
+                          "rot90 (the in-plane rotations by 90 degrees, with and without a mirror image); without "
+                          "MODE the model card's mode, else mirror; default: the model card's choice (shipped "
+                          "acdc: rot90), else off")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
     parser.add_argument("--device", default="auto", help=f"{DEVICES_HELP}; default auto")
     parser.add_argument("--overlap", type=float, default=None,

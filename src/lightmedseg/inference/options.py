@@ -11,6 +11,9 @@ OUTPUT_FORMATS: tuple[str, ...] = ("nifti", "input")
 EXPORT_SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> its output file's ending
 EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORT_SUFFIX)
 EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "legacy")  # see lightmedseg.inference.export
+TTA_PASSES = {"mirror": 8, "rot90": 8}  # test-time augmentation modes -> views per window (inference.tta)
+TTA_MODES: tuple[str, ...] = tuple(TTA_PASSES)
+DEFAULT_TTA_MODE = "mirror"  # what plain True / --tta means when the model card names no mode
 
 
 def pick_device(device: str = "auto") -> str:

@@ -121,7 +121,7 @@ def predict(
     output: str | os.PathLike,
     model: str | os.PathLike | list[str | os.PathLike],
     device: str = "auto",
-    tta: bool | None = None,
+    tta: bool | str | None = None,
     probabilities: bool = False,
     overwrite: bool = False,
     reference: bool = False,

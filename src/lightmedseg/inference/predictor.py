@@ -7,7 +7,6 @@ tensors), so the same code serves the PyTorch model, a faster compiled path, or 
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -21,6 +20,8 @@ from lightmedseg.config import ConfigError, load_stored_config
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
+from lightmedseg.inference import tta as T
+from lightmedseg.inference.tta import mirror_axes_sets  # noqa: F401  (its former home; kept importable)
 from lightmedseg.model.network import PAPER_SIZE_DIVISOR, size_divisors
 
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
@@ -57,11 +58,6 @@ def output_label_values(config: Mapping) -> list[int]:
     return values
 
 
-def mirror_axes_sets(axes: Sequence[int] = SPATIAL_DIMS) -> list[tuple[int, ...]]:
-    """All non-empty subsets of the spatial axes (7 flips in 3D), like nnU-Net's mirroring TTA."""
-    return [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
-
-
 def _symmetric_pad(shape: Sequence[int], divisors: Sequence[int], minimum: Sequence[int]) -> list[tuple[int, int]]:
     """(before, after) zero padding per axis up to a multiple of the divisor and at least ``minimum``.
 
@@ -83,7 +79,9 @@ class Predictor:
         forward_fn: callable x -> logits (B x N x D x H x W); must accept spatial sizes that are multiples of
             the model's :func:`~lightmedseg.model.network.size_divisors` (16 for the paper's network).
         device: where windows are evaluated and aggregated.
-        tta: mirroring test-time augmentation; default ``config["infer"]["tta"]``.
+        tta: test-time augmentation: ``True`` or ``"mirror"`` (8 mirrored passes per window), ``"rot90"``
+            (the 8 in-plane rotations/mirrors of a square window), ``False`` for none; default
+            ``config["infer"]["tta"]`` (see :mod:`lightmedseg.inference.tta`).
         overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` (defaults: :mod:`lightmedseg.config`).
         progress: a tqdm bar over the windows of volumes much larger than one window (a terminal's user
             otherwise waits minutes without a sign on one large CPU volume).
@@ -94,7 +92,7 @@ class Predictor:
         config: Mapping,
         forward_fn: ForwardFn,
         device: str | torch.device = "cpu",
-        tta: bool | None = None,
+        tta: bool | str | None = None,
         overlap: float | None = None,
         sw_batch_size: int | None = None,
         progress: bool = False,
@@ -110,7 +108,6 @@ class Predictor:
         try:
             self.in_channels = int(config["model"]["in_channels"])
             self.num_classes = int(config["model"]["num_classes"])
-            self.tta = bool(infer["tta"] if tta is None else tta)
             self.overlap = float(infer["overlap"] if overlap is None else overlap)
             self.sw_batch_size = int(sw_batch_size or infer["sw_batch_size"])
             roi = infer["roi_size"]
@@ -129,20 +126,30 @@ class Predictor:
                 f"model config: infer.roi_size {roi!r} must be a list of 3 positive multiples of "
                 f"{list(self.divisors)} (d, h, w)"
             )
+        try:
+            self.tta_mode = T.tta_mode(infer.get("tta") if tta is None else tta)
+        except ValueError as exc:
+            raise PredictionError(str(exc)) from None
+        if why := T.check_window(self.tta_mode, self.roi_size):
+            raise PredictionError(why)
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(config)
         self.progress = bool(progress)
 
-    # -- one window (with mirroring) -------------------------------------------------------------------
+    @property
+    def tta(self) -> bool:
+        """Whether windows are predicted in more than one view (:attr:`tta_mode` says which)."""
+        return self.tta_mode is not None
+
+    # -- one window (with test-time augmentation) --------------------------------------------------------
     def _window(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.forward_fn(x)
-        if not self.tta:
-            return logits
-        flips = mirror_axes_sets()
-        for dims in flips:
-            logits = logits + torch.flip(self.forward_fn(torch.flip(x, dims)), dims)
-        return logits / (len(flips) + 1)
+        """Logits of one window: the mean over the TTA views, each mapped back by its inverse."""
+        views = T.views(self.tta_mode)
+        logits = self.forward_fn(x)  # the identity view
+        for transform, inverse in views[1:]:
+            logits = logits + inverse(self.forward_fn(transform(x)))
+        return logits / len(views)
 
     # -- a preprocessed (C, Z, Y, X) array -> averaged logits (N, Z, Y, X) ------------------------------
     @torch.inference_mode()
@@ -213,10 +220,10 @@ def plain_forward(model: torch.nn.Module) -> ForwardFn:
 
 def describe(predictor: Predictor) -> str:
     """One line for logs: ROI, overlap, TTA and label values."""
-    flips = len(mirror_axes_sets()) + 1 if predictor.tta else 1
+    passes = len(T.views(predictor.tta_mode))
     return (
         f"roi {predictor.roi_size}, overlap {predictor.overlap}, {predictor.mode} weighting, "
-        f"TTA {'on' if predictor.tta else 'off'} ({flips} pass{'es' if flips > 1 else ''}/window), "
+        f"TTA {predictor.tta_mode or 'off'} ({passes} pass{'es' if passes > 1 else ''}/window), "
         f"labels {predictor.label_values}, device {predictor.device}"
     )
 

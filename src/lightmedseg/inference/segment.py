@@ -126,8 +126,10 @@ class Segmenter:
             (e.g. the folds of a cross-validation), whose softmax probabilities are averaged. Ensemble members
             must share input channels and label values; each keeps its own preprocessing and window.
         device: see :data:`DEVICES_HELP`.
-        tta: mirroring test-time augmentation; ``None`` (default): the model card's ``predict.tta`` (chosen on
-            validation), else the model config's ``infer.tta``.
+        tta: test-time augmentation (:mod:`lightmedseg.inference.tta`): ``"mirror"`` (8 mirrored passes per
+            window), ``"rot90"`` (the 8 in-plane rotations/mirrors), ``True`` (on: the model card's mode if it
+            names one, else mirror) or ``False``; ``None`` (default): the model card's ``predict.tta`` (chosen
+            on validation), else the model config's ``infer.tta``.
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
         resample: predict on the training spacing/orientation and resample the probabilities back.
@@ -148,7 +150,7 @@ class Segmenter:
         model: str | os.PathLike | Sequence[str | os.PathLike] = "acdc",
         device: str = "auto",
         *,
-        tta: bool | None = None,
+        tta: bool | str | None = None,
         overlap: float | None = None,
         sw_batch_size: int | None = None,
         resample: bool = False,
@@ -170,8 +172,9 @@ class Segmenter:
         if not models:
             raise PredictionError("no model given")
         card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
-        if tta is None:
-            tta = (card.get("predict") or {}).get("tta")
+        card_tta = (card.get("predict") or {}).get("tta")
+        if tta is None or (tta is True and isinstance(card_tta, str)):
+            tta = card_tta
         if forward_fn is not None and len(models) > 1:
             raise PredictionError("forward_fn replaces one model's forward; it cannot be combined with an ensemble")
         self.device = pick_device(device)
