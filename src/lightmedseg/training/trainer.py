@@ -61,6 +61,7 @@ TERMS = ("loss", "dice", "ce", "boundary")
 # Exit status of `lightmedseg train` for "stopped before the end of the schedule, resume me" (a signal or
 # --max-minutes); sysexits.h EX_TEMPFAIL. 0 = finished (schedule or --max-steps), 2 = refused, 1 = failed.
 EXIT_RESUME = 75
+FINISHED = ("completed", "max_steps")  # summary["stopped"] values of a run that did what was asked
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
 
 
@@ -70,7 +71,7 @@ def exit_status(summary: dict[str, Any], environ: Mapping[str, str] | None = Non
     Under torchrun a resumable stop is 0 as well: torchrun reports any non-zero exit of a worker as a
     failure (and stops the other workers); the summary's ``stopped`` and :func:`resume_hint` say it.
     """
-    if summary.get("stopped") in ("completed", "max_steps"):
+    if summary.get("stopped") in FINISHED:
         return 0
     return 0 if launched_by_torchrun(environ) else EXIT_RESUME
 
@@ -82,7 +83,7 @@ def launched_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
 
 def resume_hint(summary: dict[str, Any]) -> str | None:
     """One line for a run stopped before the end of its schedule (None when there is nothing to resume)."""
-    if summary.get("stopped") in ("completed", "max_steps"):
+    if summary.get("stopped") in FINISHED:
         return None
     return (f"stopped by {summary.get('stopped')} at step {summary.get('steps')}, before the end of the schedule; "
             f"continue with the same command plus --resume (run folder {summary.get('run_dir')})")
