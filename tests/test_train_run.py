@@ -105,6 +105,29 @@ def test_budget_stop_mid_epoch_then_resume_is_exact(reference_run, dataset, tmp_
     assert [r["epoch"] for r in read_csv(run / METRICS_CSV)] == ["0", "1", "2", "3"]  # partial row replaced
 
 
+def test_snapshots_keep_every_validated_model(reference_run, dataset, tmp_path) -> None:
+    """train.snapshots (switchable on resume): one weights file per validated model, named by its step."""
+    from lightmedseg.checkpoint import read_checkpoint
+
+    ref_run, ref = reference_run
+    run = tmp_path / "run"
+    train(load_config("demo", overrides=TINY), dataset, run, max_steps=4, progress=False)  # epoch 0: no validation
+    assert not (run / "snapshots").exists()
+    train(load_config("demo", overrides=TINY + ["train.snapshots=true"]), dataset, run, resume=True, progress=False)
+    files = sorted((run / "snapshots").glob("*.safetensors"))
+    assert [f.name for f in files] == ["model_step0000008.safetensors", "model_step0000016.safetensors"]
+    rows = [r for r in read_csv(run / METRICS_CSV) if r["val_dice"] != "nan"]
+    best_step = max(rows, key=lambda r: float(r["val_dice"]))["step"]
+    best, _, _ = read_checkpoint(run / "model_best.safetensors")
+    snap, config, _ = read_checkpoint(run / "snapshots" / f"model_step{int(best_step):07d}.safetensors")
+    assert all(torch.equal(best[k], snap[k]) for k in best) and config["train"]["snapshots"] is True
+    last, _, _ = read_checkpoint(run / "model_last.safetensors")
+    early, _, _ = read_checkpoint(files[0])
+    assert all(torch.equal(last[k], v) for k, v in read_checkpoint(files[1])[0].items())
+    assert any(not torch.equal(last[k], early[k]) for k in last)
+    assert _losses(run) == _losses(ref_run)  # keeping snapshots does not change the training
+
+
 def test_sigkilled_run_resumes_to_the_same_losses(dataset, tmp_path) -> None:
     # The uninterrupted reference runs in a fresh process too, so both runs share every process-wide
     # setting; an in-process reference differed in the last float bit under a loaded full-suite run.

@@ -28,4 +28,4 @@ OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node 2 -
   --set data.cache=memory --set train.num_workers=0 --set train.seed=4 --set train.amp=none \
   --set train.scheduler.warmup_epochs=1 --set train.scheduler.eta_min=1.0e-6 --set train.tensorboard=false \
   --set train.batch_size=4 --set train.iterations_per_epoch=100 --set train.epochs=65 \
-  --set train.scheduler.t_max_epochs=65 --set train.val_every=5
+  --set train.scheduler.t_max_epochs=65 --set train.val_every=5 --set train.snapshots=true

@@ -120,6 +120,7 @@ class TrainConfig:
     tensorboard: bool = True
     val_max_cases: Union[int, None] = None  # validate on the first N validation cases only
     validate_on_stop: bool = True  # validate the model when a budget stop ends a run mid-epoch
+    snapshots: bool = False  # also keep each validated model as snapshots/model_step{N}.safetensors
     val_roi_size: Union[list[int], None] = None  # deprecated: validation window other than infer.roi_size
     device: Union[str, None] = None  # auto (null), cpu, cuda, cuda:N
     dist_timeout_minutes: float = DEFAULT_DIST_TIMEOUT_MINUTES

@@ -30,6 +30,7 @@ LAST = "checkpoint_last.pt"
 BEST = "checkpoint_best.pt"
 MODEL_LAST = "model_last.safetensors"
 MODEL_BEST = "model_best.safetensors"
+SNAPSHOTS = "snapshots"  # train.snapshots: one weights file per validated model, named by its step
 REQUIRED_KEYS = ("optimizer", "scheduler", "scaler", "rng", "step", "epoch", "step_in_epoch")
 
 
@@ -93,10 +94,23 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return {"model": model_state, "config": config, **extra}
 
 
-def save_run_checkpoint(run_dir: Path, state: dict[str, Any], model: torch.nn.Module, best: bool) -> None:
-    """Write ``checkpoint_last.pt`` + ``model_last.safetensors`` (and the ``_best`` pair when ``best``)."""
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.snapshots`` keeps the model validated at ``step`` (sorted by name = by step)."""
+    return run_dir / SNAPSHOTS / f"model_step{step:07d}.safetensors"
+
+
+def save_run_checkpoint(run_dir: Path, state: dict[str, Any], model: torch.nn.Module, best: bool,
+                        snapshot: bool = False) -> None:
+    """Write ``checkpoint_last.pt`` + ``model_last.safetensors`` (and the ``_best`` pair when ``best``).
+
+    ``snapshot``: also keep these weights as :func:`snapshot_path`, so that a model other than the
+    trainer's choice can be selected afterwards (e.g. with TTA and post-processing, which validation
+    during training leaves out for time) or several can be averaged.
+    """
     save_training_checkpoint(run_dir / LAST, state)
     save_model(run_dir / MODEL_LAST, model, state["config"])
     if best:
         save_training_checkpoint(run_dir / BEST, state)
         save_model(run_dir / MODEL_BEST, model, state["config"])
+    if snapshot:
+        save_model(snapshot_path(run_dir, int(state["step"])), model, state["config"])

@@ -21,7 +21,7 @@ from lightmedseg.training.setup import config_for_dataset, training_split
 
 # train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
 RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases", "device",
-                      "dist_timeout_minutes")
+                      "dist_timeout_minutes", "snapshots")
 # Constructor options that only set initial values: weights loaded over them make them irrelevant.
 INIT_ONLY_KEYS = ("upsample_init", "spb_zero_init", "film_identity_init")
 

@@ -262,7 +262,7 @@ class Trainer:
         dist.all_gather_object(everyone, mine)
         return everyone
 
-    def _save(self, best: bool) -> None:
+    def _save(self, best: bool, snapshot: bool = False) -> None:
         rngs = self._gather_rng()  # collective: every rank takes part
         if self.info.is_main:
             state = {
@@ -278,7 +278,7 @@ class Trainer:
                 "split": {k: list(v) for k, v in self.split.items()},
             }
             self.logger.flush_steps()
-            C.save_run_checkpoint(self.run_dir, state, self.model, best)
+            C.save_run_checkpoint(self.run_dir, state, self.model, best, snapshot=snapshot)
         barrier(self.info)
 
     def _validate(self) -> dict[str, float]:
@@ -409,7 +409,7 @@ class Trainer:
             self.epoch += 1
             self.step_in_epoch = 0
             self.epoch_sums = {k: 0.0 for k in TERMS}
-        self._save(best=best)
+        self._save(best=best, snapshot=validated and bool(self.tcfg["snapshots"]))
         if validated and self.info.is_main:
             plot_curves(self.run_dir)
 
@@ -420,6 +420,8 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
                  "config.yaml", "split.json"):
         for tmp in run_dir.glob(f".{name}.*"):
             tmp.unlink(missing_ok=True)
+    for tmp in (run_dir / C.SNAPSHOTS).glob(".model_step*.safetensors.*"):
+        tmp.unlink(missing_ok=True)
 
 
 def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
