@@ -8,7 +8,9 @@
 # with stage 4's full-circle rotation, validation every 500 steps (sharded over the ranks). Both cores:
 # torchrun, two 1-thread ranks of batch 2 (the samples-per-second choice: each rank runs as fast as a lone
 # 1-thread job). About 3 s per step on the 2-core AMD EPYC (measured in session 6): 5.4 hours, so it spans
-# sessions; it resumes from runs/acdc_long2/checkpoint_last.pt.
+# sessions; it resumes from runs/acdc_long2/checkpoint_last.pt. Since session 8 (step 3378) it keeps every
+# validated model in runs/acdc_long2/snapshots/ (train.snapshots), so the shipped one can be selected with
+# predict's defaults (rot90 TTA, post-processing), which the trainer's validation leaves out for time.
 #   INIT=<start weights> bash experiments/acdc_issue17/run_cpu_long2.sh
 # Stop it cleanly with SIGTERM to torchrun, or let MINUTES stop it: a checkpoint at the current step, and
 # (since session 7) the workers exit 0 with a "stopped by ... at step N" line on stderr (before, one
