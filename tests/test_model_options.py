@@ -90,6 +90,27 @@ def test_paper_preset_keeps_the_literal_network() -> None:
         model(torch.randn(1, 1, 8, 32, 32))
 
 
+def test_finetune_preset_is_the_shipped_network_and_the_long_runs_recipe() -> None:
+    """`--preset acdc_finetune --init-weights acdc` is accepted, and the preset is the recipe on record."""
+    from pathlib import Path
+
+    import yaml
+
+    from lightmedseg.training.resume import initial_weights
+
+    config = load_config("acdc_finetune")
+    weights, path = initial_weights("acdc", config)  # refuses a network that differs, naming the keys
+    assert path.parent.name == "acdc" and build_model(config).load_state_dict(weights) is not None
+    with pytest.raises(Exception, match="different network"):
+        initial_weights("acdc", load_config("acdc"))  # the plain preset is not the shipped network
+    run = Path(__file__).resolve().parents[1] / "experiments/acdc_issue17/long2/config.yaml"
+    recorded = yaml.safe_load(run.read_text())
+    assert {k: config["data"][k] for k in recorded["data"]} == recorded["data"]
+    recipe = ("epochs", "iterations_per_epoch", "batch_size", "optimizer", "scheduler", "loss", "grad_clip", "val_every")
+    assert {k: config["train"][k] for k in recipe} == {k: recorded["train"][k] for k in recipe}
+    assert config["infer"]["tta"] == "rot90"
+
+
 def test_bad_strides_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="need 4 entries"):
         LightMedSeg(1, 4, strides=[2, 2, 2])
