@@ -96,12 +96,13 @@ def test_finetune_preset_is_the_shipped_network_and_the_long_runs_recipe() -> No
 
     import yaml
 
+    from lightmedseg.checkpoint import CheckpointError
     from lightmedseg.training.resume import initial_weights
 
     config = load_config("acdc_finetune")
     weights, path = initial_weights("acdc", config)  # refuses a network that differs, naming the keys
     assert path.parent.name == "acdc" and build_model(config).load_state_dict(weights) is not None
-    with pytest.raises(Exception, match="different network"):
+    with pytest.raises(CheckpointError, match="different network"):
         initial_weights("acdc", load_config("acdc"))  # the plain preset is not the shipped network
     run = Path(__file__).resolve().parents[1] / "experiments/acdc_issue17/long2/config.yaml"
     recorded = yaml.safe_load(run.read_text())
@@ -193,6 +194,7 @@ def test_init_weights_compare_networks_not_spellings(tmp_path) -> None:
     """--init-weights accepts weights whose config omits defaults or used another initialisation,
     and still refuses a different network."""
     from lightmedseg.checkpoint import CheckpointError, save_model
+    from lightmedseg.checkpoint import CheckpointError
     from lightmedseg.training.resume import initial_weights
 
     old_style = {"in_channels": 1, "num_classes": 4}  # written before the options existed

@@ -109,7 +109,7 @@ def test_snapshots_keep_every_validated_model(reference_run, dataset, tmp_path) 
     """train.snapshots (switchable on resume): one weights file per validated model, named by its step."""
     from lightmedseg.checkpoint import read_checkpoint
 
-    ref_run, ref = reference_run
+    ref_run, _ = reference_run
     run = tmp_path / "run"
     train(load_config("demo", overrides=TINY), dataset, run, max_steps=4, progress=False)  # epoch 0: no validation
     assert not (run / "snapshots").exists()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Validation Dice of every ensemble (mean softmax) of a few models' saved probabilities, with the card's
-post-processing (largest RV and Myo component, then LV touching Myo), the way ``predict -m A -m B`` combines them.
+"""Validation Dice of every ensemble (mean softmax) of a few models' saved probabilities, with the shipped
+acdc card's post-processing (read from its card.json: largest RV and Myo component, then LV touching Myo), the way ``predict -m A -m B`` combines them.
 
 Why: single checkpoints of one run differ by a few points on validation, almost all of it on two or three
 hard volumes (patient094, patient093_frame01), and which checkpoint fails where changes from one to the next.
@@ -14,8 +14,10 @@ with its TTA and without post-processing, keeping the probabilities:
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -23,16 +25,29 @@ import numpy as np
 from lightmedseg.evaluation.metrics import dice_score
 from lightmedseg.inference.postprocess import keep_largest_component, remove_detached_components
 
-CLASSES = {"RV": 1, "Myo": 2, "LV": 3}
+CARD = Path(__file__).resolve().parents[3] / "src/lightmedseg/pretrained/acdc/card.json"
+CARD_FIELDS = json.loads(CARD.read_text())
+CLASSES = {name: value for name, value in CARD_FIELDS["labels"].items() if value != 0}
 
 
-def card_postprocess(labels: np.ndarray) -> np.ndarray:
-    """The shipped acdc card's post-processing."""
-    return remove_detached_components(keep_largest_component(labels, [1, 2]), 3, [2])
+def card_postprocess(card: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """The card's post-processing, in ``Segmenter``'s order: largest components kept, then the contact rule."""
+    pp, values = card.get("postprocess") or {}, card["labels"]
+    largest = [values[n] for n in pp.get("keep_largest", [])]
+    contact = {values[n]: [values[a] for a in anchors] for n, anchors in (pp.get("require_contact") or {}).items()}
+
+    def apply(labels: np.ndarray) -> np.ndarray:
+        out = keep_largest_component(labels, largest) if largest else labels
+        for value, anchors in contact.items():
+            out = remove_detached_components(out, value, anchors)
+        return out
+
+    return apply
 
 
 def main() -> int:
     ref_dir, probs_root, names = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+    postprocess = card_postprocess(CARD_FIELDS)
     cases = sorted(f.name for f in ref_dir.glob("*.nii.gz"))
     refs = {c: np.asarray(nib.load(ref_dir / c).dataobj).astype(np.int16) for c in cases}
     combos = [s for r in range(1, len(names) + 1) for s in itertools.combinations(names, r)]
@@ -43,7 +58,7 @@ def main() -> int:
         probs = {n: np.asarray(nib.load(probs_root / n / "probabilities" / case).dataobj, dtype=np.float32) for n in names}
         for combo in combos:
             mean = sum(probs[n] for n in combo) / len(combo)
-            labels = card_postprocess(mean.argmax(axis=-1).astype(np.int16))
+            labels = postprocess(mean.argmax(axis=-1).astype(np.int16))
             ds = [dice_score(labels == v, refs[case] == v, mode="strict") for v in CLASSES.values()]
             for c, d in zip(CLASSES, ds):
                 scores[combo][c].append(d)
