@@ -69,6 +69,23 @@ def test_cli_export_refuses_existing_and_bad_names(trained, tmp_path, capsys):
     assert not (tmp_path / "model.bin").exists()
 
 
+def test_cli_export_of_a_card_ensemble_exports_the_first_member_and_says_so(trained, tmp_path, capsys):
+    import shutil
+
+    from lightmedseg.checkpoint import resolve_model_path
+
+    _, _, root, _, _ = trained
+    folder = tmp_path / "carded"
+    folder.mkdir()
+    shutil.copy(resolve_model_path(root / "run"), folder / "model_best.safetensors")
+    shutil.copy(folder / "model_best.safetensors", folder / "member_2.safetensors")
+    (folder / "card.json").write_text(json.dumps({"ensemble": {"members": ["model_best.safetensors", "member_2.safetensors"]}}))
+    assert main(["export", "-m", str(folder), "-o", str(tmp_path / "m.onnx"), "--exporter", "legacy"]) == 0
+    out = capsys.readouterr().out
+    assert "an ensemble of 2 models; this exports the first" in out and "model_best.safetensors" in out
+    assert (tmp_path / "m.onnx").is_file()
+
+
 def test_onnx_without_config_is_rejected(trained, tmp_path, capsys):
     _, _, _, onnx_path, _ = trained
     proto = onnx.load(str(onnx_path))

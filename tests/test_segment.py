@@ -356,6 +356,60 @@ def test_ensemble_through_the_cli_and_its_errors(tmp_path: Path, capsys) -> None
         Segmenter([a, b], "cpu", forward_fn=_threshold_forward)
 
 
+def _card_ensemble(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A model folder whose card names two member files, as a shipped ensemble does."""
+    a, b = _seeded_model(tmp_path, "fold0", 1), _seeded_model(tmp_path, "fold1", 2)
+    folder = tmp_path / "carded"
+    folder.mkdir()
+    (folder / "model_best.safetensors").write_bytes((a / "model_best.safetensors").read_bytes())
+    (folder / "member_2.safetensors").write_bytes((b / "model_best.safetensors").read_bytes())
+    card = {"name": "carded", "predict": {"tta": False},
+            "ensemble": {"members": ["model_best.safetensors", "member_2.safetensors"]}}
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder, a, b
+
+
+def test_a_card_ensemble_averages_its_members(tmp_path: Path) -> None:
+    folder, a, b = _card_ensemble(tmp_path)
+    image = _heart((8, 20, 18))[None]
+    geometry = ImageGeometry.from_spacing((8, 20, 18), ACDC_SPACING)
+    listed, _ = Segmenter([a, b], "cpu", reference=True, tta=False).predict(image, geometry, probabilities=True)
+    carded = Segmenter(folder, "cpu", reference=True)
+    assert carded.description.startswith("ensemble of 2 models") and len(carded.predictors) == 2
+    got, _ = carded.predict(image, geometry, probabilities=True)
+    np.testing.assert_allclose(got.probabilities, listed.probabilities, atol=1e-6)
+    first = Segmenter(folder, "cpu", reference=True, ensemble=False)  # --no-ensemble: the first member only
+    alone, _ = Segmenter(a, "cpu", reference=True, tta=False).predict(image, geometry, probabilities=True)
+    np.testing.assert_allclose(first.predict(image, geometry, probabilities=True)[0].probabilities, alone.probabilities, atol=1e-6)
+    assert len(Segmenter(folder / "member_2.safetensors", "cpu", reference=True).predictors) == 1  # a member file is one model
+    assert lightmedseg.load_model(folder)[0] is not None  # one network: the folder's model_best, the first member
+
+
+def test_a_card_ensemble_through_the_cli_and_its_errors(tmp_path: Path, capsys) -> None:
+    folder, _, _ = _card_ensemble(tmp_path)
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(_itk(_heart()), str(tmp_path / "in" / "case.mha"))
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(folder), "-q", "--device", "cpu"]) == 0
+    assert "ensemble of 2 models" in capsys.readouterr().err
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "one"), "-m", str(folder), "-q", "--device", "cpu",
+                 "--no-ensemble"]) == 0
+    assert "ensemble of" not in capsys.readouterr().err
+    card = json.loads((folder / "card.json").read_text())
+    from lightmedseg.cli.models import format_card
+
+    assert "ensemble: 2 models (model_best.safetensors, member_2.safetensors)" in format_card("carded", card)
+    card["ensemble"]["members"].append("missing.safetensors")
+    (folder / "card.json").write_text(json.dumps(card))
+    rc = main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "-m", str(folder), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "ensemble member missing.safetensors does not exist" in err and len(err.splitlines()) == 1
+    for bad in ({"members": []}, ["model_best.safetensors"], {"members": ["../fold0/model_best.safetensors"]}):
+        card["ensemble"] = bad
+        (folder / "card.json").write_text(json.dumps(card))
+        with pytest.raises(PredictionError, match="card.json: .*ensemble"):
+            Segmenter(folder, "cpu")
+
+
 def test_progress_without_a_terminal_is_plain_lines(tmp_path: Path, capsys) -> None:
     (tmp_path / "in").mkdir()
     for name in ("a", "b"):

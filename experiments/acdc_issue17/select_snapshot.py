@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +37,9 @@ def score(model: Path, out: Path, data: Path, card: Path) -> dict[str, float]:
     if not summary.is_file():
         folder = work / "model"
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(card, folder / "card.json")
+        fields = json.loads(card.read_text())
+        fields.pop("ensemble", None)  # the candidate alone, with the card's TTA and post-processing
+        (folder / "card.json").write_text(json.dumps(fields, indent=2))
         link = folder / model.name
         link.unlink(missing_ok=True)
         link.symlink_to(model.resolve())

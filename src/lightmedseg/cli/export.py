@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lightmedseg.inference.cards import ensemble_members
     from lightmedseg.inference.export import ORT_ATOL, export_model, format_for
 
     fmt = format_for(args.output, args.format)
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     for out in outputs:
         if out.exists() and not args.overwrite:
             raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+    members = ensemble_members(args.model)
+    if members and len(members) > 1:
+        print(f"note: {args.model}'s card names an ensemble of {len(members)} models; this exports the first "
+              f"({members[0]}); export the others with -m {members[0].parent}/FILE")
     for r in export_model(args.model, args.output, torchscript=args.torchscript, exporter=args.exporter,
                           fmt=fmt):
         for note in r.notes:

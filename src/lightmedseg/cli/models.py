@@ -37,6 +37,10 @@ def format_card(name: str, card: dict) -> str:
     if contact:
         rules = "; ".join(f"{label} components touching no {' or '.join(map(str, anchors))}" for label, anchors in contact.items())
         lines.append(f"  post-processing (default): removed {rules}; --no-require-contact turns it off")
+    members = (card.get("ensemble") or {}).get("members") if isinstance(card.get("ensemble"), dict) else None
+    if members:
+        lines.append(f"  ensemble: {len(members)} models ({', '.join(members)}), softmax averaged; "
+                     "--no-ensemble for the first only (1/N of the time)")
     card_tta = (card.get("predict") or {}).get("tta")
     if card_tta:
         mode = card_tta if isinstance(card_tta, str) else DEFAULT_TTA_MODE

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "labels.ctbl), or a file name for a single case (its ending picks the format)")
     parser.add_argument("-m", "--model", required=True, action="append",
                         help="run folder, .safetensors/.pt model file, shipped model name, an exported .onnx file or OpenVINO IR .xml; "
-                             "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble)")
+                             "repeat (-m fold0 -m fold1 ...) to average the models' probabilities (ensemble); a folder "
+                             "or shipped name whose card.json names an ensemble stands for all its members")
+    parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
+                        help="take only the first member of a model card's ensemble (1/N of the time)")
     tta = parser.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", nargs="?", const=True, default=None, choices=TTA_MODES, metavar="MODE",
                      help="test-time augmentation, 8 passes per window: mirror (the 7 mirror images, as nnU-Net) or "
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, reference=args.reference, backend=args.backend,
         precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
         resample=args.resample, output_format=args.output_format, keep_largest=_keep_largest(args.keep_largest),
-        require_contact=_require_contact(args.require_contact),
+        require_contact=_require_contact(args.require_contact), ensemble=args.ensemble,
         num_parts=args.num_parts, part_id=args.part_id,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"

@@ -138,10 +138,11 @@ def predict(
     output_format: str = "nifti",
     keep_largest: bool | Sequence[str | int] | None = None,
     require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
+    ensemble: bool = True,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
 
-    ``device``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest`` and ``require_contact``: see
+    ``device``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact`` and ``ensemble``: see
     :class:`~lightmedseg.inference.segment.Segmenter`; ``output_format``: see :func:`plan_outputs`.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
@@ -156,7 +157,7 @@ def predict(
     try:
         segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
                               keep_largest=keep_largest, require_contact=require_contact, reference=reference, backend=backend, precision=precision,
-                              forward_fn=forward_fn, window_progress=progress and sys.stderr.isatty())
+                              forward_fn=forward_fn, window_progress=progress and sys.stderr.isatty(), ensemble=ensemble)
     except PredictionError as exc:
         raise PredictionError(f"{model}: {exc}") from None
     predictor = segmenter.predictor

@@ -124,7 +124,11 @@ class Segmenter:
     Args:
         model: run folder, model file, shipped model name or exported ``.onnx`` file; or a list of them
             (e.g. the folds of a cross-validation), whose softmax probabilities are averaged. Ensemble members
-            must share input channels and label values; each keeps its own preprocessing and window.
+            must share input channels and label values; each keeps its own preprocessing and window. A folder
+            or shipped name whose card names an ensemble (:func:`lightmedseg.inference.cards.ensemble_members`)
+            stands for all its members.
+        ensemble: ``False`` takes only the first member of a card's ensemble (1/N of the time); a list of
+            models stays an ensemble.
         device: see :data:`DEVICES_HELP`.
         tta: test-time augmentation (:mod:`lightmedseg.inference.tta`): ``"mirror"`` (8 mirrored passes per
             window), ``"rot90"`` (the 8 in-plane rotations/mirrors), ``True`` (on: the model card's mode if it
@@ -161,6 +165,7 @@ class Segmenter:
         precision: str = "auto",
         forward_fn: ForwardFn | None = None,
         window_progress: bool = False,
+        ensemble: bool = True,
     ) -> None:
         from lightmedseg.inference.backends import load_backend
         from lightmedseg.inference.cards import load_card, with_card
@@ -168,7 +173,7 @@ class Segmenter:
 
         if sw_batch_size is not None and int(sw_batch_size) < 1:
             raise PredictionError(f"--sw-batch-size {sw_batch_size}: expected a positive number of windows")
-        models = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+        models = expand_ensembles([model] if isinstance(model, (str, os.PathLike)) else list(model), ensemble)
         if not models:
             raise PredictionError("no model given")
         card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
@@ -176,7 +181,8 @@ class Segmenter:
         if tta is None or (tta is True and isinstance(card_tta, str)):
             tta = card_tta
         if forward_fn is not None and len(models) > 1:
-            raise PredictionError("forward_fn replaces one model's forward; it cannot be combined with an ensemble")
+            raise PredictionError("forward_fn replaces one model's forward; it cannot be combined with an ensemble "
+                                  f"({len(models)} models; ensemble=False takes the first member of a card's ensemble)")
         self.device = pick_device(device)
         self.predictors: list[Predictor] = []
         descriptions = []
@@ -289,6 +295,25 @@ class Segmenter:
         return label_image(result.labels, geometry, self.names)
 
 
+def expand_ensembles(models: Sequence[str | os.PathLike], ensemble: bool = True) -> list[str | os.PathLike]:
+    """``models`` with each folder or shipped name whose card names an ensemble replaced by its member files
+    (only the first member when ``ensemble`` is false)."""
+    from lightmedseg.checkpoint import CheckpointError
+    from lightmedseg.inference.cards import ensemble_members
+
+    out: list[str | os.PathLike] = []
+    for source in models:
+        try:
+            members = ensemble_members(source)
+        except CheckpointError as exc:
+            raise PredictionError(str(exc)) from None
+        if members is None:
+            out.append(source)
+        else:
+            out.extend(members if ensemble else members[:1])
+    return out
+
+
 class GeometryWarning(UserWarning):
     """The input's spacing or orientation is not what the model was trained on."""
 
@@ -333,7 +358,7 @@ def segment(
         model: shipped model name, run folder, model file or ``.onnx`` file.
         device: ``auto`` (GPU if present), ``cpu``, ``cuda``, ``cuda:N`` or ``gpu``.
         **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact``,
-            ``reference``, ``backend``, ``precision``, ``forward_fn`` (see :class:`Segmenter`).
+            ``reference``, ``backend``, ``precision``, ``forward_fn``, ``ensemble`` (see :class:`Segmenter`).
 
     Warns :class:`GeometryWarning` when the input's spacing or orientation differs from the training
     geometry (by more than :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
@@ -342,6 +367,6 @@ def segment(
 
 
 __all__ = [
-    "segment", "Segmenter", "GeometryWarning", "pick_device", "label_names", "label_image", "write_prediction",
+    "segment", "Segmenter", "expand_ensembles", "GeometryWarning", "pick_device", "label_names", "label_image", "write_prediction",
     "write_label_sidecars", "output_ending", "read_input", "OUTPUT_FORMATS", "DEVICES_HELP",
 ]
