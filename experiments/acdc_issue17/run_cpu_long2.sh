@@ -19,7 +19,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 RUN=${RUN:-runs/acdc_long2}
-INIT=${INIT:-src/lightmedseg/pretrained/acdc/model_best.safetensors}
+INIT=${INIT:-src/lightmedseg/pretrained/acdc_v4/model_best.safetensors}  # stage 4: shipped as acdc until session 9
 RESUME=(); [ -f "$RUN/checkpoint_last.pt" ] && RESUME=(--resume)
 AUGMENT="{flip: true, rotate: ${ROTATE:-{prob: 0.5, degrees: 180\}}, scale: true, noise: true, gamma: true, brightness: true, blur: true}"
 OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node 2 -m lightmedseg train \
