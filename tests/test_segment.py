@@ -403,7 +403,8 @@ def test_a_card_ensemble_through_the_cli_and_its_errors(tmp_path: Path, capsys) 
     rc = main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "-m", str(folder), "-q"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "ensemble member missing.safetensors does not exist" in err and len(err.splitlines()) == 1
-    for bad in ({"members": []}, ["model_best.safetensors"], {"members": ["../fold0/model_best.safetensors"]}):
+    for bad in ({"members": []}, ["model_best.safetensors"], {"members": ["../fold0/model_best.safetensors"]},
+                {"members": ["member_2.safetensors", "model_best.safetensors"]}):  # the first must be model_best
         card["ensemble"] = bad
         (folder / "card.json").write_text(json.dumps(card))
         with pytest.raises(PredictionError, match="card.json: .*ensemble"):

@@ -64,7 +64,7 @@ def ensemble_members(source: str | os.PathLike) -> list[Path] | None:
     """The member files of the ensemble the card of a folder or shipped name names; ``None`` without one.
 
     Raises :class:`CheckpointError` naming the card when its ``ensemble.members`` is not a non-empty list of
-    file names beside it, or a member file is missing.
+    file names beside it, a member file is missing, or the first member is not the file the folder resolves to.
     """
     folder = model_folder(source)
     if folder is None or not (folder / CARD_NAME).is_file():
@@ -85,6 +85,10 @@ def ensemble_members(source: str | os.PathLike) -> list[Path] | None:
         if not path.is_file():
             raise CheckpointError(f"{where}: ensemble member {name} does not exist in {folder}")
         paths.append(path)
+    resolved = resolve_model_path(folder)
+    if paths[0].name != resolved.name:  # load_model, export and --init-weights read the folder's file
+        raise CheckpointError(f"{where}: the first ensemble member must be {resolved.name}, the file the folder "
+                              f"resolves to (the one model that load_model and export take), not {paths[0].name}")
     return paths
 
 
