@@ -194,7 +194,6 @@ def test_init_weights_compare_networks_not_spellings(tmp_path) -> None:
     """--init-weights accepts weights whose config omits defaults or used another initialisation,
     and still refuses a different network."""
     from lightmedseg.checkpoint import CheckpointError, save_model
-    from lightmedseg.checkpoint import CheckpointError
     from lightmedseg.training.resume import initial_weights
 
     old_style = {"in_channels": 1, "num_classes": 4}  # written before the options existed

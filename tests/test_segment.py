@@ -265,6 +265,20 @@ def test_detached_components_are_removed_unless_nothing_touches() -> None:
     np.testing.assert_array_equal(remove_detached_components(no_anchor, 3, [2]), no_anchor)
 
 
+def test_postprocess_keeps_the_largest_component_before_the_contact_rule() -> None:
+    from lightmedseg.inference.postprocess import postprocess_labels, remove_detached_components
+
+    labels = np.zeros((6, 12, 12), np.int16)
+    labels[2:4, 2:7, 2:7] = 2
+    labels[2:4, 3:6, 3:6] = 3  # the true LV inside the Myo ring
+    labels[0:2, 9:12, 9:12] = 3  # a false "LV" far away ...
+    labels[2, 10, 10] = 2  # ... touching a stray Myo speck (patient100's case)
+    assert (remove_detached_components(labels, 3, [2]) == labels).all()  # the speck saves it on the raw map
+    out = postprocess_labels(labels, [2], {3: [2]})  # the speck goes first, then the false LV
+    assert (out[0:2, 9:12, 9:12] == 0).all() and out[2, 10, 10] == 0
+    np.testing.assert_array_equal(out[:, :8, :8], labels[:, :8, :8])
+
+
 def _ring_forward(x: torch.Tensor) -> torch.Tensor:
     """Logits: normalised intensity > 0.6 is class 3, 0.2-0.6 class 2 (a ring around it), else background."""
     v = x[:, :1]

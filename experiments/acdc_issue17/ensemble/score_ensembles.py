@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from lightmedseg.evaluation.metrics import dice_score
-from lightmedseg.inference.postprocess import keep_largest_component, remove_detached_components
+from lightmedseg.inference.postprocess import postprocess_labels
 
 CARD = Path(__file__).resolve().parents[3] / "src/lightmedseg/pretrained/acdc/card.json"
 CARD_FIELDS = json.loads(CARD.read_text())
@@ -31,18 +31,11 @@ CLASSES = {name: value for name, value in CARD_FIELDS["labels"].items() if value
 
 
 def card_postprocess(card: dict) -> Callable[[np.ndarray], np.ndarray]:
-    """The card's post-processing, in ``Segmenter``'s order: largest components kept, then the contact rule."""
+    """The card's post-processing as ``Segmenter`` applies it (:func:`postprocess_labels`), label names -> values."""
     pp, values = card.get("postprocess") or {}, card["labels"]
     largest = [values[n] for n in pp.get("keep_largest", [])]
     contact = {values[n]: [values[a] for a in anchors] for n, anchors in (pp.get("require_contact") or {}).items()}
-
-    def apply(labels: np.ndarray) -> np.ndarray:
-        out = keep_largest_component(labels, largest) if largest else labels
-        for value, anchors in contact.items():
-            out = remove_detached_components(out, value, anchors)
-        return out
-
-    return apply
+    return lambda labels: postprocess_labels(labels, largest, contact)
 
 
 def main() -> int:

@@ -54,7 +54,7 @@ def model_folder(source: str | os.PathLike) -> Path | None:
     path = Path(source)
     if path.is_dir():
         return path
-    if path.is_file() or str(source).endswith(".onnx"):
+    if path.is_file():
         return None
     shipped = SHIPPED_MODELS_DIR / str(source)
     return shipped if shipped.is_dir() else None

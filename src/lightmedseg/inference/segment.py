@@ -261,15 +261,10 @@ class Segmenter:
             probs = from_training_grid(on_grid.probabilities, affine, geometry)
             labels = np.asarray(self.predictor.label_values, dtype=np.int16)[probs.argmax(axis=0)]
             result = Prediction(labels=labels, probabilities=probs if probabilities else None)
-        if self.keep_largest:
-            from lightmedseg.inference.postprocess import keep_largest_component
+        if self.keep_largest or self.require_contact:
+            from lightmedseg.inference.postprocess import postprocess_labels
 
-            result.labels = keep_largest_component(result.labels, self.keep_largest)
-        if self.require_contact:
-            from lightmedseg.inference.postprocess import remove_detached_components
-
-            for value, anchors in self.require_contact.items():
-                result.labels = remove_detached_components(result.labels, value, anchors)
+            result.labels = postprocess_labels(result.labels, self.keep_largest, self.require_contact)
         return result, notes
 
     def _predict_grid(self, image: np.ndarray, probabilities: bool) -> Prediction:
