@@ -3,6 +3,7 @@
 * :func:`fast_logits` -- the rewritten forward itself (``model, x -> logits``), differentiable;
 * :func:`fast_forward` -- inference callable (inference mode, in-place chains, optional bf16 / compile);
 * :func:`fast_train_forward` -- module wrapper to use as the trainer's forward;
+* :class:`InferenceGraph` -- the fast forward as a module for graph engines (OpenVINO conversion);
 * :func:`supports` -- whether the rewrite handles a given model (callers fall back to the reference otherwise).
 
 The rewrite is a second implementation of ``lightmedseg.model``; tests/test_fast_contract.py and
@@ -12,7 +13,7 @@ See docs/performance.md for what each lever bought on this machine.
 """
 
 from lightmedseg.fast.graph import HANDLED_OPTIONS, Support, fast_logits, supports
-from lightmedseg.fast.runtime import FastTrainForward, fast_forward, fast_train_forward
+from lightmedseg.fast.runtime import FastTrainForward, InferenceGraph, fast_forward, fast_train_forward
 
 __all__ = ["fast_logits", "supports", "Support", "HANDLED_OPTIONS", "fast_forward", "fast_train_forward",
-           "FastTrainForward"]
+           "FastTrainForward", "InferenceGraph"]

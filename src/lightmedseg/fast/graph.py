@@ -123,6 +123,33 @@ def _cl_grad(y: torch.Tensor) -> torch.Tensor:
 _CHANNELS_LAST: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_channels_last", default=False)
 
 
+# Set by fast_logits for one call: how group norms are computed. "fused" is torch's one-kernel F.group_norm (eager
+# training and inference); "reduce" writes GN_g as per-channel reductions and a per-channel affine (see
+# _group_norm), the form graph engines are given (InferenceGraph): OpenVINO decomposes F.group_norm into
+# Reshape -> MVN -> Reshape, which forces a layout conversion (Reorder) before and after every norm.
+NORM_FORMS = ("fused", "reduce")
+_NORM_FORM: contextvars.ContextVar[str] = contextvars.ContextVar("lightmedseg_fast_norm_form", default="fused")
+
+
+def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """GN_g(x) (Section 3.1's GN_4), in the form :data:`_NORM_FORM` says.
+
+    The "reduce" form keeps every full-size op elementwise or a reduction over the spatial axes: per-channel
+    means, their group averages (a B x C x 1 x 1 x 1 tensor), then the same for the centred squares, and one
+    per-channel scale and shift. Mathematically GN itself; float rounding differs (~1e-4 on logits).
+    """
+    if _NORM_FORM.get() == "fused":
+        return F.group_norm(x, num_groups, weight.to(x.dtype), bias.to(x.dtype), eps)
+    b, c = x.shape[:2]
+
+    def group_mean(t: torch.Tensor) -> torch.Tensor:  # B x C per-channel values -> each channel's group average
+        return t.view(b, num_groups, c // num_groups).mean(-1, keepdim=True).expand(b, num_groups, c // num_groups).reshape(b, c)
+
+    centred = x - group_mean(x.mean(dim=(2, 3, 4)))[:, :, None, None, None]
+    scale = torch.rsqrt(group_mean((centred * centred).mean(dim=(2, 3, 4))) + eps) * weight.to(x.dtype)
+    return torch.addcmul(bias.to(x.dtype)[None, :, None, None, None], centred, scale[:, :, None, None, None])
+
+
 def _conv(x: torch.Tensor, conv: nn.Conv3d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     if _CHANNELS_LAST.get() and x.dim() == 5 and not x.is_contiguous(memory_format=torch.channels_last_3d):
         x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -141,7 +168,7 @@ def _conv3(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
 
 
 def _norm_act(x: torch.Tensor, norm: nn.GroupNorm, inplace: bool) -> torch.Tensor:
-    y = F.group_norm(x, norm.num_groups, norm.weight.to(x.dtype), norm.bias.to(x.dtype), norm.eps)
+    y = _group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
     return F.silu(y, inplace=inplace)
 
 
@@ -189,8 +216,8 @@ def _layout(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool):
     stem = model.stem
-    f0 = F.group_norm(_layout(_conv3(x, stem.conv), channels_last), stem.norm.num_groups,
-                      stem.norm.weight.to(x.dtype), stem.norm.bias.to(x.dtype), stem.norm.eps)
+    f0 = _group_norm(_layout(_conv3(x, stem.conv), channels_last), stem.norm.num_groups,
+                     stem.norm.weight, stem.norm.bias, stem.norm.eps)
     anchors = None
     if model.anchor_detector is not None:
         det = model.anchor_detector
@@ -238,7 +265,7 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
         cond = _conv3(x, stage.project)
         if stage.project_norm is not None:
             norm = stage.project_norm
-            cond = F.group_norm(cond, norm.num_groups, norm.weight.to(cond.dtype), norm.bias.to(cond.dtype), norm.eps)
+            cond = _group_norm(cond, norm.num_groups, norm.weight, norm.bias, norm.eps)
         if stage.film is not None:
             gamma = stage.film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
             beta = stage.film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
@@ -360,7 +387,7 @@ def _decoder_stage(
         gated = local.mul_(pi[:, 0:1]).addcmul_(pi[:, 2:3], channel)
         del channel
         for sl, part in ((slice(0, half), primary), (slice(half, 2 * half), cheap)):
-            y = F.group_norm(part, g2, norm.weight[sl].to(part.dtype), norm.bias[sl].to(part.dtype), norm.eps)
+            y = _group_norm(part, g2, norm.weight[sl], norm.bias[sl], norm.eps)
             gated[:, sl].addcmul_(pi[:, 1:2], F.silu(y, inplace=True))
         return gated
     context = _conv_norm_act(d_in, stage.path_context, inplace)  # Eq. 20
@@ -370,7 +397,8 @@ def _decoder_stage(
 
 
 def fast_logits(
-    model, x: torch.Tensor, inplace: bool = False, dtype: torch.dtype | None = None, channels_last: bool = True
+    model, x: torch.Tensor, inplace: bool = False, dtype: torch.dtype | None = None, channels_last: bool = True,
+    norm: str = "fused",
 ) -> torch.Tensor:
     """Logits (float32, contiguous) of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph.
 
@@ -381,12 +409,17 @@ def fast_logits(
             anchor MLPs stay float32).
         channels_last: run in the channels-last 3D layout (oneDNN's fast layout for the depthwise and
             pointwise convs here); a layout change only, the values are the same.
+        norm: "fused" (torch's group-norm kernel) or "reduce" (reductions and a per-channel affine, for graph
+            engines; see :func:`_group_norm`).
     """
-    token = _CHANNELS_LAST.set(channels_last)
+    if norm not in NORM_FORMS:
+        raise ValueError(f"norm must be one of {NORM_FORMS}, got {norm!r}")
+    token, norm_token = _CHANNELS_LAST.set(channels_last), _NORM_FORM.set(norm)
     try:
         return _fast_logits(model, x, inplace, dtype, channels_last)
     finally:
         _CHANNELS_LAST.reset(token)
+        _NORM_FORM.reset(norm_token)
 
 
 def _fast_logits(model, x: torch.Tensor, inplace: bool, dtype: torch.dtype | None, channels_last: bool):

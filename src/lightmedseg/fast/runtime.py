@@ -62,6 +62,22 @@ class FastTrainForward(nn.Module):
         return fast_logits(self.model, x, inplace=False, dtype=self.dtype, channels_last=self.channels_last)
 
 
+class InferenceGraph(nn.Module):
+    """The fast forward as a module to hand to a graph engine (``openvino.convert_model``, ONNX export).
+
+    Same function and parameters as ``model``; out-of-place, contiguous layout (the engine picks its own) and
+    group norms in the "reduce" form (:func:`lightmedseg.fast.graph.fast_logits`), which spares OpenVINO a
+    layout conversion around every norm. The reference ``model`` is a submodule, so the engine sees its weights.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_logits(self.model, x, inplace=False, channels_last=False, norm="reduce")
+
+
 def fast_train_forward(model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True) -> FastTrainForward:
     """The training-step forward: ``trainer.forward_fn = fast_train_forward(model)`` (see docs/performance.md)."""
     return FastTrainForward(model, dtype=dtype, channels_last=channels_last)
