@@ -1,0 +1,234 @@
+"""Is LightMedSeg light in seconds? Its prediction and training step against MONAI's UNet on this CPU (issue 25).
+
+Two tables, each configuration measured the way a user runs it:
+
+* **prediction**, 1 x 4 x 128^3, ``--threads`` threads (default 2): every configuration in its OWN process
+  (a fresh process per engine, as in deployment), median of ``--repeats`` calls after one warm-up call.
+  ``lightmedseg predict``'s default backend is what :func:`lightmedseg.inference.backends.load_backend`
+  picks for a model file (so this table follows the product, whatever the conversion route is);
+  argmax agreement with the fp32 reference forward is printed beside each LightMedSeg row.
+* **training step** (forward, Eq. 22 loss, backward, AdamW): the ``acdc`` preset's network on its training
+  path (``train.fast``) vs the UNet with the same strides, batch 2 x 1 x 16 x 160 x 160, fp32, 1 and 2
+  threads; both models in ONE process, interleaved, so load from elsewhere hits them alike
+  (``benchmarks/bench_train_step.py`` does the stepping).
+
+    .venv/bin/python benchmarks/bench_vs_unet.py                 # both tables; run on an idle machine
+    .venv/bin/python benchmarks/bench_vs_unet.py --only predict  # or --only train
+    .venv/bin/python benchmarks/bench_vs_unet.py --write-doc     # also replace the section in docs/benchmarks.md
+
+Prints what it measured, the date and the CPU; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- vs-unet:start -->", "<!-- vs-unet:end -->"
+RERUN = ".venv/bin/python benchmarks/bench_vs_unet.py"
+SHAPE = (1, 4, 128, 128, 128)
+UNET_DESC = "MONAI UNet 16-256, 2 residual units (4.8M)"
+
+PREDICT: dict[str, str] = {  # configuration -> what it is
+    "lms/predict_default": "LightMedSeg, `lightmedseg predict`'s default CPU backend (load_backend, precision auto)",
+    "lms/openvino_plain": "LightMedSeg, openvino.convert_model of the plain module, precision auto",
+    "lms/torch_fast": "LightMedSeg, torch fast path (`--backend torch`), precision auto",
+    "lms/torch_eager": "LightMedSeg, plain eager fp32 (the reference forward)",
+    "unet/openvino": f"{UNET_DESC}, OpenVINO, precision auto",
+    "unet/torch_eager": f"{UNET_DESC}, eager fp32",
+}
+
+
+def cpu_name() -> str:
+    """The CPU's model name and whether it runs bf16 natively (the precision ``auto`` picks follows it)."""
+    from lightmedseg.hardware import native_bf16
+
+    name = "unknown CPU"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+            break
+    return f"{name}, {os.cpu_count()} cores, native bf16: {'yes' if native_bf16() else 'no'}"
+
+
+def _unet():
+    import torch
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    return UNet(spatial_dims=3, in_channels=SHAPE[1], out_channels=4, channels=(16, 32, 64, 128, 256),
+                strides=(2, 2, 2, 2), num_res_units=2).eval()
+
+
+def _lightmedseg_file(work: Path) -> tuple[Path, object]:
+    """A seeded, untrained 4-channel brats-preset model file (the network of the paper's Table 1)."""
+    import torch
+
+    from lightmedseg.checkpoint import save_model
+    from lightmedseg.config import load_config
+    from lightmedseg.model.factory import build_model
+
+    torch.manual_seed(0)
+    config = load_config("brats")
+    model = build_model(config).eval()
+    return save_model(work / "model_best.safetensors", model, config), model
+
+
+def _openvino_fn(module, precision: str):
+    import numpy as np
+    import openvino as ov
+    import torch
+
+    from lightmedseg.inference.openvino_backend import compile_properties, resolve_ov_precision
+
+    with torch.no_grad():
+        ov_model = ov.convert_model(module, example_input=torch.zeros(1, SHAPE[1], 32, 32, 32))
+    ov_model.reshape(list(SHAPE))
+    request = ov.Core().compile_model(ov_model, "CPU", compile_properties(resolve_ov_precision(precision))).create_infer_request()
+
+    def run(x):
+        request.infer({0: x.numpy()})
+        return torch.from_numpy(np.array(request.get_output_tensor(0).data, copy=True))
+    return run
+
+
+def predict_worker(name: str, threads: int, repeats: int) -> dict:
+    """Build one configuration in this fresh process, warm it up, time it; argmax agreement with the reference."""
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["LIGHTMEDSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-vs-unet-cache-")
+    work = Path(tempfile.mkdtemp(prefix="bench-vs-unet-"))
+    x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(0))
+    path, model = _lightmedseg_file(work)
+    with torch.inference_mode():
+        reference = model(x).argmax(1) if name.startswith("lms/") else None
+    t0 = time.perf_counter()
+    desc = ""
+    if name == "lms/predict_default" or name == "lms/torch_fast":
+        from lightmedseg.inference.backends import load_backend
+
+        loaded = load_backend(path, backend="auto" if name == "lms/predict_default" else "torch", device="cpu")
+        fn, desc = loaded.forward_fn, loaded.description
+    elif name == "lms/openvino_plain":
+        fn = _openvino_fn(model, "auto")
+    elif name == "lms/torch_eager":
+        fn = model
+    elif name == "unet/openvino":
+        fn = _openvino_fn(_unet(), "auto")
+    elif name == "unet/torch_eager":
+        fn = _unet()
+    else:
+        raise ValueError(name)
+    with torch.inference_mode():
+        out = fn(x)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t)
+    agree = float((out.argmax(1) == reference).float().mean()) if reference is not None else None
+    return {"median_s": statistics.median(times), "min_s": min(times), "first_call_s": first, "agreement": agree,
+            "backend": desc}
+
+
+def run_predict(threads: int, repeats: int) -> dict[str, dict]:
+    results = {}
+    for name in PREDICT:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        proc = subprocess.run([sys.executable, __file__, "--predict-worker", name, "--threads", str(threads),
+                               "--repeats", str(repeats)], capture_output=True, text=True, cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            print(f"{name}: FAILED\n{proc.stderr[-1500:]}", file=sys.stderr)
+            continue
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = results[name]
+        print(f"  {name:22s} {r['median_s']:.3f} s (min {r['min_s']:.3f})"
+              + (f"  agreement {100 * r['agreement']:.2f}%" if r["agreement"] is not None else "")
+              + (f"  [{r['backend']}]" if r["backend"] else ""), flush=True)
+    return results
+
+
+def run_train(threads: int, steps: int) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py"), "--threads", str(threads),
+                           "--steps", str(steps)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    med = out["s_per_step_median"]
+    print(f"  {threads} thread(s): LightMedSeg {med['lightmedseg_fast']:.2f} s, UNet {med['unet']:.2f} s, "
+          f"ratio {out['unet_steps_per_lightmedseg_step']:.2f}", flush=True)
+    return out
+
+
+def section(predict: dict, train: list[dict], threads: int, repeats: int, when: str, cpu: str) -> str:
+    lines = [f"Measured {when} on {cpu}; machine otherwise idle. Rerun: `{RERUN}`.", ""]
+    if predict:
+        bar = predict.get("unet/openvino", {}).get("median_s")
+        lines += [f"Prediction, {' x '.join(map(str, SHAPE))}, {threads} threads, each configuration in its own process, "
+                  f"median of {repeats} after one warm-up call:", "",
+                  "| configuration | s | vs UNet on OpenVINO | argmax agreement with fp32 reference |", "|---|---:|---:|---:|"]
+        for name, r in predict.items():
+            ratio = f"{r['median_s'] / bar:.2f}x" if bar else "-"
+            agree = f"{100 * r['agreement']:.2f}%" if r["agreement"] is not None else "-"
+            lines.append(f"| {PREDICT[name]} | {r['median_s']:.3f} | {ratio} | {agree} |")
+        lines.append("")
+    for t in train:
+        med = t["s_per_step_median"]
+        lines.append(f"Training step, `{t['preset']}` network (fast path) vs UNet with the same strides, batch "
+                     f"{t['batch']} x 1 x {' x '.join(map(str, t['size']))}, fp32, {t['threads']} thread(s), interleaved: "
+                     f"**{med['lightmedseg_fast']:.2f} s vs {med['unet']:.2f} s ({t['unet_steps_per_lightmedseg_step']:.2f}x)**.")
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(text: str) -> None:
+    doc = DOC.read_text()
+    if START not in doc:
+        doc += f"\n{START}\n{END}\n"
+    head, rest = doc.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--predict-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=2, help="threads for prediction (default 2)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=6, help="timed training steps per model and thread count")
+    ap.add_argument("--only", choices=("predict", "train"))
+    ap.add_argument("--write-doc", action="store_true", help=f"replace the section of {DOC.name} between its markers")
+    args = ap.parse_args()
+    if args.predict_worker:
+        print(json.dumps(predict_worker(args.predict_worker, args.threads, args.repeats)))
+        return 0
+    when, cpu = dt.date.today().isoformat(), cpu_name()
+    print(f"{when}, {cpu}")
+    predict, train = {}, []
+    if args.only in (None, "predict"):
+        print(f"prediction, {args.threads} threads:")
+        predict = run_predict(args.threads, args.repeats)
+    if args.only in (None, "train"):
+        print("training step:")
+        train = [run_train(t, args.steps) for t in (1, 2)]
+    text = section(predict, train, args.threads, args.repeats, when, cpu)
+    print(text)
+    if args.write_doc:
+        write_doc(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

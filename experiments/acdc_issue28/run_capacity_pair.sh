@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 28, item 1: does the paper's capacity (about 0.48M parameters) learn past the plateau of the 0.26M
+# network? A paired pair from scratch, side by side, one thread each (same seed, data, recipe, budget and
+# machine load): the `acdc` preset's network (encoder widths 8-16-32-64, 0.26M) against the same network
+# at 1.5x width (12-24-48-96, 0.52M, the `acdc_wide` preset; docs/architecture.md, "The total").
+# Recipe: the shipped model's augmentations (acdc_finetune: full-circle rotation, scale, gamma, ...),
+# AdamW 1e-3 from scratch (the paired experiments' calibration), one warm-up epoch, cosine to 1e-6 over
+# 4000 steps of batch 2, uniform class weights, validation every 250 steps, every validated model kept
+# (snapshots) so each check can also be scored with the card's defaults (select_snapshot.py).
+#   bash experiments/acdc_issue28/run_capacity_pair.sh     # starts or resumes both; MINUTES caps one call
+# Each run stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
+set -euo pipefail
+source "$(dirname "$0")/../acdc_issue17/env.sh"
+OUT=${OUT:-runs/issue28}
+mkdir -p "$OUT"
+run() {  # name, extra --set ...
+  local name=$1; shift
+  local run="$OUT/$name" resume=()
+  [ -f "$run/checkpoint_last.pt" ] && resume=(--resume)
+  OMP_NUM_THREADS=1 nice -n 5 $PY -m lightmedseg train --preset acdc --data "$DATA" --split acdc_nnformer \
+    --out "$run" "${resume[@]}" --no-progress --max-minutes "${MINUTES:-600}" --device cpu \
+    --set data.cache=memory --set train.num_workers=0 --set train.seed=0 --set train.amp=none \
+    --set train.tensorboard=false --set train.snapshots=true \
+    --set train.batch_size=2 --set train.iterations_per_epoch=125 --set train.epochs=32 --set train.val_every=2 \
+    --set train.optimizer.lr=1.0e-3 --set train.scheduler.warmup_epochs=1 --set train.scheduler.t_max_epochs=32 \
+    --set train.scheduler.eta_min=1.0e-6 --set train.loss.class_weighting=none \
+    --set 'data.augment={flip: true, rotate: {prob: 0.5, degrees: 180}, scale: true, noise: true, gamma: true, brightness: true, blur: true}' \
+    "$@" > "$OUT/$name.log" 2>&1 &
+  echo "$!" > "$OUT/$name.pid"
+}
+run narrow
+run wide --set 'model.encoder_channels=[12,24,48,96]'
+wait
