@@ -139,3 +139,18 @@ def test_average_refuses_different_networks(finalized, tmp_path, capsys) -> None
     assert cli(["average", "-o", str(tmp_path / "x.safetensors"), str(finalized / "model_best.safetensors"),
                 str(tmp_path / "other.safetensors")]) == 2
     assert "network config differs" in capsys.readouterr().err
+
+
+def test_finalize_scores_the_average_of_best_and_last(finalized, dataset, tmp_path) -> None:
+    """When best and last differ, their weight average is a candidate too, and the best row is what -m RUN loads."""
+    run = tmp_path / "run"
+    shutil.copytree(finalized, run)
+    (run / "model.safetensors").unlink()
+    early = sorted((run / "snapshots").glob("*.safetensors"))[0]
+    shutil.copy(early, run / "model_last.safetensors")  # a last checkpoint that differs from the best
+    assert cli(["finalize", str(run), "--data", str(dataset), "--tta-modes", "none", *FAST]) == 0
+    rows = _rows(run / "finalize" / "checkpoints.csv")
+    assert Path(rows[-1]["model"]).name == "average_best_last.safetensors"
+    best = max(rows, key=lambda r: float(r["mean_dice"]))  # max keeps the first of equal rows, as finalize does
+    final, chosen = read_checkpoint(run / "model.safetensors")[0], read_checkpoint(best["model"])[0]
+    assert all(torch.equal(final[k], chosen[k]) for k in final)

@@ -264,6 +264,13 @@ def determine_defaults(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     write_table(run_dir / FINALIZE_DIR / DEFAULTS_CSV, rows)
     card = write_card(run_dir, model_path, config, cases, mode, keep, contact, final, results, names)
     options.log(f"wrote {run_dir / CARD_NAME}: TTA {mode}, mean Dice {final['mean_dice']:.2f} (raw {raw_score:.2f})")
+    resolved = resolve_model_path(run_dir)
+    if resolved.resolve() != model_path.resolve():
+        import warnings
+
+        warnings.warn(f"{run_dir} resolves to {resolved.name}, not {model_path}: predict -m {run_dir} applies this card "
+                      f"to {resolved.name}; save the chosen model as {run_dir / FINAL_MODEL} (lightmedseg finalize does)",
+                      stacklevel=2)
     return card
 
 
@@ -282,7 +289,7 @@ def write_card(run_dir: Path, model_path: Path, config: Mapping, cases: Validati
     card["validation"] = {
         "cases": f"{cases.source}, predicted by lightmedseg predict's code path with this card's defaults "
                  f"(TTA {mode}; {'; '.join(post) or 'no post-processing'}), scored in {EVAL_MODE} mode",
-        "model": model_path.name if model_path.parent == run_dir else str(model_path),
+        "model": model_path.name if model_path.parent.resolve() == run_dir.resolve() else str(model_path),
         "mean_dice": final["mean_dice"],
         "dice": {k[len("dice_"):]: v for k, v in final.items() if k.startswith("dice_")},
         "hd95_mm": final["hd95_mm"],
