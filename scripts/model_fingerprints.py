@@ -2,7 +2,8 @@
 
 ``python scripts/model_fingerprints.py`` prints the JSON that ``tests/data/model_fingerprints.json`` holds;
 ``tests/test_checkpoint_compat.py`` recomputes it and compares within a tolerance, so a refactoring of the
-network that renames a parameter or changes the function is caught for every shipped model and run folder.
+network that renames a parameter or changes the function is caught for the shipped model and every legacy
+fixture (tests/data/legacy_models/, written by scripts/make_legacy_fixtures.py: one per historical format).
 Regenerate (and commit) only when the network is meant to change. When model files are added,
 ``python scripts/model_fingerprints.py --add tests/data/model_fingerprints.json`` fingerprints only the new
 ones (each entry then records the commit it was made at) and keeps the others as they were. It lists the files

@@ -1,7 +1,10 @@
-"""Every model file committed to the repository loads and predicts as it did (issue 14).
+"""Every model file committed to the repository loads and predicts as it did (issues 14 and 27).
 
-``tests/data/model_fingerprints.json`` holds, per model file, the logits summary of a fixed seeded input
-computed by ``scripts/model_fingerprints.py`` at the commit it names (before the Decoder refactoring).
+The committed model files are the shipped ``acdc`` and the legacy fixtures of ``tests/data/legacy_models/``:
+small networks with random weights, each stored with the config and in the format of a model file that once
+shipped (``acdc`` of sessions 1-2, ``acdc_v1``..``acdc_v4``), of an experiment run and of a training
+checkpoint (``scripts/make_legacy_fixtures.py``). ``tests/data/model_fingerprints.json`` holds, per file, the
+logits summary of a fixed seeded input computed by ``scripts/model_fingerprints.py`` at the commit it names.
 A renamed parameter fails the strict ``load_state_dict``; a changed function fails the comparison.
 """
 
@@ -28,6 +31,41 @@ def _script():
 
 
 EXPECTED = json.loads(FIXTURE.read_text())["models"]
+LEGACY = ROOT / "tests" / "data" / "legacy_models"
+LEGACY_FILES = sorted(LEGACY.glob("*.safetensors")) + sorted(LEGACY.glob("*.pt"))
+# the parameter names model files were written with before the Decoder module existed (and still are)
+CHECKPOINT_PREFIXES = ("head.", "bottleneck.", "skip_adapters.", "decoder.0.")
+
+
+def test_legacy_fixtures_are_small_and_cover_every_shipped_model() -> None:
+    names = {p.name for p in LEGACY_FILES}
+    assert {f"acdc_v{i}.safetensors" for i in range(1, 5)} | {"acdc_session1.safetensors", "run_checkpoint_last.pt"} <= names
+    assert sum(p.stat().st_size for p in LEGACY_FILES) < 1_000_000
+    assert all(f"tests/data/legacy_models/{n}" in EXPECTED for n in names)  # each has a recorded fingerprint
+
+
+@pytest.mark.parametrize("path", LEGACY_FILES, ids=[p.name for p in LEGACY_FILES])
+def test_legacy_fixture_is_in_the_historical_format(path: Path) -> None:
+    """Weights readable without pickle (safetensors, or ``torch.load(weights_only=True)``), under the
+    historical parameter names, with the stored config of its time (no key added since, beyond the widths)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if path.suffix == ".safetensors":
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            config = json.loads(fh.metadata()["lightmedseg_config"])
+    else:
+        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+        state, config = blob["model"], json.loads(blob["config_json"])
+        assert {"step", "epoch", "format_version"} <= set(blob)
+    assert all(any(k.startswith(p) for k in state) for p in CHECKPOINT_PREFIXES)
+    assert not any(k.startswith(("decoder.stages.", "decoder.head", "decoder.bottleneck")) for k in state)
+    assert config["model"]["encoder_channels"] == [4, 4, 8, 8]  # the tiny widths of the fixture script
+    if path.name in ("acdc_session1.safetensors", "acdc_session2.safetensors", "acdc_v1.safetensors"):
+        assert "strides" not in config["model"] and "deep_supervision" not in config["model"]  # before those options
+    if path.name == "acdc_v2.safetensors":
+        assert "encoder_norm" not in config["model"] and config["model"]["deep_supervision"] == 2
 
 
 def test_fixture_covers_every_committed_model_file() -> None:

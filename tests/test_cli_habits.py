@@ -65,3 +65,25 @@ def test_predict_require_contact_spellings(argv: list[str], expected) -> None:
     assert predict_cli._require_contact(args.require_contact) == expected
     with pytest.raises(ValueError, match="expected LABEL=ANCHOR"):
         predict_cli._require_contact(["LV"])
+
+
+@pytest.mark.parametrize("module_name", ["score_checkpoints", "make_card", "finalize"])
+def test_model_making_commands_share_the_quiet_and_device_options(module_name: str) -> None:
+    import importlib
+
+    module = importlib.import_module(f"lightmedseg.cli.{module_name}")
+    args = _parser(module).parse_args(["run", "--data", "ds", "-q", "--device", "cpu", "--max-cases", "2"])
+    assert args.quiet and args.device == "cpu" and args.max_cases == 2 and str(args.run) == "run"
+
+
+def test_average_output_spellings() -> None:
+    from lightmedseg.cli import average as average_cli
+
+    for flag in ("-o", "--output"):
+        args = _parser(average_cli).parse_args([flag, "avg.safetensors", "a.safetensors", "b.safetensors"])
+        assert str(args.output) == "avg.safetensors" and args.models == ["a.safetensors", "b.safetensors"]
+
+
+def test_train_finalize_option() -> None:
+    assert _parser(train_cli).parse_args(["--data", "ds", "-o", "run", "--finalize"]).finalize
+    assert not _parser(train_cli).parse_args(["--data", "ds", "-o", "run"]).finalize

@@ -7,6 +7,8 @@ must still load and predict.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,11 +94,7 @@ def test_paper_preset_keeps_the_literal_network() -> None:
 
 def test_finetune_preset_is_the_shipped_network_and_the_long_runs_recipe() -> None:
     """`--preset acdc_finetune --init-weights acdc` is accepted, and the preset is the recipe on record."""
-    from pathlib import Path
-
-    import yaml
-
-    from lightmedseg.checkpoint import CheckpointError
+    from lightmedseg.checkpoint import CheckpointError, read_checkpoint
     from lightmedseg.training.resume import initial_weights
 
     config = load_config("acdc_finetune")
@@ -104,8 +102,7 @@ def test_finetune_preset_is_the_shipped_network_and_the_long_runs_recipe() -> No
     assert path.parent.name == "acdc" and build_model(config).load_state_dict(weights) is not None
     with pytest.raises(CheckpointError, match="different network"):
         initial_weights("acdc", load_config("acdc"))  # the plain preset is not the shipped network
-    run = Path(__file__).resolve().parents[1] / "experiments/acdc_issue17/long2/config.yaml"
-    recorded = yaml.safe_load(run.read_text())
+    recorded = read_checkpoint(path)[1]  # the shipped weights' own config: the recipe of the run that made them
     assert {k: config["data"][k] for k in recorded["data"]} == recorded["data"]
     recipe = ("epochs", "iterations_per_epoch", "batch_size", "optimizer", "scheduler", "loss", "grad_clip", "val_every")
     assert {k: config["train"][k] for k in recipe} == {k: recorded["train"][k] for k in recipe}
@@ -161,9 +158,13 @@ def test_deep_supervision_loss_downsamples_the_target() -> None:
     assert loss(single, target).item() == pytest.approx(base(single, target).item())
 
 
-@pytest.mark.parametrize("source", ["acdc_v1"])
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy_models"
+
+
+@pytest.mark.parametrize("source", ["acdc_v1.safetensors", "acdc_session1.safetensors"])
 def test_models_shipped_before_the_options_still_load_and_predict(source: str) -> None:
-    model, config = load_model(source)
+    """Fixtures with the stored configs of acdc_v1 and the first shipped acdc (scripts/make_legacy_fixtures.py)."""
+    model, config = load_model(LEGACY / source)
     assert "strides" not in config["model"]  # an old config: the paper's network
     assert model.size_divisor == (16, 16, 16)
     with torch.no_grad():

@@ -110,3 +110,26 @@ def test_monai_optional_import_errors_name_the_extra() -> None:
     hint = missing_extra(OptionalImportError("required package `scipy` is not installed or the version doesn't match requirement."))
     assert hint == "needs scipy, which is not installed: pip install 'lightmedseg[evaluate]'"
     assert missing_extra(ModuleNotFoundError("No module named 'foo'", name="foo")) is None
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.pt", "*.pth", "*.onnx", "*.xml", "*.bin")
+MAX_PACKAGE_BYTES = 2_000_000  # the wheel (zip) is smaller still: 1.29 MB at issue 27
+
+
+def test_repository_carries_one_shipped_model_and_small_fixtures_only() -> None:
+    """Issue 27: no weights of finished runs in the tree (they stay in git history); the shipped model and
+    the legacy fixtures (< 1 MB) are the only weight files, and the package data stays small."""
+    try:
+        tracked = subprocess.run(["git", "ls-files", *WEIGHT_PATTERNS], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"not a git checkout ({exc})")
+    fixtures = [n for n in tracked if n.startswith("tests/data/legacy_models/")]
+    shipped = [n for n in tracked if n.startswith("src/lightmedseg/pretrained/")]
+    others = [n for n in tracked if n not in fixtures + shipped and not n.startswith("experiments/acdc_issue28/")]
+    assert others == [], "weights of finished runs belong in git history, not the tree (experiments/README.md)"
+    assert shipped == ["src/lightmedseg/pretrained/acdc/model_best.safetensors"]
+    assert sum((ROOT / n).stat().st_size for n in fixtures) < 1_000_000
+    package = [ROOT / n for n in subprocess.run(["git", "ls-files", "src/lightmedseg"], cwd=ROOT, capture_output=True,
+                                                text=True, check=True).stdout.split()]
+    assert sum(p.stat().st_size for p in package if p.is_file()) < MAX_PACKAGE_BYTES

@@ -7,8 +7,9 @@ Two on-disk forms, both readable by :func:`load_model`:
 * ``*.pt`` – a training checkpoint written by :mod:`lightmedseg.training`, a dict with at least
   ``"model"`` (state_dict) and ``"config_json"`` (str), loadable with ``torch.load(weights_only=True)``.
 
-A run folder resolves to ``model_best.safetensors``, ``checkpoint_best.pt``, ``model_last.safetensors``
-or ``checkpoint_last.pt`` (first that exists); a bare name resolves to a model shipped in
+A run folder resolves to ``model.safetensors`` (the model ``lightmedseg finalize`` chose), else
+``model_best.safetensors``, ``checkpoint_best.pt``, ``model_last.safetensors`` or ``checkpoint_last.pt``
+(first that exists); a bare name resolves to a model shipped in
 ``lightmedseg/pretrained/NAME`` (see :data:`SHIPPED_MODELS_DIR`).
 """
 
@@ -29,11 +30,11 @@ from lightmedseg.model.factory import build_model
 CONFIG_KEY = "lightmedseg_config"
 SHIPPED_MODELS_DIR = Path(str(resources.files("lightmedseg") / "pretrained"))
 RUN_DIR_CANDIDATES = (
+    "model.safetensors",  # written by lightmedseg finalize (training.finalize): the run's chosen model
     "model_best.safetensors",
     "checkpoint_best.pt",
     "model_last.safetensors",
     "checkpoint_last.pt",
-    "model.safetensors",
 )
 
 

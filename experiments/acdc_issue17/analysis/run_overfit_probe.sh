@@ -27,5 +27,7 @@ for m in acdc "$OUT/run"; do
   OMP_NUM_THREADS=1 $PY -m lightmedseg predict -m "$m" -i "$OUT/images" -o "$OUT/pred_$tag" --no-keep-largest \
     --backend torch -q --overwrite
   echo "== $m on its 4 fitting volumes"
-  $PY experiments/acdc_issue17/postprocess/search_postprocess.py "$OUT/pred_$tag" "$OUT/labels" | head -2
+  # was postprocess/search_postprocess.py's "none" row (nnformer-mode Dice, no post-processing); now the product's evaluate
+  $PY -m lightmedseg evaluate --pred "$OUT/pred_$tag" --ref "$OUT/labels" --labels "$DATA/dataset.json" \
+    --mode nnformer --out "$OUT/eval_$tag" -q
 done

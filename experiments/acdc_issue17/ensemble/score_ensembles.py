@@ -22,7 +22,7 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 
-from lightmedseg.evaluation.metrics import dice_score
+from lightmedseg.evaluation.evaluate import evaluate_pair, label_spec_from_dataset_json, summarize
 from lightmedseg.inference.postprocess import postprocess_labels
 
 CARD = Path(__file__).resolve().parents[3] / "src/lightmedseg/pretrained/acdc/card.json"
@@ -41,26 +41,26 @@ def card_postprocess(card: dict) -> Callable[[np.ndarray], np.ndarray]:
 def main() -> int:
     ref_dir, probs_root, names = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     postprocess = card_postprocess(CARD_FIELDS)
+    spec = label_spec_from_dataset_json({"labels": CARD_FIELDS["labels"]}, str(CARD))
     cases = sorted(f.name for f in ref_dir.glob("*.nii.gz"))
-    refs = {c: np.asarray(nib.load(ref_dir / c).dataobj).astype(np.int16) for c in cases}
+    refs = {c: nib.load(ref_dir / c) for c in cases}
     combos = [s for r in range(1, len(names) + 1) for s in itertools.combinations(names, r)]
-    scores = {s: {c: [] for c in CLASSES} for s in combos}
-    per_case = {s: [] for s in combos}
+    rows = {s: [] for s in combos}
     for case in cases:
-        # written as (x, y, z, class); the label maps as (x, y, z)
+        ref = np.asarray(refs[case].dataobj).astype(np.int16)
+        spacing = tuple(float(z) for z in refs[case].header.get_zooms()[:3])
+        # written as (x, y, z, class); the label maps as (x, y, z): the metrics take any one axis order for both
         probs = {n: np.asarray(nib.load(probs_root / n / "probabilities" / case).dataobj, dtype=np.float32) for n in names}
         for combo in combos:
             mean = sum(probs[n] for n in combo) / len(combo)
             labels = postprocess(mean.argmax(axis=-1).astype(np.int16))
-            ds = [dice_score(labels == v, refs[case] == v, mode="strict") for v in CLASSES.values()]
-            for c, d in zip(CLASSES, ds):
-                scores[combo][c].append(d)
-            per_case[combo].append(np.mean(ds))
-    print(f"{'ensemble':40s} {'RV':>6s} {'Myo':>6s} {'LV':>6s} {'mean':>6s} {'worst case':>10s}   ({len(cases)} volumes)")
+            rows[combo] += evaluate_pair(case, labels, ref, spacing, spec, "strict")
+    print(f"{'ensemble':40s} " + " ".join(f"{c:>6s}" for c in CLASSES) + f" {'mean':>6s} {'worst case':>10s}   ({len(cases)} volumes)")
     for combo in combos:
-        means = {c: 100 * np.mean(v) for c, v in scores[combo].items()}
-        print(f"{' + '.join(combo):40s} " + " ".join(f"{means[c]:6.2f}" for c in CLASSES)
-              + f" {np.mean(list(means.values())):6.2f} {100 * min(per_case[combo]):10.2f}")
+        summary = summarize(rows[combo], spec, "strict")  # lightmedseg evaluate's means (strict: both empty -> NaN)
+        per_case = [np.nanmean([r["dice"] for r in rows[combo] if r["case"] == c and r["kind"] == "region"]) for c in cases]
+        print(f"{' + '.join(combo):40s} " + " ".join(f"{100 * summary['regions'][c]['dice']['mean']:6.2f}" for c in CLASSES)
+              + f" {100 * summary['average_dice']:6.2f} {100 * min(per_case):10.2f}")
     return 0
 
 

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar (logs still written)")
     parser.add_argument("--device", default=None, metavar="DEVICE",
                         help="auto (a GPU if present, the default), cpu, cuda, cuda:N or gpu; sets train.device")
+    parser.add_argument("--finalize", action="store_true",
+                        help="when training completes, run lightmedseg finalize on the run: score its model files "
+                             "on validation, keep the best (or the average of best and last) as RUN/model.safetensors, "
+                             "choose TTA and post-processing and write RUN/card.json")
     parser.add_argument("--cache-dir", help="folder of the data.cache=disk cache, ideally node-local "
                                             "(default: $TMPDIR/lightmedseg-cache/...)")
 
@@ -77,7 +81,25 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         if hint := resume_hint(summary):
             print(f"lightmedseg train: {hint}", file=sys.stderr)
+        if args.finalize:
+            _finalize(args, summary)
     return exit_status(summary)
+
+
+def _finalize(args: argparse.Namespace, summary: dict) -> None:
+    """``--finalize``: the run's model and card (:func:`lightmedseg.training.finalize.finalize`) once the
+    schedule or ``--max-steps`` is done; a stopped run (resumable) is finalized when it completes."""
+    from lightmedseg.training.trainer import FINISHED
+
+    if summary.get("stopped") not in FINISHED:
+        print(f"lightmedseg train: --finalize waits for the end of training (stopped: {summary.get('stopped')})",
+              file=sys.stderr)
+        return
+    from lightmedseg.training.finalize import Options, finalize
+
+    device = args.device or "auto"
+    report = finalize(args.out, args.data, Options(device=device, log=(lambda m: None) if args.no_progress else print))
+    print(f"lightmedseg train: finalized {report.model} from {report.chosen} (card: {args.out / 'card.json'})")
 
 
 def _train_overrides(overrides: list[str]) -> dict:
