@@ -9,7 +9,7 @@ import argparse
 
 from lightmedseg.cli import path_arg
 
-from lightmedseg.inference.geometry import SPACING_WARN_FACTOR
+from lightmedseg.inference.geometry import RESAMPLE_TOLERANCE, SPACING_WARN_FACTOR
 from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, TTA_MODES
 
 
@@ -40,10 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sliding-window overlap in [0, 1) (default: the model's, 0.5 for shipped models)")
     parser.add_argument("--sw-batch-size", type=int, default=None,
                         help="windows evaluated at once (default: the model's, 1); more is faster on a GPU")
-    parser.add_argument("--resample", action="store_true",
-                        help="predict on the model's training spacing/orientation and resample back to the input grid "
-                             "(without it, an input whose spacing differs by more than "
-                             f"{SPACING_WARN_FACTOR}x gets a warning)")
+    resample = parser.add_mutually_exclusive_group()
+    resample.add_argument("--resample", dest="resample", action="store_true", default=None,
+                          help="always predict on the model's training spacing/orientation and resample back to the "
+                               "input grid; default: only when the input's spacing differs from the training spacing "
+                               f"by more than {RESAMPLE_TOLERANCE:.0%} along an axis (each case's decision is logged)")
+    resample.add_argument("--no-resample", dest="resample", action="store_false",
+                          help="predict on the input's own grid whatever its spacing (a warning when it differs by "
+                               f"more than {SPACING_WARN_FACTOR}x)")
     largest = parser.add_mutually_exclusive_group()
     largest.add_argument("--keep-largest", nargs="*", metavar="LABEL", default=None,
                          help="keep only the largest connected component of the named foreground labels (names or "

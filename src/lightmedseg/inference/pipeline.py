@@ -134,7 +134,7 @@ def predict(
     part_id: int = 0,
     overlap: float | None = None,
     sw_batch_size: int | None = None,
-    resample: bool = False,
+    resample: bool | None = None,
     output_format: str = "nifti",
     keep_largest: bool | Sequence[str | int] | None = None,
     require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
@@ -185,7 +185,7 @@ def predict(
         todo.append((case, need_label, need_prob))
     if report.skipped:
         log(f"skipping {len(report.skipped)} case(s) already predicted in {Path(output)} (--overwrite to redo)")
-    log(f"{segmenter.description}; {describe(predictor)}{', resampled to the training grid' if resample else ''}")
+    log(f"{segmenter.description}; {describe(predictor)}")
     # a bar on a terminal; in a log file (not a terminal) one plain line per case instead of \r updates
     interactive = progress and sys.stderr.isatty()
     for number, (case, need_label, need_prob) in enumerate(
@@ -193,6 +193,7 @@ def predict(
         started = time.perf_counter()
         image, geometry = read_case(case)
         warn_constant_channels(case, image, log)
+        log(f"{case.case_id}: {segmenter.resample_decision(geometry).line}")
         result, notes = segmenter.predict(image, geometry, probabilities=need_prob)
         for note in notes:
             log(f"warning: {case.case_id}: {note}")
