@@ -355,9 +355,14 @@ def segment(
     image,
     model: str | os.PathLike = "acdc",
     device: str = "auto",
+    statistics: bool = False,
     **options,
-) -> "nib.Nifti1Image":  # noqa: F821
+):
     """Segment one image with ``model`` and return the label map as a NIfTI image in the input's geometry.
+
+    With ``statistics=True``, return ``(label image, statistics)``: the voxel count and volume (ml) of each
+    label (:func:`lightmedseg.inference.statistics.case_statistics`); two such results of a patient's ED and
+    ES frames give its cardiac function (:func:`lightmedseg.inference.statistics.cardiac_function`).
 
     Args:
         image: a path (``.nii.gz``, ``.nii``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``), a folder of one
@@ -368,10 +373,20 @@ def segment(
         **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact``,
             ``reference``, ``backend``, ``precision``, ``forward_fn``, ``ensemble`` (see :class:`Segmenter`).
 
-    Warns :class:`GeometryWarning` when the input's spacing or orientation differs from the training
-    geometry (by more than :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
+    Resamples to the training spacing and back when the input's differs by more than
+    :data:`lightmedseg.inference.geometry.RESAMPLE_TOLERANCE` (``resample=False`` turns it off; the decision
+    is logged at INFO level). Warns :class:`GeometryWarning` when a case is not resampled and its spacing or
+    orientation differs from the training geometry (by more than
+    :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
     """
-    return Segmenter(model, device, **options)(image)
+    segmenter = Segmenter(model, device, **options)
+    seg = segmenter(image)
+    if not statistics:
+        return seg
+    from lightmedseg.inference.statistics import case_statistics
+
+    sx, sy, sz = seg.header.get_zooms()[:3]
+    return seg, case_statistics(np.asarray(seg.dataobj).transpose(2, 1, 0), (sz, sy, sx), segmenter.names)
 
 
 __all__ = [
