@@ -265,13 +265,19 @@ def test_cli_option_errors_are_one_line(tmp_path: Path, capsys, args: list[str],
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_warns_about_spacing(tmp_path: Path, capsys) -> None:
+def test_cli_resamples_by_default_and_warns_about_spacing_with_no_resample(tmp_path: Path, capsys) -> None:
     (tmp_path / "in").mkdir()
     sitk.WriteImage(_itk(_heart(), spacing_xyz=(0.7, 0.7, 5.0)), str(tmp_path / "in" / "case.mha"))
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", "acdc", "-q",
                  "--device", "cpu", "--overlap", "0.25", "--sw-batch-size", "2"]) == 0
     err = capsys.readouterr().err
-    assert "warning: case: spacing 5 x 0.7 x 0.7 mm" in err and "overlap 0.25" in err
+    assert "case: spacing 5 x 0.7 x 0.7 mm, training 10 x 1.562 x 1.562 mm (z, y, x): resampled" in err
+    assert "warning" not in err and "overlap 0.25" in err
+    assert sitk.ReadImage(str(tmp_path / "out" / "case.nii.gz")).GetSize() == (36, 40, 8)  # the input grid
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "plain"), "-m", "acdc", "-q",
+                 "--device", "cpu", "--no-resample"]) == 0
+    err = capsys.readouterr().err
+    assert "not resampled (--no-resample)" in err and "warning: case: spacing 5 x 0.7 x 0.7 mm" in err
 
 
 def test_keep_largest_removes_islands_per_class() -> None:
