@@ -189,3 +189,21 @@ def test_acdc_reference_ef_equals_numpy_on_the_masks(shared_data: Path, tmp_path
         assert c["LV"]["EDV_ml"] == pytest.approx(edv, rel=1e-9)
         assert c["Myo"]["mass_ED_g"] == pytest.approx((ed == 2).sum() * voxel_ml * 1.05, rel=1e-9)
         assert 10 < c["LV"]["EF_percent"] < 90  # a physiological range: the pairing is not reversed
+
+
+def test_statistics_need_no_extra_and_preview_names_its_extra(tmp_path: Path) -> None:
+    """--statistics works in the predict-only install; --preview without matplotlib is one line naming the extra,
+    before anything is predicted."""
+    from test_packaging import NOT_HARD, _run_without_extras
+
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(_blob(9.0, (8, 40, 36)).transpose(2, 1, 0), np.diag([1.5625, 1.5625, 10.0, 1.0])),
+             str(tmp_path / "in" / "p_frame01.nii.gz"))
+    argv = ["predict", "-i", "in", "-o", "out", "-m", "acdc", "-q", "--device", "cpu", "--no-tta"]
+    proc = _run_without_extras(tmp_path, argv + ["--preview"], NOT_HARD)
+    assert proc.returncode == 2 and not (tmp_path / "out").exists()
+    assert proc.stderr.strip().endswith("--preview needs matplotlib, which is not installed: pip install 'lightmedseg[train]'")
+    proc = _run_without_extras(tmp_path, argv + ["--statistics"], NOT_HARD)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "out" / "statistics.json").read_text())
+    assert set(data["cases"]["p_frame01"]["labels"]) == {"RV", "Myo", "LV"} and data["unpaired_cases"] == ["p_frame01"]

@@ -23,11 +23,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lightmedseg.data.io import ImageGeometry, _geometry, _nifti, default_file_mode
+from lightmedseg.data.labels import LABELS_JSON  # the sidecar's name, shared with evaluate
 from lightmedseg.data.readers import NIFTI_ENDINGS, image_ending, label_dtype, write_labels
 from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, pick_device
 from lightmedseg.inference.predictor import ForwardFn, Prediction, PredictionError, Predictor
 
-from lightmedseg.data.labels import LABELS_JSON  # noqa: E402  (the sidecar's name, shared with evaluate)
 SLICER_COLOR_TABLE = "labels.ctbl"
 # Colours of label values 1, 2, ... in the Slicer colour table (background is transparent black).
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
