@@ -188,13 +188,15 @@ def save_overlay_figure(
     """Image, ground truth and prediction of one case on chosen ``slices`` or the ``n_slices`` with most foreground.
 
     ``crop_margin_mm``: crop every panel to the foreground box (ground truth, else prediction) grown by this
-    margin (:func:`foreground_box`); ``slices`` then index the cropped volume. None: the whole slice.
+    margin (:func:`foreground_box`), within the slices (``slices`` keep indexing the volume). None: the whole slice.
     """
     img = _as_3d(image, channel)
     if crop_margin_mm is not None:
         src = label if label is not None and np.any(label) else pred
         if src is not None:
-            box = foreground_box(src, spacing, crop_margin_mm)
+            box = list(foreground_box(src, spacing, crop_margin_mm))
+            box[axis] = slice(None)  # crop within the slices only, so slice numbers stay the volume's
+            box = tuple(box)
             img = img[box]
             label = None if label is None else np.asarray(label)[box]
             pred = None if pred is None else np.asarray(pred)[box]
