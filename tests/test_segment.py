@@ -162,7 +162,7 @@ def test_resampling_round_trip_is_on_the_input_grid() -> None:
     assert np.abs(back - image).mean() < 0.02 * np.ptp(image)
 
 
-def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_path: Path) -> None:
+def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_path: Path, caplog) -> None:
     model = _tiny_model(tmp_path, geometry={"spacing": [5.0, 0.8, 0.8], "orientation": "RAS"})
     img = nib.Nifti1Image(_heart((8, 40, 36)).transpose(2, 1, 0), np.diag([1.6, 1.6, 10.0, 1.0]))
     plain = Segmenter(model, "cpu", forward_fn=_threshold_forward, resample=False)
@@ -177,10 +177,11 @@ def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_p
     np.testing.assert_array_equal(seg.affine, img.affine)
     assert (a == b).mean() > 0.97 and 3 in np.unique(b)
     # the default (resample=None) resamples this input (2x off along every axis): the forced result, no warning
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), caplog.at_level("INFO", logger="lightmedseg.inference.segment"):
         warnings.simplefilter("error", GeometryWarning)
         default = Segmenter(model, "cpu", forward_fn=_threshold_forward)(img)
     np.testing.assert_array_equal(np.asarray(default.dataobj), b)
+    assert "resampled to the training grid and back" in caplog.text  # segment() logs its decision too
 
 
 def test_resample_decision_both_ways_and_its_log_line() -> None:
