@@ -30,7 +30,26 @@ def test_demo_end_to_end_tiny(tmp_path: Path, capsys) -> None:
     assert set(summary["test_dice"]) == {"WT", "TC", "ET"}
     assert summary["train"]["steps"] == 2
     assert 0 < summary["chance_dice"]["ET"] < summary["chance_dice"]["WT"] < 1
-    assert str(report.resolve() / "README.md") in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(report.resolve() / "README.md") in printed
+    table = [line for line in printed.splitlines() if line.startswith("| ")]  # the results table, on the console
+    assert table[0].startswith("| region | test Dice") and {row.split("|")[1].strip() for row in table[2:]} == {"WT", "TC", "ET"}
+    assert "Average test Dice" in printed
+
+
+@pytest.mark.slow
+def test_step_time_probe_leaves_nothing_behind(tmp_path: Path) -> None:
+    from lightmedseg.config import load_config
+    from lightmedseg.data.synth import make_synthetic_dataset
+    from lightmedseg.tools.demo import measure_step_seconds
+
+    data = make_synthetic_dataset(tmp_path / "data", 3, 0, (32, 32, 32))
+    config = load_config("demo", overrides=["data.patch_size=[32,32,32]", "infer.roi_size=[32,32,32]",
+                                            "train.batch_size=1"])
+    seconds = measure_step_seconds(config, data, tmp_path / "probe", steps=2)
+    assert 0 < seconds < 120
+    assert not (tmp_path / "probe").exists()
+    assert config["train"]["validate_on_stop"] is True  # the caller's config is not modified
 
 
 def test_demo_refuses_a_non_empty_output_folder(tmp_path: Path, capsys) -> None:
@@ -58,3 +77,35 @@ def test_learned_verdict_needs_absolute_and_relative_margin() -> None:
     assert learned_verdict(summ(0.8), {"WT": 0.1})
     assert not learned_verdict(summ(0.4), {"WT": 0.01})  # below 50%
     assert not learned_verdict(summ(0.6), {"WT": 0.25})  # less than 3x chance
+
+
+def test_schedule_is_sized_to_the_budget_and_decays_fully() -> None:
+    from lightmedseg.config import load_config
+    from lightmedseg.tools.demo import plan_steps, sized_schedule
+    from lightmedseg.training.optim import build_optimizer, build_scheduler
+
+    # the loaded machine: 6 minutes at ~3.5 s a step fit ~100 of the preset's 600 steps
+    assert plan_steps(360, 3.5, 600) == int(0.8 * 360 // 3.5) == 82
+    assert plan_steps(3600, 0.5, 600) == 600  # fits: the preset's schedule unchanged
+    assert plan_steps(10, 60.0, 600) == 10  # never fewer than MIN_STEPS
+    assert plan_steps(360, 0.0, 600) == 600  # no measurement: nothing to size
+    train_cfg = load_config("demo")["train"]
+    assert sized_schedule(train_cfg, 600) is train_cfg
+    small = sized_schedule(train_cfg, 82)
+    total = small["epochs"] * small["iterations_per_epoch"]
+    assert 82 - small["epochs"] < total <= 82 and small["epochs"] == 2
+    assert train_cfg["epochs"] == 12  # the input is not modified
+    assert small["scheduler"]["warmup_epochs"] + small["scheduler"]["t_max_epochs"] == small["epochs"]
+    # the learning rate really decays to eta_min at the last planned step
+    import torch
+
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], small)
+    sched = build_scheduler(opt, small)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    base, eta_min = small["optimizer"]["lr"], small["scheduler"]["eta_min"]
+    assert max(lrs) == pytest.approx(base, rel=0.05)
+    assert opt.param_groups[0]["lr"] == pytest.approx(eta_min, abs=1e-3 * base)

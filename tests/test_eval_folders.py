@@ -134,3 +134,44 @@ def test_no_dataset_json_falls_back_to_values(tmp_path):
     _, summary = evaluate_folders(tmp_path / "p", tmp_path / "r", progress=False)
     assert summary["regions"] == {"1": [1], "2": [2]}
     assert summary["metrics"]["average_dice"] == 1.0
+
+
+def test_every_predict_format_is_read_and_labels_json_names_the_classes(tmp_path, capsys):
+    """What predict writes (.nrrd, .seg.nrrd, .mha beside labels.json) is evaluated against NIfTI references by name."""
+    pytest.importorskip("SimpleITK")
+    from lightmedseg.data.readers import read_label_file
+    from lightmedseg.inference.segment import write_label_sidecars, write_prediction
+
+    names = {0: "background", 1: "RV", 2: "Myo", 3: "LV"}
+    ref = np.zeros((6, 12, 10), np.uint8)
+    ref[1:5, 2:8, 2:5] = 1
+    ref[1:5, 3:7, 5:8] = 2
+    ref[2:4, 4:6, 6:7] = 3
+    for case, ending in (("a", ".nrrd"), ("b", ".seg.nrrd"), ("c", ".mha"), ("d", ".nii.gz")):
+        _write(tmp_path / "ref" / f"{case}.nii.gz", ref)
+        _, geometry = read_label_file(tmp_path / "ref" / f"{case}.nii.gz")
+        pred = ref.copy()
+        if case == "c":
+            pred[pred == 3] = 2  # the LV of one case missed: LV Dice 0 there
+        write_prediction(tmp_path / "pred" / f"{case}{ending}", pred, geometry, names)
+    write_label_sidecars(tmp_path / "pred", names)
+    rows, summary = evaluate_folders(tmp_path / "pred", tmp_path / "ref", progress=False)
+    assert summary["cases"] == ["a", "b", "c", "d"]
+    assert summary["classes"] == {"RV": 1, "Myo": 2, "LV": 3} and summary["label_convention"] == "acdc"
+    assert summary["labels_source"].endswith("labels.json")
+    lv = {r["case"]: r["dice"] for r in rows if r["kind"] == "class" and r["name"] == "LV"}
+    assert lv == {"a": 1.0, "b": 1.0, "c": 0.0, "d": 1.0}
+    rc = main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--quiet",
+               "--out", str(tmp_path / "eval")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "LV: Dice" in out and "Myo: Dice" in out and " 1: Dice" not in out
+
+
+def test_labels_option_takes_a_labels_json(tmp_path):
+    ref = np.zeros((5, 6, 7), np.uint8)
+    ref[1:3, 1:3, 1:3] = 1
+    _write(tmp_path / "r" / "x.nii.gz", ref)
+    _write(tmp_path / "p" / "x.nii.gz", ref)
+    (tmp_path / "names.json").write_text(json.dumps({"0": "background", "1": "liver"}))
+    _, summary = evaluate_folders(tmp_path / "p", tmp_path / "r", labels=tmp_path / "names.json", progress=False)
+    assert summary["classes"] == {"liver": 1} and summary["regions"] == {"liver": [1]}

@@ -96,3 +96,58 @@ def test_save_case_figures_from_files(tmp_path):
     out = save_case_figures(tmp_path / "run", files, tmp_path / "figs", label_file=tmp_path / "k.nii.gz")
     assert out["overlay"].name == "k_overlay.png" and out["anchors"].name == "k_anchors.png"
     assert all(imread(str(p)).shape[1] > 200 for p in out.values())
+
+
+def test_foreground_box_is_the_bounding_box_grown_by_the_margin():
+    from lightmedseg.viz.overlays import foreground_box
+
+    label = np.zeros((10, 40, 50), np.int16)
+    label[3:6, 10:21, 30:36] = 2
+    label[4, 25, 12] = 1  # a second structure widens the box
+    assert foreground_box(label, (1.0, 1.0, 1.0), margin_mm=0) == (slice(2, 7), slice(9, 27), slice(11, 37))  # >= 1 voxel
+    # 5 mm: 1 slice of 5 mm, 4 voxels of 1.25 mm in-plane; clipped at the volume's edges
+    assert foreground_box(label, (5.0, 1.25, 1.25), margin_mm=5) == (slice(2, 7), slice(6, 30), slice(8, 40))
+    assert foreground_box(label, (1.0, 1.0, 1.0), margin_mm=100) == (slice(0, 10), slice(0, 40), slice(0, 50))
+    empty = np.zeros((4, 5, 6), np.int16)
+    assert foreground_box(empty) == (slice(0, 4), slice(0, 5), slice(0, 6))  # nothing segmented: whole volume
+
+
+def test_preview_slices_spread_over_the_segmented_ones():
+    from lightmedseg.viz.preview import preview_slices
+
+    label = np.zeros((20, 4, 4), np.int16)
+    label[5:12, 1, 1] = 3
+    assert preview_slices(label, 4) == [5, 7, 9, 11]
+    assert preview_slices(label[:6], 4) == [5]
+    assert preview_slices(np.zeros((9, 2, 2)), 4) == [4]
+
+
+def test_predict_preview_writes_one_png_per_case(tmp_path):
+    import nibabel as nib
+
+    from lightmedseg.checkpoint import save_model
+    from lightmedseg.inference.pipeline import predict
+
+    torch.manual_seed(0)
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]", "model.in_channels=1"])
+    cfg["labels"] = {"background": 0, "RV": 1, "Myo": 2, "LV": 3}
+    save_model(tmp_path / "run" / "model_best.safetensors", build_model(cfg), cfg)
+
+    def bright_is_lv(x: torch.Tensor) -> torch.Tensor:
+        v = x[:, :1]
+        return torch.cat([0.5 - v, v.new_full(v.shape, -5.0), v.new_full(v.shape, -5.0), v - 0.5], dim=1) * 20
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        data = np.ones((40, 36, 9), np.float32)
+        data[12:20, 10:18, 3:6] = 100  # a small bright "LV" in a large field
+        nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 8.0, 1.0])), str(tmp_path / "in" / f"{name}.nii.gz"))
+    report = predict(tmp_path / "in", tmp_path / "out", tmp_path / "run", device="cpu", progress=False,
+                     forward_fn=bright_is_lv, preview=True, log=lambda m: None)
+    assert [p.name for p in report.previews] == ["a.preview.png", "b.preview.png"]
+    pixels = imread(str(report.previews[0]))
+    assert pixels.ndim == 3 and pixels[..., :3].std() > 0.01
+    out = tmp_path / "single" / "seg.nii.gz"
+    single = predict(tmp_path / "in" / "a.nii.gz", out, tmp_path / "run", device="cpu", progress=False,
+                     forward_fn=bright_is_lv, preview=True, log=lambda m: None)
+    assert single.previews == [tmp_path / "single" / "seg.preview.png"]

@@ -19,7 +19,8 @@ from lightmedseg.config import load_config
 from lightmedseg.data.io import ImageGeometry
 from lightmedseg.inference.cards import load_card, with_card
 from lightmedseg.inference.geometry import (
-    SPACING_WARN_FACTOR, from_training_grid, geometry_notes, to_training_grid, training_geometry,
+    RESAMPLE_TOLERANCE, SPACING_WARN_FACTOR, from_training_grid, geometry_notes, resample_decision,
+    spacing_out_of_tolerance, to_training_grid, training_geometry,
 )
 from lightmedseg.inference.options import pick_device
 from lightmedseg.inference.pipeline import predict
@@ -133,7 +134,7 @@ def test_geometry_notes_name_the_factor_and_the_axes() -> None:
     assert geometry_notes(same, cfg) == []
     thin = ImageGeometry.from_spacing((8, 40, 36), (5.0, 1.5625, 1.5625))
     (note,) = geometry_notes(thin, cfg)
-    assert f"more than {SPACING_WARN_FACTOR}x along z" in note and "--resample" in note
+    assert f"more than {SPACING_WARN_FACTOR}x along z" in note and "--no-resample" in note
     lps = ImageGeometry((8, 40, 36), ACDC_SPACING, np.diag([-1.5625, -1.5625, 10.0, 1.0]))
     assert any("voxel axes are LPS" in n for n in geometry_notes(lps, cfg))
     assert geometry_notes(thin, {}) == []  # a model that does not know its spacing stays silent
@@ -161,10 +162,10 @@ def test_resampling_round_trip_is_on_the_input_grid() -> None:
     assert np.abs(back - image).mean() < 0.02 * np.ptp(image)
 
 
-def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_path: Path) -> None:
+def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_path: Path, caplog) -> None:
     model = _tiny_model(tmp_path, geometry={"spacing": [5.0, 0.8, 0.8], "orientation": "RAS"})
     img = nib.Nifti1Image(_heart((8, 40, 36)).transpose(2, 1, 0), np.diag([1.6, 1.6, 10.0, 1.0]))
-    plain = Segmenter(model, "cpu", forward_fn=_threshold_forward)
+    plain = Segmenter(model, "cpu", forward_fn=_threshold_forward, resample=False)
     with pytest.warns(GeometryWarning, match="differs from the model's training spacing"):
         a = np.asarray(plain(img).dataobj)
     resampled = Segmenter(model, "cpu", forward_fn=_threshold_forward, resample=True)
@@ -175,6 +176,48 @@ def test_resample_predicts_on_the_training_grid_and_returns_the_input_grid(tmp_p
     assert seg.shape == img.shape
     np.testing.assert_array_equal(seg.affine, img.affine)
     assert (a == b).mean() > 0.97 and 3 in np.unique(b)
+    # the default (resample=None) resamples this input (2x off along every axis): the forced result, no warning
+    with warnings.catch_warnings(), caplog.at_level("INFO", logger="lightmedseg.inference.segment"):
+        warnings.simplefilter("error", GeometryWarning)
+        default = Segmenter(model, "cpu", forward_fn=_threshold_forward)(img)
+    np.testing.assert_array_equal(np.asarray(default.dataobj), b)
+    assert "resampled to the training grid and back" in caplog.text  # segment() logs its decision too
+
+
+def test_resample_decision_both_ways_and_its_log_line() -> None:
+    cfg = {"geometry": {"spacing": list(ACDC_SPACING), "orientation": "RAS"}}
+    near = ImageGeometry.from_spacing((8, 40, 36), (10.0, 1.45, 1.7))  # -7 % and +9 %: within 10 %
+    far = ImageGeometry.from_spacing((8, 40, 36), (10.0, 0.78, 0.78))  # the 0.78 mm reconstruction
+    assert spacing_out_of_tolerance(near.spacing, ACDC_SPACING) == []
+    assert spacing_out_of_tolerance(far.spacing, ACDC_SPACING) == ["y", "x"]
+    kept, moved = resample_decision(near, cfg), resample_decision(far, cfg)
+    assert not kept.resample and "not resampled (within 10%)" in kept.line
+    assert moved.resample and "along y, x" in moved.line and "0.78 x 0.78" in moved.line and "10 x 1.562" in moved.line
+    assert not resample_decision(far, cfg, resample=False).resample  # --no-resample
+    assert resample_decision(near, cfg, resample=True).resample  # --resample forces it
+    assert not resample_decision(far, {}).resample  # no training spacing: nothing to resample to
+    assert 0 < RESAMPLE_TOLERANCE < 0.5
+
+
+def test_predict_resamples_by_default_logs_each_case_and_no_resample_opts_out(tmp_path: Path) -> None:
+    model = _tiny_model(tmp_path, geometry={"spacing": [5.0, 0.8, 0.8], "orientation": "RAS"})
+    (tmp_path / "in").mkdir()
+    src = nib.Nifti1Image(_heart((8, 40, 36)).transpose(2, 1, 0), np.diag([1.6, 1.6, 10.0, 1.0]))
+    nib.save(src, str(tmp_path / "in" / "far.nii.gz"))
+    nib.save(nib.Nifti1Image(_heart((8, 40, 36)).transpose(2, 1, 0), np.diag([0.8, 0.8, 5.2, 1.0])),
+             str(tmp_path / "in" / "near.nii.gz"))
+    lines: list[str] = []
+    predict(tmp_path / "in", tmp_path / "out", model, device="cpu", progress=False, forward_fn=_threshold_forward,
+            log=lines.append)
+    (far,) = [m for m in lines if m.startswith("far: ")]
+    (near,) = [m for m in lines if m.startswith("near: ")]
+    assert "resampled to the training grid and back" in far and "not resampled" in near
+    out = nib.load(str(tmp_path / "out" / "far.nii.gz"))
+    assert out.shape == src.shape and np.allclose(out.affine, src.affine)  # mapped back to the input grid
+    lines.clear()
+    rc = main(["predict", "-i", str(tmp_path / "in" / "far.nii.gz"), "-o", str(tmp_path / "plain.nii.gz"),
+               "-m", str(model), "-q", "--device", "cpu", "--no-resample"])
+    assert rc == 0 and nib.load(str(tmp_path / "plain.nii.gz")).shape == src.shape
 
 
 def test_resample_without_training_geometry_is_an_error(tmp_path: Path) -> None:
@@ -223,13 +266,19 @@ def test_cli_option_errors_are_one_line(tmp_path: Path, capsys, args: list[str],
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_warns_about_spacing(tmp_path: Path, capsys) -> None:
+def test_cli_resamples_by_default_and_warns_about_spacing_with_no_resample(tmp_path: Path, capsys) -> None:
     (tmp_path / "in").mkdir()
     sitk.WriteImage(_itk(_heart(), spacing_xyz=(0.7, 0.7, 5.0)), str(tmp_path / "in" / "case.mha"))
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", "acdc", "-q",
                  "--device", "cpu", "--overlap", "0.25", "--sw-batch-size", "2"]) == 0
     err = capsys.readouterr().err
-    assert "warning: case: spacing 5 x 0.7 x 0.7 mm" in err and "overlap 0.25" in err
+    assert "case: spacing 5 x 0.7 x 0.7 mm, training 10 x 1.562 x 1.562 mm (z, y, x): resampled" in err
+    assert "warning" not in err and "overlap 0.25" in err
+    assert sitk.ReadImage(str(tmp_path / "out" / "case.nii.gz")).GetSize() == (36, 40, 8)  # the input grid
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "plain"), "-m", "acdc", "-q",
+                 "--device", "cpu", "--no-resample"]) == 0
+    err = capsys.readouterr().err
+    assert "not resampled (--no-resample)" in err and "warning: case: spacing 5 x 0.7 x 0.7 mm" in err
 
 
 def test_keep_largest_removes_islands_per_class() -> None:

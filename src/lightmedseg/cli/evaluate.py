@@ -11,12 +11,14 @@ from lightmedseg.cli import path_arg
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lightmedseg.evaluation.metrics import MODES
 
-    parser.add_argument("--pred", required=True, type=path_arg, help="folder of predicted label maps {case}.nii.gz")
-    parser.add_argument("--ref", required=True, type=path_arg, help="folder of reference label maps {case}.nii.gz")
+    parser.add_argument("--pred", required=True, type=path_arg, help="folder of predicted label maps {case}.nii.gz, .nii, .nrrd, .seg.nrrd, .mha or .mhd (what predict writes); "
+                        "its labels.json (written by predict) names the classes when no dataset.json is found")
+    parser.add_argument("--ref", required=True, type=path_arg, help="folder of reference label maps {case}.ext (the same formats)")
     parser.add_argument(
         "--labels", type=path_arg, default=None,
-        help="dataset.json (or its folder) declaring labels and regions; default: REF/dataset.json or "
-        "REF/../dataset.json if present, else one region per label value found",
+        help="dataset.json (or its folder) declaring labels and regions, or predict's labels.json; default: "
+        "REF/dataset.json or REF/../dataset.json if present, else PRED/labels.json or REF/labels.json, else one "
+        "region per label value found",
     )
     parser.add_argument(
         "--mode", choices=MODES, default="strict",

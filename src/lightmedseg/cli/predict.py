@@ -9,7 +9,7 @@ import argparse
 
 from lightmedseg.cli import path_arg
 
-from lightmedseg.inference.geometry import SPACING_WARN_FACTOR
+from lightmedseg.inference.geometry import RESAMPLE_TOLERANCE, SPACING_WARN_FACTOR
 from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, TTA_MODES
 
 
@@ -40,10 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sliding-window overlap in [0, 1) (default: the model's, 0.5 for shipped models)")
     parser.add_argument("--sw-batch-size", type=int, default=None,
                         help="windows evaluated at once (default: the model's, 1); more is faster on a GPU")
-    parser.add_argument("--resample", action="store_true",
-                        help="predict on the model's training spacing/orientation and resample back to the input grid "
-                             "(without it, an input whose spacing differs by more than "
-                             f"{SPACING_WARN_FACTOR}x gets a warning)")
+    resample = parser.add_mutually_exclusive_group()
+    resample.add_argument("--resample", dest="resample", action="store_true", default=None,
+                          help="always predict on the model's training spacing/orientation and resample back to the "
+                               "input grid; default: only when the input's spacing differs from the training spacing "
+                               f"by more than {RESAMPLE_TOLERANCE:.0%} along an axis (each case's decision is logged)")
+    resample.add_argument("--no-resample", dest="resample", action="store_false",
+                          help="predict on the input's own grid whatever its spacing (a warning when it differs by "
+                               f"more than {SPACING_WARN_FACTOR}x)")
     largest = parser.add_mutually_exclusive_group()
     largest.add_argument("--keep-largest", nargs="*", metavar="LABEL", default=None,
                          help="keep only the largest connected component of the named foreground labels (names or "
@@ -63,6 +67,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the input's own: .nrrd, .mha; DICOM input gives NIfTI)")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write softmax probabilities to OUTPUT/probabilities/{case}.nii.gz (4D, float32)")
+    parser.add_argument("--statistics", action="store_true",
+                        help="write statistics.json and statistics.csv in OUTPUT: per case and label the voxel count and "
+                             "volume (ml); for a cardiac model (labels RV, Myo, LV) per patient LV/RV EDV, ESV, stroke "
+                             "volume, ejection fraction and myocardial mass (ED and ES frames paired by name: "
+                             "{patient}_ED/_ES, ACDC Info.cfg, or {patient}_frameNN where ED has the larger LV)")
+    parser.add_argument("--cardiac-phases", nargs="+", default=None, metavar="ED=CASE ES=CASE | FILE.csv",
+                        help="pair end-diastole and end-systole explicitly (implies --statistics): ED=CASE ES=CASE for "
+                             "one patient, or a CSV with the columns patient,ED,ES (case IDs)")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write {case}.preview.png beside each label map: slices cropped to the segmented "
+                             "region, labelled with the case and label names (needs matplotlib: pip install "
+                             "'lightmedseg[train]')")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs; without it, existing files in an OUTPUT folder are skipped "
                              "(an interrupted run resumes) and an existing OUTPUT file is an error")
@@ -110,9 +126,12 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
         resample=args.resample, output_format=args.output_format, keep_largest=_keep_largest(args.keep_largest),
         require_contact=_require_contact(args.require_contact), ensemble=args.ensemble,
-        num_parts=args.num_parts, part_id=args.part_id,
+        num_parts=args.num_parts, part_id=args.part_id, statistics=args.statistics,
+        cardiac_phases=args.cardiac_phases, preview=args.preview,
     )
     print(f"wrote {len(report.written)} label map(s) to {args.output}"
           + (f", skipped {len(report.skipped)} existing" if report.skipped else "")
-          + (f", {len(report.probabilities)} probability map(s)" if report.probabilities else ""))
+          + (f", {len(report.probabilities)} probability map(s)" if report.probabilities else "")
+          + (f", {len(report.previews)} preview(s)" if report.previews else "")
+          + (f", statistics in {report.statistics[0].name} / {report.statistics[1].name}" if report.statistics else ""))
     return 0

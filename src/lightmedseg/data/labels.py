@@ -35,6 +35,8 @@ ACDC_LABELS: dict[str, int] = {"background": 0, "RV": 1, "Myo": 2, "LV": 3}
 ACDC_REGIONS: dict[str, list[int]] = {"RV": [1], "Myo": [2], "LV": [3]}
 
 CONVENTIONS = ("brats", "acdc", "generic")
+# The sidecar predict writes beside its label maps (value -> name), read back by evaluate and statistics.
+LABELS_JSON = "labels.json"
 
 
 def brats_labels_for(source: str) -> dict[str, int]:

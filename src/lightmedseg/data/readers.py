@@ -248,6 +248,37 @@ def read_channels(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, Image
     return np.stack(arrays, axis=0), ref
 
 
+def label_case_id(name: str) -> str | None:
+    """Case ID of a label file name in any format predict writes (``case.nii.gz``, ``case.seg.nrrd``,
+    ``case.mha`` -> ``case``); None for hidden files (atomic-write temporaries) and non-images."""
+    stem = strip_ending(name)
+    if stem is None:
+        return None
+    return stem[: -len(".seg")] if stem.lower().endswith(".seg") and name.lower().endswith(".nrrd") else stem
+
+
+def read_label_file(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
+    """A 3D label map in any format predict reads or writes, as int16 ``(Z, Y, X)`` with its geometry
+    (NIfTI through nibabel, keeping the header; NRRD/MetaImage through SimpleITK)."""
+    from lightmedseg.data.io import read_label, to_integer_labels
+
+    path = Path(path)
+    ending = image_ending(path.name)
+    if ending in NIFTI_ENDINGS:
+        return read_label(path)
+    if ending not in ITK_ENDINGS:
+        raise DataError(f"{path}: not a label map; expected one of {', '.join(IMAGE_ENDINGS)}")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    img = _read_itk(path)
+    if img.GetNumberOfComponentsPerPixel() != 1 or img.GetDimension() != 3:
+        raise DataError(f"{path}: a label map must be one 3D volume, got size {img.GetSize()} with "
+                        f"{img.GetNumberOfComponentsPerPixel()} component(s) per voxel")
+    geometry = _geometry_of(img)
+    data = _sitk().GetArrayFromImage(img)  # (z, y, x), the file's own integer type
+    return np.ascontiguousarray(to_integer_labels(data, path)), geometry
+
+
 # -- writing ------------------------------------------------------------------------------------------------
 def label_dtype(array: np.ndarray) -> np.dtype:
     """uint8 when the labels fit, else int16 (the one rule for every output format)."""
@@ -298,6 +329,6 @@ def write_labels(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeom
 
 __all__ = [
     "IMAGE_ENDINGS", "NIFTI_ENDINGS", "ITK_ENDINGS", "image_ending", "strip_ending", "is_dicom_folder",
-    "itk_geometry", "affine_from_itk", "read_image", "read_channels", "read_dicom_series", "image_channels", "image_shape",
+    "itk_geometry", "affine_from_itk", "read_image", "read_label_file", "label_case_id", "read_channels", "read_dicom_series", "image_channels", "image_shape",
     "write_image", "write_labels", "write_itk", "label_dtype",
 ]

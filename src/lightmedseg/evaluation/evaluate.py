@@ -1,6 +1,9 @@
 """Evaluate a folder of predicted label maps against a folder of reference label maps.
 
-Cases are matched by case ID (file name without ``.nii.gz``/``.nii``), never by sort order: a reference
+Label maps are read in every format ``predict`` reads or writes (``.nii.gz``/``.nii``, ``.nrrd``/``.seg.nrrd``,
+``.mha``/``.mhd``; :func:`lightmedseg.data.readers.read_label_file`), and class names come from a dataset.json
+or, without one, from the ``labels.json`` sidecar predict writes beside its outputs.
+Cases are matched by case ID (file name without its image ending), never by sort order: a reference
 without a prediction is an error (or, with ``allow_missing``, listed in the summary and printed as a
 warning) and a prediction without a reference is listed and warned about. Metrics are computed per
 foreground class and per evaluation region (BraTS WT/TC/ET, ACDC RV/Myo/LV, or one per class) with the
@@ -20,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lightmedseg.data import labels as L
-from lightmedseg.data.io import AFFINE_TOLERANCE, read_label
-from lightmedseg.data.readers import NIFTI_ENDINGS
+from lightmedseg.data.io import AFFINE_TOLERANCE
+from lightmedseg.data.readers import IMAGE_ENDINGS, label_case_id, read_label_file
 from lightmedseg.evaluation.metrics import check_mode, mask_metrics
 from lightmedseg.io_utils import is_inside, read_json_object
 
@@ -50,17 +53,13 @@ class CaseMatch:
 
 
 def case_id_of(path: Path) -> str | None:
-    """Case ID of a label file (``case.nii.gz`` -> ``case``), or None for a non-NIfTI/hidden file."""
-    if path.name.startswith("."):
-        return None  # atomic-write temporaries and hidden files
-    for ending in NIFTI_ENDINGS:
-        if path.name.endswith(ending):
-            return path.name[: -len(ending)]
-    return None
+    """Case ID of a label file (``case.nii.gz``, ``case.seg.nrrd``, ``case.mha`` -> ``case``), or None for a
+    hidden file (atomic-write temporaries) or a file that is not an image."""
+    return label_case_id(path.name)
 
 
 def find_label_files(folder: str | os.PathLike, what: str) -> dict[str, Path]:
-    """Map case ID -> label file for every NIfTI file directly inside ``folder``."""
+    """Map case ID -> label file for every label map (any format predict writes) directly inside ``folder``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EvaluationError(f"{folder}: {what} folder not found")
@@ -73,7 +72,7 @@ def find_label_files(folder: str | os.PathLike, what: str) -> dict[str, Path]:
             raise EvaluationError(f"{folder}: case {cid!r} appears twice ({found[cid].name} and {f.name})")
         found[cid] = f
     if not found:
-        raise EvaluationError(f"{folder}: no {what} label files (*.nii.gz or *.nii) found")
+        raise EvaluationError(f"{folder}: no {what} label files ({' '.join('*' + e for e in IMAGE_ENDINGS)}) found")
     return found
 
 
@@ -109,18 +108,27 @@ def label_spec_from_values(values: Iterable[int]) -> LabelSpec:
     return LabelSpec({str(v): v for v in fg}, {str(v): [v] for v in fg})
 
 
-def resolve_label_spec(labels: str | os.PathLike | None, ref_dir: Path) -> LabelSpec | None:
-    """The dataset.json given, else one beside/above the reference folder, else None (use values found)."""
+def resolve_label_spec(labels: str | os.PathLike | None, ref_dir: Path, pred_dir: Path | None = None) -> LabelSpec | None:
+    """The dataset.json (or predict's ``labels.json``) given, else a dataset.json beside/above the reference
+    folder, else the ``labels.json`` sidecar of the prediction (then reference) folder, else None (values found)."""
+    from lightmedseg.evaluation.sidecar import find_sidecar, is_sidecar, read_sidecar
+
     if labels is not None:
         path = Path(labels)
         if path.is_dir():
             path = path / "dataset.json"
         if not path.is_file():
             raise EvaluationError(f"{path}: dataset JSON not found")
-        return label_spec_from_dataset_json(_read_json(path), str(path))
+        data = _read_json(path)
+        if is_sidecar(data):
+            return label_spec_from_dataset_json(read_sidecar(path, EvaluationError), str(path))
+        return label_spec_from_dataset_json(data, str(path))
     for candidate in (ref_dir / "dataset.json", ref_dir.parent / "dataset.json"):
         if candidate.is_file():
             return label_spec_from_dataset_json(_read_json(candidate), str(candidate))
+    sidecar = find_sidecar(*(d for d in (pred_dir, ref_dir) if d is not None))
+    if sidecar is not None:
+        return label_spec_from_dataset_json(read_sidecar(sidecar, EvaluationError), str(sidecar))
     return None
 
 
@@ -237,18 +245,18 @@ def evaluate_folders(
     if match.extra:
         _warn(f"{len(match.extra)} prediction(s) have no reference in {ref_dir}: {match.extra} - ignored, listed in the summary")
 
-    spec = resolve_label_spec(labels, ref_dir)
+    spec = resolve_label_spec(labels, ref_dir, pred_dir)
     if spec is None:
         # Without a dataset.json the classes are the values present in any file (one extra read pass).
         found: set[int] = set()
         for _, p_path, r_path in match.pairs:
-            found |= set(np.unique(read_label(p_path)[0]).tolist()) | set(np.unique(read_label(r_path)[0]).tolist())
+            found |= set(np.unique(read_label_file(p_path)[0]).tolist()) | set(np.unique(read_label_file(r_path)[0]).tolist())
         spec = label_spec_from_values(found)
-        _warn(f"no dataset.json given or found near {ref_dir}: evaluating one region per label value {sorted(spec.classes.values())}")
+        _warn(f"no dataset.json or labels.json given or found near {ref_dir} / {pred_dir}: evaluating one region per label value {sorted(spec.classes.values())}")
     rows: list[dict] = []
     for cid, p_path, r_path in tqdm(match.pairs, desc=f"evaluate ({mode})", unit="case", disable=not progress):
-        pred, pg = read_label(p_path)
-        ref, rg = read_label(r_path)
+        pred, pg = read_label_file(p_path)
+        ref, rg = read_label_file(r_path)
         _check_geometry(p_path, r_path, pg, rg, check_affine)
         for arr, path in ((pred, p_path), (ref, r_path)):
             bad = _unexpected_values(arr, spec)

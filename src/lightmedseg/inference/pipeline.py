@@ -31,6 +31,7 @@ from lightmedseg.data.io import ImageGeometry
 from lightmedseg.data.readers import image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
+from lightmedseg.inference.case_extras import CaseExtras
 from lightmedseg.inference.segment import Segmenter, output_ending, write_label_sidecars, write_prediction
 from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
 
@@ -45,6 +46,8 @@ class PredictReport:
     skipped: list[Path] = field(default_factory=list)
     probabilities: list[Path] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)  # labels.json and the Slicer colour table
+    statistics: list[Path] = field(default_factory=list)  # statistics.json and statistics.csv (--statistics)
+    previews: list[Path] = field(default_factory=list)  # one PNG per predicted case (--preview)
 
 
 def read_case(case: CaseInput) -> tuple[np.ndarray, ImageGeometry]:
@@ -134,11 +137,14 @@ def predict(
     part_id: int = 0,
     overlap: float | None = None,
     sw_batch_size: int | None = None,
-    resample: bool = False,
+    resample: bool | None = None,
     output_format: str = "nifti",
     keep_largest: bool | Sequence[str | int] | None = None,
     require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
     ensemble: bool = True,
+    statistics: bool = False,
+    cardiac_phases: Sequence[str] | str | os.PathLike | None = None,
+    preview: bool = False,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
 
@@ -151,6 +157,9 @@ def predict(
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets OpenVINO's inference precision or the fast path's
     activation dtype; ``auto`` is bf16 on CPUs with native bf16 and fp32 elsewhere.
     ``num_parts``/``part_id``: segment only that part of the cases (:func:`select_part`).
+    ``statistics``: write ``statistics.json``/``.csv`` (volumes per case and label; cardiac function for a
+    cardiac model, ED/ES paired by name or by ``cardiac_phases``), see :mod:`lightmedseg.inference.statistics`.
+    ``preview``: one PNG per predicted case, ``{case}.preview.png`` beside its label map (:mod:`lightmedseg.viz.preview`).
     """
     if str(output) == "":  # Path("") would be the current folder
         raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
@@ -161,6 +170,7 @@ def predict(
     except PredictionError as exc:
         raise PredictionError(f"{model}: {exc}") from None
     predictor = segmenter.predictor
+    extras = CaseExtras(segmenter.names, statistics, cardiac_phases, preview)  # options checked before predicting
     cases, input_dir = find_cases(input_path, predictor.in_channels)
     if num_parts != 1 or part_id != 0:
         cases = select_part(cases, num_parts, part_id)
@@ -181,11 +191,12 @@ def predict(
             if len(cases) == 1 and image_ending(Path(output).name) is not None:
                 raise FileExistsError(f"{target}: exists; pass --overwrite to replace it")
             report.skipped.append(target)
+            extras.add_existing(case, target)
             continue
         todo.append((case, need_label, need_prob))
     if report.skipped:
         log(f"skipping {len(report.skipped)} case(s) already predicted in {Path(output)} (--overwrite to redo)")
-    log(f"{segmenter.description}; {describe(predictor)}{', resampled to the training grid' if resample else ''}")
+    log(f"{segmenter.description}; {describe(predictor)}")
     # a bar on a terminal; in a log file (not a terminal) one plain line per case instead of \r updates
     interactive = progress and sys.stderr.isatty()
     for number, (case, need_label, need_prob) in enumerate(
@@ -193,6 +204,7 @@ def predict(
         started = time.perf_counter()
         image, geometry = read_case(case)
         warn_constant_channels(case, image, log)
+        log(f"{case.case_id}: {segmenter.resample_decision(geometry).line}")
         result, notes = segmenter.predict(image, geometry, probabilities=need_prob)
         for note in notes:
             log(f"warning: {case.case_id}: {note}")
@@ -204,15 +216,18 @@ def predict(
             p = probability_path(prob_dir, target)
             write_probabilities(p, result.probabilities, geometry)
             report.probabilities.append(p)
+        extras.add(case, target, image, result.labels, geometry, report)
         if progress and not interactive:
             log(f"predict: {number}/{len(todo)} {case.case_id} ({time.perf_counter() - started:.1f} s)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    out = Path(output)
+    ending = image_ending(out.name)
+    folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
     if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
-        out = Path(output)
-        ending = image_ending(out.name)
-        folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
         report.sidecars = write_label_sidecars(folder, segmenter.names, prefix=prefix)
+    if report.written or report.skipped:
+        report.statistics = extras.finish(folder, prefix, log)
     return report
 
 

@@ -15,6 +15,7 @@ description names the labels.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -22,11 +23,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lightmedseg.data.io import ImageGeometry, _geometry, _nifti, default_file_mode
+from lightmedseg.data.labels import LABELS_JSON  # the sidecar's name, shared with evaluate
 from lightmedseg.data.readers import NIFTI_ENDINGS, image_ending, label_dtype, write_labels
 from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, pick_device
 from lightmedseg.inference.predictor import ForwardFn, Prediction, PredictionError, Predictor
 
-LABELS_JSON = "labels.json"
 SLICER_COLOR_TABLE = "labels.ctbl"
 # Colours of label values 1, 2, ... in the Slicer colour table (background is transparent black).
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
@@ -136,7 +137,11 @@ class Segmenter:
             on validation), else the model config's ``infer.tta``.
         overlap: sliding-window overlap in [0, 1) (default: the model config's, else 0.5).
         sw_batch_size: windows evaluated at once (default: the model config's, else 1).
-        resample: predict on the training spacing/orientation and resample the probabilities back.
+        resample: ``None`` (default): per case, predict on the training spacing/orientation and resample the
+            probabilities back when the input's spacing differs from the training spacing by more than
+            :data:`lightmedseg.inference.geometry.RESAMPLE_TOLERANCE` along any axis; ``True``: always;
+            ``False``: never (a warning when the spacing differs a lot). Each decision is logged (logger
+            ``lightmedseg.inference.segment``, level INFO; ``predict`` writes it to its log).
         keep_largest: keep only the largest connected component of foreground classes: ``True``
             for every class, a list of label names or values for those, ``False`` for none; ``None`` (default):
             the model card's ``postprocess.keep_largest`` (chosen per class on validation), else ``False``.
@@ -157,7 +162,7 @@ class Segmenter:
         tta: bool | str | None = None,
         overlap: float | None = None,
         sw_batch_size: int | None = None,
-        resample: bool = False,
+        resample: bool | None = None,
         keep_largest: bool | Sequence[str | int] | None = None,
         require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
         reference: bool = False,
@@ -203,7 +208,7 @@ class Segmenter:
         self.config = self.predictor.config
         self.description = descriptions[0] if len(models) == 1 else (
             f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
-        self.resample = bool(resample)
+        self.resample = None if resample is None else bool(resample)
         if keep_largest is None:
             keep_largest = (card.get("postprocess") or {}).get("keep_largest", False)
         if require_contact is None:
@@ -211,7 +216,7 @@ class Segmenter:
         self.names = label_names(self.config)
         self.keep_largest = self._largest_values(keep_largest)
         self.require_contact = self._contact_values(require_contact)
-        if self.resample and training_geometry(self.config) is None:
+        if self.resample is True and training_geometry(self.config) is None:
             raise PredictionError(f"--resample: model {model} does not record its training spacing (config 'geometry' or card.json)")
 
     def _largest_values(self, keep_largest: bool | Sequence[str | int]) -> list[int]:
@@ -248,12 +253,19 @@ class Segmenter:
                                   f"{[self.names[v] for v in foreground]} or their values {foreground}")
         return value
 
+    def resample_decision(self, geometry: ImageGeometry) -> "ResampleDecision":  # noqa: F821
+        """Whether a case in ``geometry`` is predicted on the training grid, with the line that says why."""
+        from lightmedseg.inference.geometry import resample_decision
+
+        return resample_decision(geometry, self.config, self.resample)
+
     def predict(self, image: np.ndarray, geometry: ImageGeometry, probabilities: bool = False) -> tuple[Prediction, list[str]]:
         """``(C, Z, Y, X)`` image in ``geometry`` -> prediction on the same grid, and geometry warnings."""
         from lightmedseg.inference.geometry import from_training_grid, geometry_notes, to_training_grid
 
-        notes = [] if self.resample else geometry_notes(geometry, self.config)
-        if not self.resample:
+        resample = self.resample_decision(geometry).resample
+        notes = [] if resample else geometry_notes(geometry, self.config)
+        if not resample:
             result = self._predict_grid(image, probabilities)
         else:
             resampled, affine = to_training_grid(image, geometry, self.config)
@@ -284,6 +296,7 @@ class Segmenter:
         import warnings
 
         array, geometry = read_input(image, self.predictor.in_channels)
+        logging.getLogger(__name__).info(self.resample_decision(geometry).line)
         result, notes = self.predict(array, geometry)
         for note in notes:
             warnings.warn(note, GeometryWarning, stacklevel=2)
@@ -342,9 +355,14 @@ def segment(
     image,
     model: str | os.PathLike = "acdc",
     device: str = "auto",
+    statistics: bool = False,
     **options,
-) -> "nib.Nifti1Image":  # noqa: F821
+):
     """Segment one image with ``model`` and return the label map as a NIfTI image in the input's geometry.
+
+    With ``statistics=True``, return ``(label image, statistics)``: the voxel count and volume (ml) of each
+    label (:func:`lightmedseg.inference.statistics.case_statistics`); two such results of a patient's ED and
+    ES frames give its cardiac function (:func:`lightmedseg.inference.statistics.cardiac_function`).
 
     Args:
         image: a path (``.nii.gz``, ``.nii``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``), a folder of one
@@ -355,10 +373,20 @@ def segment(
         **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact``,
             ``reference``, ``backend``, ``precision``, ``forward_fn``, ``ensemble`` (see :class:`Segmenter`).
 
-    Warns :class:`GeometryWarning` when the input's spacing or orientation differs from the training
-    geometry (by more than :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
+    Resamples to the training spacing and back when the input's differs by more than
+    :data:`lightmedseg.inference.geometry.RESAMPLE_TOLERANCE` (``resample=False`` turns it off; the decision
+    is logged at INFO level). Warns :class:`GeometryWarning` when a case is not resampled and its spacing or
+    orientation differs from the training geometry (by more than
+    :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
     """
-    return Segmenter(model, device, **options)(image)
+    segmenter = Segmenter(model, device, **options)
+    seg = segmenter(image)
+    if not statistics:
+        return seg
+    from lightmedseg.inference.statistics import case_statistics
+
+    sx, sy, sz = seg.header.get_zooms()[:3]
+    return seg, case_statistics(np.asarray(seg.dataobj).transpose(2, 1, 0), (sz, sy, sx), segmenter.names)
 
 
 __all__ = [

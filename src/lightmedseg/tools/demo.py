@@ -4,11 +4,18 @@ Everything runs through the same public functions as the CLI (``synth``, ``train
 ``evaluate``, ``plot``, ``profile``), so the demo is also a smoke test of the whole pipeline. The report
 says whether the model learned: it compares the test Dice with the Dice a chance segmenter would get
 (a random mask with the true prevalence of each region scores its prevalence in expectation).
+
+The training schedule is sized to the time budget: the demo first times :data:`PROBE_STEPS` optimiser steps
+(a throw-away run), then plans as many steps as fit the rest of the budget (:func:`plan_steps`) and shrinks
+the epochs, warm-up and cosine length together (:func:`sized_schedule`), so the learning rate completes its
+decay instead of being cut off high when the budget runs out.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +25,58 @@ import numpy as np
 
 from lightmedseg.config import load_config
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
+
+
+PROBE_STEPS = 4  # optimiser steps timed before the schedule is sized (the first includes warm-up costs: conservative)
+BUDGET_SHARE = 0.8  # of the remaining budget planned for steps; the rest pays validation and checkpoints
+MIN_STEPS = 10  # never plan fewer (a schedule this short still shows learning on the phantoms)
+CROP_MARGIN_MM = 10.0  # the case figures are cropped to the foreground with this margin
+
+
+def plan_steps(budget_s: float, step_s: float, schedule_steps: int, share: float = BUDGET_SHARE,
+               min_steps: int = MIN_STEPS) -> int:
+    """Optimiser steps to plan: the full schedule when it fits ``share`` of ``budget_s`` at ``step_s`` seconds a
+    step, else as many as fit (at least ``min_steps``, at most the schedule)."""
+    if step_s <= 0 or not math.isfinite(step_s):
+        return schedule_steps
+    fit = int(share * max(budget_s, 0.0) // step_s)
+    return max(1, min(schedule_steps, max(min_steps, fit)))
+
+
+def sized_schedule(train_cfg: dict, steps: int) -> dict:
+    """``train_cfg`` with epochs, warm-up and cosine length shrunk to at most ``steps`` optimiser steps (about
+    ``steps / iterations_per_epoch`` epochs, each shortened to fill the steps; the warm-up keeps its share of
+    the schedule), and the cosine ending exactly at the last step, so the learning rate decays to ``eta_min``.
+    Returned unchanged when the schedule already has at most ``steps`` steps."""
+    iters, epochs = int(train_cfg["iterations_per_epoch"]), int(train_cfg["epochs"])
+    if epochs * iters <= steps:
+        return train_cfg
+    out = copy.deepcopy(train_cfg)
+    new_epochs = max(1, min(epochs, round(steps / iters)))  # epochs of about the preset's length
+    new_iters = max(1, steps // new_epochs)  # ... filled so that no more than `steps` are planned
+    sched = out["scheduler"]
+    warm_fraction = float(sched.get("warmup_epochs", 0)) / max(epochs, 1)
+    warmup = round(warm_fraction * new_epochs * new_iters) / new_iters  # in (new) epochs, whole steps
+    out.update(epochs=new_epochs, iterations_per_epoch=new_iters)
+    sched.update(warmup_epochs=warmup, t_max_epochs=max(new_epochs - warmup, 1.0 / new_iters))
+    out["val_every"] = max(1, min(int(out.get("val_every", 1)), new_epochs))
+    return out
+
+
+def measure_step_seconds(config: dict, data_dir: Path, probe_dir: Path, steps: int = PROBE_STEPS) -> float:
+    """Seconds per optimiser step, from a throw-away run of ``steps`` steps (its epoch time, which excludes
+    start-up); the probe folder is removed afterwards."""
+    from lightmedseg.training.logs import METRICS_CSV, read_csv
+    from lightmedseg.training.trainer import train
+
+    probe = copy.deepcopy(config)
+    probe["train"]["validate_on_stop"] = False
+    try:
+        train(probe, data_dir, probe_dir, max_steps=steps, progress=False)
+        rows = read_csv(probe_dir / METRICS_CSV)
+        return float(rows[-1]["epoch_seconds"]) / steps
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
 
 
 @dataclass
@@ -57,14 +116,19 @@ def learned_verdict(summary: dict, chance: dict[str, float]) -> bool:
     )
 
 
-def _report_markdown(summary: dict, chance: dict[str, float], train: dict, elapsed: dict[str, float],
-                     settings: DemoSettings, figures: list[str]) -> str:
-    regions = summary["metrics"]["regions"]
+def results_table(summary: dict, chance: dict[str, float]) -> list[str]:
+    """The results as Markdown table lines: test Dice, chance Dice and HD95 per region (report and console)."""
     rows = ["| region | test Dice (%) | chance Dice (%) | HD95 (mm) |", "| --- | ---: | ---: | ---: |"]
-    for name, stats in regions.items():
+    for name, stats in summary["metrics"]["regions"].items():
         d, h = stats["dice"]["mean"], stats["hd95"]["mean"]
         rows.append(f"| {name} | {100 * d:.1f} | {100 * chance.get(name, math.nan):.1f} | "
                     f"{'n/a' if h is None or math.isnan(h) else f'{h:.1f}'} |")
+    return rows
+
+
+def _report_markdown(summary: dict, chance: dict[str, float], train: dict, elapsed: dict[str, float],
+                     settings: DemoSettings, figures: list[str]) -> str:
+    rows = results_table(summary, chance)
     learned = learned_verdict(summary, chance)
     verdict = ("The model learned: every region's test Dice is at least 50% and at least three times its chance level."
                if learned else "Warning: at least one region is not clearly above chance; train longer (--minutes).")
@@ -119,7 +183,18 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Path
     log(f"[2/6] training the 'demo' preset for up to {settings.minutes:g} minutes")
     config = load_config("demo", overrides=list(settings.overrides))
     t = time.perf_counter()
-    summary_train = train(config, train_dir, out / "run", max_minutes=settings.minutes,
+    schedule = int(config["train"]["epochs"]) * int(config["train"]["iterations_per_epoch"])
+    if settings.max_steps is not None:
+        steps = min(settings.max_steps, schedule)
+    else:
+        step_s = measure_step_seconds(config, train_dir, out / "probe")
+        steps = plan_steps(60.0 * settings.minutes - (time.perf_counter() - t), step_s, schedule)
+        log(f"      {step_s:.2f} s per step measured on {PROBE_STEPS} steps: "
+            + (f"the full schedule of {schedule} steps fits" if steps >= schedule else
+               f"schedule sized to {steps} of {schedule} steps so the learning rate completes its decay"))
+    config["train"] = sized_schedule(config["train"], steps)
+    minutes_left = settings.minutes - (time.perf_counter() - t) / 60.0
+    summary_train = train(config, train_dir, out / "run", max_minutes=max(minutes_left, 0.1),
                           max_steps=settings.max_steps, progress=settings.progress)
     elapsed["train"] = time.perf_counter() - t
 
@@ -143,7 +218,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Path
     case = first.name[: -len(".nii.gz")]
     images = sorted((test_dir / "imagesTr").glob(f"{case}_*.nii.gz"))
     figs = save_case_figures(out / "run", images, report_dir, label_file=first,
-                             pred_file=pred_dir / first.name, case_id=case)
+                             pred_file=pred_dir / first.name, case_id=case, crop_margin_mm=CROP_MARGIN_MM)
     figures += [str(p) for p in figs.values()]
 
     log("[6/6] profiling the model at the demo size")
@@ -160,4 +235,11 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Path
     })
     write_text_atomic(report_dir / "README.md",
                       _report_markdown(summary, chance, summary_train, elapsed, settings, figures))
+    log("")
+    log(f"Results on {settings.test_cases} unseen test cases after {summary_train.get('steps', '?')} training steps "
+        f"({elapsed['total'] / 60:.1f} minutes in all):")
+    for line in results_table(summary, chance):
+        log(line)
+    log(f"Average test Dice {100 * metrics['average_dice']:.1f}%: "
+        + ("the model learned." if learned_verdict(summary, chance) else "not clearly above chance; train longer (--minutes)."))
     return report_dir

@@ -23,8 +23,12 @@ def save_case_figures(
     case_id: str | None = None,
     n_slices: int = 2,
     device: str = "cpu",
+    crop_margin_mm: float | None = None,
 ) -> dict[str, Path]:
-    """Overlay (image | ground truth | prediction) and anchors/texture figures of one case; returns the paths."""
+    """Overlay (image | ground truth | prediction) and anchors/texture figures of one case; returns the paths.
+
+    ``crop_margin_mm``: crop the overlay to the foreground (see :func:`lightmedseg.viz.overlays.foreground_box`).
+    """
     from lightmedseg.checkpoint import load_model
     from lightmedseg.inference.predictor import Predictor, plain_forward
 
@@ -39,7 +43,8 @@ def save_case_figures(
     names = {v: n for n, v in config.get("labels", {}).items() if v}
     out_dir = Path(out_dir)
     overlay = save_overlay_figure(image, label, pred, out_dir / f"{name}_overlay.png", n_slices=n_slices,
-                                  spacing=geometry.spacing, class_names=names or None, title=name)
+                                  spacing=geometry.spacing, class_names=names or None, title=name,
+                                  crop_margin_mm=crop_margin_mm)
     anchors = save_anchor_texture_figure(model, image, out_dir / f"{name}_anchors.png", label=label, config=config,
                                          spacing=geometry.spacing, device=device)
     return {"overlay": overlay, "anchors": anchors}

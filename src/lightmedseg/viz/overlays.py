@@ -67,6 +67,22 @@ def pick_slices(mask_source: np.ndarray | None, axis: int = 0, n: int = 1, shape
     return sorted(int(i) for i in order[:n])
 
 
+def foreground_box(labels: np.ndarray | None, spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                   margin_mm: float = 10.0) -> tuple[slice, slice, slice]:
+    """The (z, y, x) slices of the bounding box of ``labels != 0`` grown by ``margin_mm`` on every side (at least
+    one voxel), clipped to the volume; the whole volume when ``labels`` is None or empty."""
+    if labels is None:
+        raise FigureError("foreground_box: no label map given")
+    labels = np.asarray(labels)
+    nonzero = np.argwhere(labels != 0)
+    if nonzero.size == 0:
+        return tuple(slice(0, n) for n in labels.shape)  # type: ignore[return-value]
+    lo, hi = nonzero.min(axis=0), nonzero.max(axis=0) + 1
+    grow = [max(1, int(np.ceil(margin_mm / float(s)))) for s in spacing]
+    return tuple(slice(max(0, int(a) - g), min(n, int(b) + g))  # type: ignore[return-value]
+                 for a, b, g, n in zip(lo, hi, grow, labels.shape))
+
+
 def _take(arr: np.ndarray, axis: int, index: int) -> np.ndarray:
     # Rows of the displayed slice run along the first remaining axis; transpose so it is the vertical one.
     return np.take(arr, index, axis=axis)
@@ -142,7 +158,8 @@ def save_cases_figure(
                      index_of, aspect, alpha)
             if r == 0:
                 axes[r][k].set_title(name)
-        axes[r][0].set_ylabel(f"{c.name}  {AXIS_NAMES[axis].split()[0]} slice {s}".strip())
+        # one short line per row (name, then the slice): long labels on short cropped rows ran into each other
+        axes[r][0].set_ylabel(f"{c.name}\n{AXIS_NAMES[axis].split()[0]} {s}".strip(), fontsize=9)
     if class_names or len(index_of) > 1:
         from matplotlib.patches import Patch
 
@@ -166,9 +183,23 @@ def save_overlay_figure(
     channel: int = 0,
     class_names: Mapping[int, str] | None = None,
     title: str | None = None,
+    crop_margin_mm: float | None = None,
 ) -> Path:
-    """Image, ground truth and prediction of one case on chosen ``slices`` or the ``n_slices`` with most foreground."""
+    """Image, ground truth and prediction of one case on chosen ``slices`` or the ``n_slices`` with most foreground.
+
+    ``crop_margin_mm``: crop every panel to the foreground box (ground truth, else prediction) grown by this
+    margin (:func:`foreground_box`), within the slices (``slices`` keep indexing the volume). None: the whole slice.
+    """
     img = _as_3d(image, channel)
+    if crop_margin_mm is not None:
+        src = label if label is not None and np.any(label) else pred
+        if src is not None:
+            box = list(foreground_box(src, spacing, crop_margin_mm))
+            box[axis] = slice(None)  # crop within the slices only, so slice numbers stay the volume's
+            box = tuple(box)
+            img = img[box]
+            label = None if label is None else np.asarray(label)[box]
+            pred = None if pred is None else np.asarray(pred)[box]
     if slices is None:
         src = label if label is not None and np.any(label) else pred
         slices = pick_slices(src, axis, n_slices, img.shape)
