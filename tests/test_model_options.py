@@ -27,6 +27,7 @@ OPTIONS = {
     "deep_supervision": dict(strides=ACDC_STRIDES, deep_supervision=2),
     "pool": dict(strides=ACDC_STRIDES, router_downsample="pool"),
     "norm": dict(encoder_norm=True),
+    "wide": dict(strides=ACDC_STRIDES, encoder_channels=(12, 24, 48, 96), deep_supervision=2, encoder_norm=True),
     "all_standard": dict(strides=ACDC_STRIDES, deep_supervision=3, router_downsample="pool", encoder_norm=True,
                          upsample_init="fan_in", spb_zero_init=True, film_identity_init=True, conv="standard"),
 }
@@ -204,3 +205,18 @@ def test_init_weights_compare_networks_not_spellings(tmp_path) -> None:
     assert set(weights) == set(LightMedSeg(**old_style).state_dict())
     with pytest.raises(CheckpointError, match="encoder_norm"):
         initial_weights(tmp_path / "m.safetensors", {"model": {**old_style, "encoder_norm": True}})
+
+
+def test_wide_preset_reaches_the_papers_parameter_count() -> None:
+    """acdc_wide: the acdc network at 1.5x every stage width, within 10% of the paper's 0.48M (0.26M as written)."""
+    narrow, wide = load_config("acdc"), load_config("acdc_wide")
+    assert {k: v for k, v in wide["model"].items() if k != "encoder_channels"} == \
+        {k: v for k, v in narrow["model"].items() if k != "encoder_channels"}
+    counts = {}
+    for name, cfg in (("narrow", narrow), ("wide", wide)):
+        model = build_model({**cfg, "model": {**cfg["model"], "in_channels": 4}})
+        counts[name] = sum(p.numel() for p in model.parameters())
+    assert abs(counts["wide"] - 480_000) / 480_000 < 0.10
+    assert counts["narrow"] < 300_000
+    out = build_model(wide).eval()(torch.randn(1, 1, 16, 64, 64))
+    assert out.shape == (1, 4, 16, 64, 64)
