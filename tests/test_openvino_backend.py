@@ -1,4 +1,5 @@
-"""OpenVINO backend (issue 12): agreement with PyTorch, the IR cache, IR export/predict, fallbacks.
+"""OpenVINO backend (issue 12): agreement with PyTorch, the IR cache, IR export/predict, fallbacks; the
+conversion straight from PyTorch with no ONNX package (issue 29); exported IRs carry the card.
 
 Tolerances: OpenVINO f32 vs PyTorch fp32 max |logit difference| <= ORT_ATOL (1e-4, float re-association;
 measured ~1e-6); bf16 on a random tiny model: argmax agreement >= 98% on 32^3 (the near-uniform softmax of
@@ -22,7 +23,8 @@ from lightmedseg.model.factory import build_model  # noqa: E402
 from lightmedseg.cli.main import main  # noqa: E402
 from lightmedseg.inference import backends  # noqa: E402
 from lightmedseg.inference import openvino_backend as ovb  # noqa: E402
-from lightmedseg.inference.export import ORT_ATOL  # noqa: E402
+from lightmedseg.inference import openvino_convert as ovc  # noqa: E402
+from lightmedseg.inference.conversion import ORT_ATOL, ExportError  # noqa: E402
 from lightmedseg.inference.predictor import PredictionError  # noqa: E402
 
 
@@ -70,9 +72,12 @@ def test_f32_logits_and_bf16_argmax_match_torch(run, cache):
 
 def test_static_shape_compilation_per_window_shape(run, cache):
     model, cfg, root = run
-    _, fn, desc = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32")
+    loaded = backends.load_backend(root / "run", backend="openvino", precision="fp32")
+    fn, desc = loaded.forward_fn, loaded.description
     assert isinstance(fn, ovb.StaticShapeForward) and "static shape" in desc and not fn.requests
-    _, dyn, desc_dyn = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32", static_shapes=False)
+    assert f"model {root / 'run'} (" in desc  # the description names the model asked for, not the cached IR
+    xml = ovc.cached_ir(root / "run" / "model_best.safetensors").xml
+    _, dyn, desc_dyn = ovb.load_openvino(xml, torch.device("cpu"), precision="fp32", static_shapes=False)
     assert "dynamic shapes" in desc_dyn
     shapes = [(2, 4, 32, 32, 32), (1, 4, 32, 32, 32), (2, 4, 32, 32, 32), (1, 4, 16, 48, 32)]
     for i, shape in enumerate(shapes):
@@ -92,15 +97,15 @@ def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path,
     model, cfg, root = run
     model_file = tmp_path / "m.safetensors"
     save_model(model_file, model, cfg)
-    first = ovb.cached_ir(model_file)
+    first = ovc.cached_ir(model_file)
     assert first.created and first.xml.is_file() and first.xml.with_suffix(".bin").is_file()
     stamp = first.xml.stat().st_mtime_ns
 
     def _no_conversion(*args, **kwargs):
         raise AssertionError("a cached IR must not be converted again")
 
-    monkeypatch.setattr(ovb, "convert_module", _no_conversion)
-    again = ovb.cached_ir(model_file)
+    monkeypatch.setattr(ovc, "convert_module", _no_conversion)
+    again = ovc.cached_ir(model_file)
     assert not again.created and again.xml == first.xml and again.xml.stat().st_mtime_ns == stamp
     desc = backends.load_backend(model_file, backend="openvino", precision="fp32").description
     assert f"cached IR {first.xml.parent}" in desc
@@ -112,7 +117,7 @@ def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path,
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
     save_model(model_file, other, cfg)
-    third = ovb.cached_ir(model_file)
+    third = ovc.cached_ir(model_file)
     assert third.created and third.xml != first.xml
     assert len(_ir_folders(cache)) == 2
     x = _x((1, 4, 32, 32, 32))
@@ -161,7 +166,7 @@ def test_missing_openvino_falls_back_or_fails_in_one_line(run, cache, monkeypatc
     monkeypatch.setattr(builtins, "__import__", _no_openvino)
     assert not ovb.openvino_available()
     loaded = backends.load_backend(root / "run")  # auto: torch fast path, saying why
-    assert loaded.module is not None and "openvino is not installed" in loaded.description
+    assert loaded.module is not None and "openvino, a dependency of lightmedseg, is missing" in loaded.description
     with pytest.raises(ovb.OpenVINOMissing, match="pip install openvino"):
         backends.load_backend(root / "run", backend="openvino")
     assert "\n" not in str(ovb.OpenVINOMissing("x"))
@@ -169,12 +174,11 @@ def test_missing_openvino_falls_back_or_fails_in_one_line(run, cache, monkeypatc
 
 def test_failed_conversion_falls_back_under_auto_only(run, cache, monkeypatch):
     _, _, root = run
-    from lightmedseg.inference.export import ExportError
 
     def _fails(*args, **kwargs):
         raise ExportError("OpenVINO logits differ from PyTorch by 1 (> 0.0001)")
 
-    monkeypatch.setattr(ovb, "convert_module", _fails)
+    monkeypatch.setattr(ovc, "convert_module", _fails)
     loaded = backends.load_backend(root / "run")
     assert loaded.module is not None and "OpenVINO conversion failed" in loaded.description
     with pytest.raises(ExportError, match="differ"):
@@ -184,17 +188,17 @@ def test_failed_conversion_falls_back_under_auto_only(run, cache, monkeypatch):
 def test_openvino_refuses_gpu_and_reference(run, cache):
     _, _, root = run
     with pytest.raises(PredictionError, match="CPU only"):
-        ovb.load_openvino(root / "run", torch.device("cuda"))
+        ovb.load_openvino(root / "model.xml", torch.device("cuda"))
+    with pytest.raises(PredictionError, match="an IR .xml or an .onnx file"):
+        ovb.load_openvino(root / "run", torch.device("cpu"))
     with pytest.raises(PredictionError, match="--reference"):
         backends.load_backend(root / "run", backend="openvino", reference=True)
 
 
 def test_ir_without_config_is_a_clear_error(run, cache, tmp_path):
     model, cfg, _ = run
-    from lightmedseg.inference.export import export_onnx
-
-    export_onnx(model, cfg, tmp_path / "plain.onnx", exporter="legacy")
-    ov.save_model(ov.convert_model(str(tmp_path / "plain.onnx")), str(tmp_path / "plain.xml"), compress_to_fp16=False)
+    ov.save_model(ov.convert_model(model, example_input=torch.zeros(1, 4, 32, 32, 32)), str(tmp_path / "plain.xml"),
+                  compress_to_fp16=False)
     with pytest.raises(PredictionError, match="no 'lightmedseg/config'"):
         ovb.load_openvino(tmp_path / "plain.xml", torch.device("cpu"))
 

@@ -10,12 +10,10 @@ import argparse
 from lightmedseg.cli import path_arg
 
 from lightmedseg.inference.geometry import SPACING_WARN_FACTOR
-from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, TTA_MODES
+from lightmedseg.inference.options import BACKENDS, DEVICES_HELP, OUTPUT_FORMATS, PRECISIONS, TTA_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lightmedseg.inference.backends import BACKENDS, PRECISIONS
-
     parser.add_argument("-i", "--input", required=True, type=path_arg,
                         help="a case file (.nii.gz .nii .nrrd .nhdr .mha .mhd), a folder of {case}_{XXXX}.ext files, "
                              "a DICOM series folder, or a dataset folder (uses imagesTs)")

@@ -329,13 +329,13 @@ def read_input(image, n_channels: int) -> tuple[np.ndarray, ImageGeometry]:
         return array, _geometry(image, data.shape[:3])
     if not isinstance(image, (str, os.PathLike)):
         raise PredictionError(f"segment(): image must be a path or a nibabel image, not {type(image).__name__}")
+    from lightmedseg.data.readers import read_channels
     from lightmedseg.inference.inputs import find_cases
-    from lightmedseg.inference.pipeline import read_case
 
     cases, _ = find_cases(image, n_channels)
     if len(cases) != 1:
         raise PredictionError(f"{image}: holds {len(cases)} cases; segment() takes one (use lightmedseg.inference.predict for a folder)")
-    return read_case(cases[0])
+    return read_channels(cases[0].files)  # as pipeline.read_case, which imports this module
 
 
 def segment(
