@@ -213,3 +213,85 @@ def test_onnx_file_runs_on_openvino(run, cache, tmp_path):
     x = _x((1, 4, 32, 32, 32))
     with torch.inference_mode():
         assert (loaded.forward_fn(x) - model(x)).abs().max().item() <= ORT_ATOL
+
+
+def test_conversion_and_ir_export_need_no_onnx(run, cache, tmp_path, monkeypatch):
+    # the default CPU engine in the plain install: onnx / onnxruntime / onnxscript cannot be imported
+    model, cfg, root = run
+    real_import = builtins.__import__
+
+    def _no_onnx(name, *args, **kwargs):
+        if name.split(".")[0] in ("onnx", "onnxruntime", "onnxscript"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", _no_onnx)
+    loaded = backends.load_backend(root / "run", precision="fp32")  # auto on the CPU
+    assert loaded.description.startswith("OpenVINO") and "falling back" not in loaded.description
+    x = _x((1, 4, 16, 48, 32))  # a window whose coarsest level is 1 voxel deep (see match_torch_interpolation)
+    with torch.inference_mode():
+        assert (loaded.forward_fn(x) - model(x)).abs().max().item() <= ORT_ATOL
+    assert main(["export", "-m", str(root / "run"), "-o", str(tmp_path / "m.xml")]) == 0
+
+
+def test_interpolation_follows_pytorch_at_length_one():
+    # OpenVINO's PyTorch frontend reads voxel 0 where F.interpolate averages two (an output axis of length 1)
+    class Down(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, size=torch.nn.functional.avg_pool3d(x, 2, 2).shape[2:],
+                                                   mode="trilinear", align_corners=False)
+
+    module, x = Down(), _x((1, 2, 2, 6, 4))
+    converted = ov.convert_model(module, example_input=_x((1, 2, 8, 8, 8)), input=[ov.PartialShape([-1, 2, -1, -1, -1])])
+
+    def diff() -> float:
+        out = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
+        return float(np.abs(out - module(x).numpy()).max())
+
+    before = diff()
+    assert ovc.match_torch_interpolation(converted) == 1
+    assert before > 0.01 and diff() < 1e-6, before
+
+
+CARD = {
+    "name": "demo", "task": "synthetic phantom", "channels": ["t1", "t1ce", "t2", "flair"],
+    "labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 4},
+    "geometry": {"spacing": [2.0, 1.0, 1.0], "orientation": "RAS"},
+    "predict": {"tta": "mirror", "chosen_on": "a note that stays in card.json"},
+    "postprocess": {"keep_largest": ["ED"], "require_contact": {"ET": ["ED"]}},
+    "validation": {"mean_dice": 1.0},
+}
+
+
+def test_exported_ir_carries_the_card_and_predicts_as_its_source(run, cache, tmp_path, capsys):
+    import shutil
+
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.inference.cards import IR_CARD_PATH, embedded_card
+    from lightmedseg.inference.segment import Segmenter
+
+    _, _, root = run
+    source = tmp_path / "source"
+    shutil.copytree(root / "run", source)
+    (source / "card.json").write_text(json.dumps(CARD))
+    xml = tmp_path / "elsewhere" / "model.xml"  # no card.json beside it: what it knows, it carries
+    assert main(["export", "-m", str(source), "-o", str(xml)]) == 0
+    out = capsys.readouterr().out
+    assert ("embedded card: TTA mirror; largest component of ED; ET must touch ED; labels 0=background 1=NCR "
+            "2=ED 4=ET; training spacing 2 x 1 x 1 mm (z, y, x)") in out, out
+    stored = json.loads(ov.Core().read_model(str(xml)).get_rt_info(IR_CARD_PATH).astype(str))
+    assert stored == embedded_card(CARD) and "validation" not in stored and stored["predict"] == {"tta": "mirror"}
+
+    a, b = (Segmenter(m, "cpu", precision="fp32") for m in (source, xml))
+    assert b.description.startswith("OpenVINO") and "given file" in b.description
+    for seg in (a, b):
+        assert seg.predictor.tta_mode == "mirror" and seg.keep_largest == [2] and seg.require_contact == {4: [2]}
+        assert seg.names == {0: "background", 1: "NCR", 2: "ED", 4: "ET"}
+        assert seg.config["geometry"]["spacing"] == [2.0, 1.0, 1.0]
+    image = np.random.default_rng(3).normal(size=(4, 20, 40, 36)).astype(np.float32)
+    geometry = ImageGeometry.from_spacing(image.shape[1:], (2.0, 1.0, 1.0))
+    la, lb = (seg.predict(image, geometry)[0].labels for seg in (a, b))
+    np.testing.assert_array_equal(la, lb)
+    # the same IR without its card predicts differently: the card is what made them agree
+    plain = Segmenter(source, "cpu", precision="fp32", tta=False, keep_largest=False, require_contact=False)
+    assert not np.array_equal(plain.predict(image, geometry)[0].labels, la)

@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from lightmedseg.checkpoint import SHIPPED_MODELS_DIR, CheckpointError, resolve_model_path
+from lightmedseg.checkpoint import SHIPPED_MODELS_DIR, CheckpointError, resolve_model_path, shipped_model_choice
 from lightmedseg.io_utils import read_json_object
 
 CARD_NAME = "card.json"
@@ -50,7 +50,7 @@ def embedded_card(card: dict) -> dict:
 def describe_card(card: dict) -> str:
     """One line naming what a card makes prediction do (for ``export``'s report)."""
     if not card:
-        return "no model card: the export carries the config only (one pass, no post-processing, label values as names)"
+        return "none (the model has no card.json): the file carries its config only; predicting from it runs one pass, without post-processing"
     parts = []
     tta = (card.get("predict") or {}).get("tta")
     parts.append(f"TTA {tta}" if tta else "no TTA")
@@ -139,6 +139,7 @@ def with_card(config: dict, source: str | os.PathLike) -> dict:
 
 def model_folder(source: str | os.PathLike) -> Path | None:
     """The folder a run folder or shipped name stands for; ``None`` for a model file (it names one model)."""
+    source, _ = shipped_model_choice(source)
     path = Path(source)
     if path.is_dir():
         return path

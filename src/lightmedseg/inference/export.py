@@ -109,6 +109,8 @@ def export_onnx(
     :func:`~lightmedseg.inference.cards.embedded_card`), verify with ONNX Runtime."""
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; expected one of {list(EXPORTERS)}")
+    import onnx  # noqa: F401  the [export] extra: a missing one raises here, where the CLI names the extra,
+    import onnxruntime  # noqa: F401  not inside the exporters' attempts below, which would swallow it
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
         raise ExportError(f"{out_path}: the ONNX output file name must end in .onnx")

@@ -173,7 +173,10 @@ class Segmenter:
 
         if sw_batch_size is not None and int(sw_batch_size) < 1:
             raise PredictionError(f"--sw-batch-size {sw_batch_size}: expected a positive number of windows")
-        models = expand_ensembles([model] if isinstance(model, (str, os.PathLike)) else list(model), ensemble)
+        from lightmedseg.checkpoint import shipped_model_choice
+
+        chosen = [shipped_model_choice(m) for m in ([model] if isinstance(model, (str, os.PathLike)) else list(model))]
+        models = expand_ensembles([m for m, _ in chosen], ensemble)
         if not models:
             raise PredictionError("no model given")
         card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
@@ -203,6 +206,7 @@ class Segmenter:
         self.config = self.predictor.config
         self.description = descriptions[0] if len(models) == 1 else (
             f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
+        self.description += "".join(f" [{note}]" for _, note in chosen if note)
         self.resample = bool(resample)
         if keep_largest is None:
             keep_largest = (card.get("postprocess") or {}).get("keep_largest", False)
