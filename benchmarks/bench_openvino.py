@@ -124,7 +124,8 @@ def build_family(family: str, in_channels: int) -> dict:
     if family == "openvino":
         import openvino as ov
 
-        from lightmedseg.inference.openvino_backend import StaticShapeForward, compile_properties, convert_module
+        from lightmedseg.inference.openvino_backend import StaticShapeForward, compile_properties
+        from lightmedseg.inference.openvino_convert import convert_module
 
         ov_model, _ = convert_module(model, model_config(in_channels))
         core = ov.Core()

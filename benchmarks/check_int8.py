@@ -26,7 +26,8 @@ import torch
 from lightmedseg.data.layout import case_files
 from lightmedseg.data.splits import read_split
 from lightmedseg.inference.inputs import CaseInput
-from lightmedseg.inference.openvino_backend import (StaticShapeForward, cached_ir, compile_properties, read_ir_config)
+from lightmedseg.inference.openvino_backend import StaticShapeForward, compile_properties, read_ir_config
+from lightmedseg.inference.openvino_convert import cached_ir
 from lightmedseg.inference.pipeline import read_case
 from lightmedseg.inference.predictor import Predictor
 

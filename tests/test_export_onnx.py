@@ -109,3 +109,44 @@ def test_dynamo_exporter(trained, tmp_path):
     with torch.inference_mode():
         ref = model(x).numpy()
     assert np.abs(sess.run(None, {"image": x.numpy()})[0] - ref).max() <= ORT_ATOL
+
+
+def test_onnx_export_carries_the_card_and_predicts_as_its_source(trained, tmp_path, capsys):
+    # TTA, post-processing, labels and training spacing travel in metadata_props; predicting from the file
+    # (ONNX Runtime, no card.json beside it) applies them as predicting from the source folder does
+    import shutil
+
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.inference.cards import ONNX_CARD_KEY, embedded_card, load_card
+    from lightmedseg.inference.segment import Segmenter
+
+    _, _, root, _, _ = trained
+    card = {"labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 4}, "geometry": {"spacing": [2.0, 1.0, 1.0]},
+            "predict": {"tta": "rot90"}, "postprocess": {"keep_largest": True, "require_contact": {"ET": ["ED"]}},
+            "validation": {"mean_dice": 1.0}}
+    source = tmp_path / "source"
+    shutil.copytree(root / "run", source)
+    (source / "card.json").write_text(json.dumps(card))
+    path = tmp_path / "out" / "m.onnx"
+    assert main(["export", "-m", str(source), "-o", str(path), "--exporter", "legacy"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded card: TTA rot90; largest component of every label; ET must touch ED" in out, out
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta[ONNX_CARD_KEY]) == embedded_card(card) and load_card(path) == embedded_card(card)
+
+    a = Segmenter(source, "cpu", backend="torch", precision="fp32")
+    b = Segmenter(path, "cpu")
+    assert "onnxruntime" in b.description
+    for seg in (a, b):
+        assert seg.predictor.tta_mode == "rot90" and seg.keep_largest == [1, 2, 4] and seg.require_contact == {4: [2]}
+        assert seg.config["geometry"]["spacing"] == [2.0, 1.0, 1.0]
+    image = np.random.default_rng(4).normal(size=(4, 20, 36, 36)).astype(np.float32)
+    geometry = ImageGeometry.from_spacing(image.shape[1:], (2.0, 1.0, 1.0))
+    la, lb = (seg.predict(image, geometry)[0].labels for seg in (a, b))
+    assert np.mean(la == lb) > 0.999  # ONNX Runtime vs PyTorch: identical up to exact ties
+
+
+def test_export_of_a_model_without_a_card_says_so(trained, tmp_path, capsys):
+    _, _, root, _, _ = trained
+    assert main(["export", "-m", str(root / "run"), "-o", str(tmp_path / "m.onnx"), "--exporter", "legacy"]) == 0
+    assert "embedded card: none (the model has no card.json)" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""OpenVINO backend (issue 12): agreement with PyTorch, the IR cache, IR export/predict, fallbacks.
+"""OpenVINO backend (issue 12): agreement with PyTorch, the IR cache, IR export/predict, fallbacks; the
+conversion straight from PyTorch with no ONNX package (issue 29); exported IRs carry the card.
 
 Tolerances: OpenVINO f32 vs PyTorch fp32 max |logit difference| <= ORT_ATOL (1e-4, float re-association;
 measured ~1e-6); bf16 on a random tiny model: argmax agreement >= 98% on 32^3 (the near-uniform softmax of
@@ -22,7 +23,8 @@ from lightmedseg.model.factory import build_model  # noqa: E402
 from lightmedseg.cli.main import main  # noqa: E402
 from lightmedseg.inference import backends  # noqa: E402
 from lightmedseg.inference import openvino_backend as ovb  # noqa: E402
-from lightmedseg.inference.export import ORT_ATOL  # noqa: E402
+from lightmedseg.inference import openvino_convert as ovc  # noqa: E402
+from lightmedseg.inference.conversion import ORT_ATOL, ExportError  # noqa: E402
 from lightmedseg.inference.predictor import PredictionError  # noqa: E402
 
 
@@ -70,9 +72,12 @@ def test_f32_logits_and_bf16_argmax_match_torch(run, cache):
 
 def test_static_shape_compilation_per_window_shape(run, cache):
     model, cfg, root = run
-    _, fn, desc = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32")
+    loaded = backends.load_backend(root / "run", backend="openvino", precision="fp32")
+    fn, desc = loaded.forward_fn, loaded.description
     assert isinstance(fn, ovb.StaticShapeForward) and "static shape" in desc and not fn.requests
-    _, dyn, desc_dyn = ovb.load_openvino(root / "run", torch.device("cpu"), precision="fp32", static_shapes=False)
+    assert f"model {root / 'run'} (" in desc  # the description names the model asked for, not the cached IR
+    xml = ovc.cached_ir(root / "run" / "model_best.safetensors").xml
+    _, dyn, desc_dyn = ovb.load_openvino(xml, torch.device("cpu"), precision="fp32", static_shapes=False)
     assert "dynamic shapes" in desc_dyn
     shapes = [(2, 4, 32, 32, 32), (1, 4, 32, 32, 32), (2, 4, 32, 32, 32), (1, 4, 16, 48, 32)]
     for i, shape in enumerate(shapes):
@@ -92,15 +97,15 @@ def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path,
     model, cfg, root = run
     model_file = tmp_path / "m.safetensors"
     save_model(model_file, model, cfg)
-    first = ovb.cached_ir(model_file)
+    first = ovc.cached_ir(model_file)
     assert first.created and first.xml.is_file() and first.xml.with_suffix(".bin").is_file()
     stamp = first.xml.stat().st_mtime_ns
 
     def _no_conversion(*args, **kwargs):
         raise AssertionError("a cached IR must not be converted again")
 
-    monkeypatch.setattr(ovb, "convert_module", _no_conversion)
-    again = ovb.cached_ir(model_file)
+    monkeypatch.setattr(ovc, "convert_module", _no_conversion)
+    again = ovc.cached_ir(model_file)
     assert not again.created and again.xml == first.xml and again.xml.stat().st_mtime_ns == stamp
     desc = backends.load_backend(model_file, backend="openvino", precision="fp32").description
     assert f"cached IR {first.xml.parent}" in desc
@@ -112,7 +117,7 @@ def test_ir_cache_is_reused_and_invalidated_by_new_weights(run, cache, tmp_path,
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
     save_model(model_file, other, cfg)
-    third = ovb.cached_ir(model_file)
+    third = ovc.cached_ir(model_file)
     assert third.created and third.xml != first.xml
     assert len(_ir_folders(cache)) == 2
     x = _x((1, 4, 32, 32, 32))
@@ -161,7 +166,7 @@ def test_missing_openvino_falls_back_or_fails_in_one_line(run, cache, monkeypatc
     monkeypatch.setattr(builtins, "__import__", _no_openvino)
     assert not ovb.openvino_available()
     loaded = backends.load_backend(root / "run")  # auto: torch fast path, saying why
-    assert loaded.module is not None and "openvino is not installed" in loaded.description
+    assert loaded.module is not None and "openvino, a dependency of lightmedseg, is missing" in loaded.description
     with pytest.raises(ovb.OpenVINOMissing, match="pip install openvino"):
         backends.load_backend(root / "run", backend="openvino")
     assert "\n" not in str(ovb.OpenVINOMissing("x"))
@@ -169,12 +174,11 @@ def test_missing_openvino_falls_back_or_fails_in_one_line(run, cache, monkeypatc
 
 def test_failed_conversion_falls_back_under_auto_only(run, cache, monkeypatch):
     _, _, root = run
-    from lightmedseg.inference.export import ExportError
 
     def _fails(*args, **kwargs):
         raise ExportError("OpenVINO logits differ from PyTorch by 1 (> 0.0001)")
 
-    monkeypatch.setattr(ovb, "convert_module", _fails)
+    monkeypatch.setattr(ovc, "convert_module", _fails)
     loaded = backends.load_backend(root / "run")
     assert loaded.module is not None and "OpenVINO conversion failed" in loaded.description
     with pytest.raises(ExportError, match="differ"):
@@ -184,17 +188,17 @@ def test_failed_conversion_falls_back_under_auto_only(run, cache, monkeypatch):
 def test_openvino_refuses_gpu_and_reference(run, cache):
     _, _, root = run
     with pytest.raises(PredictionError, match="CPU only"):
-        ovb.load_openvino(root / "run", torch.device("cuda"))
+        ovb.load_openvino(root / "model.xml", torch.device("cuda"))
+    with pytest.raises(PredictionError, match="an IR .xml or an .onnx file"):
+        ovb.load_openvino(root / "run", torch.device("cpu"))
     with pytest.raises(PredictionError, match="--reference"):
         backends.load_backend(root / "run", backend="openvino", reference=True)
 
 
 def test_ir_without_config_is_a_clear_error(run, cache, tmp_path):
     model, cfg, _ = run
-    from lightmedseg.inference.export import export_onnx
-
-    export_onnx(model, cfg, tmp_path / "plain.onnx", exporter="legacy")
-    ov.save_model(ov.convert_model(str(tmp_path / "plain.onnx")), str(tmp_path / "plain.xml"), compress_to_fp16=False)
+    ov.save_model(ov.convert_model(model, example_input=torch.zeros(1, 4, 32, 32, 32)), str(tmp_path / "plain.xml"),
+                  compress_to_fp16=False)
     with pytest.raises(PredictionError, match="no 'lightmedseg/config'"):
         ovb.load_openvino(tmp_path / "plain.xml", torch.device("cpu"))
 
@@ -209,3 +213,85 @@ def test_onnx_file_runs_on_openvino(run, cache, tmp_path):
     x = _x((1, 4, 32, 32, 32))
     with torch.inference_mode():
         assert (loaded.forward_fn(x) - model(x)).abs().max().item() <= ORT_ATOL
+
+
+def test_conversion_and_ir_export_need_no_onnx(run, cache, tmp_path, monkeypatch):
+    # the default CPU engine in the plain install: onnx / onnxruntime / onnxscript cannot be imported
+    model, cfg, root = run
+    real_import = builtins.__import__
+
+    def _no_onnx(name, *args, **kwargs):
+        if name.split(".")[0] in ("onnx", "onnxruntime", "onnxscript"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", _no_onnx)
+    loaded = backends.load_backend(root / "run", precision="fp32")  # auto on the CPU
+    assert loaded.description.startswith("OpenVINO") and "falling back" not in loaded.description
+    x = _x((1, 4, 16, 48, 32))  # a window whose coarsest level is 1 voxel deep (see match_torch_interpolation)
+    with torch.inference_mode():
+        assert (loaded.forward_fn(x) - model(x)).abs().max().item() <= ORT_ATOL
+    assert main(["export", "-m", str(root / "run"), "-o", str(tmp_path / "m.xml")]) == 0
+
+
+def test_interpolation_follows_pytorch_at_length_one():
+    # OpenVINO's PyTorch frontend reads voxel 0 where F.interpolate averages two (an output axis of length 1)
+    class Down(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, size=torch.nn.functional.avg_pool3d(x, 2, 2).shape[2:],
+                                                   mode="trilinear", align_corners=False)
+
+    module, x = Down(), _x((1, 2, 2, 6, 4))
+    converted = ov.convert_model(module, example_input=_x((1, 2, 8, 8, 8)), input=[ov.PartialShape([-1, 2, -1, -1, -1])])
+
+    def diff() -> float:
+        out = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
+        return float(np.abs(out - module(x).numpy()).max())
+
+    before = diff()
+    assert ovc.match_torch_interpolation(converted) == 1
+    assert before > 0.01 and diff() < 1e-6, before
+
+
+CARD = {
+    "name": "demo", "task": "synthetic phantom", "channels": ["t1", "t1ce", "t2", "flair"],
+    "labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 4},
+    "geometry": {"spacing": [2.0, 1.0, 1.0], "orientation": "RAS"},
+    "predict": {"tta": "mirror", "chosen_on": "a note that stays in card.json"},
+    "postprocess": {"keep_largest": ["ED"], "require_contact": {"ET": ["ED"]}},
+    "validation": {"mean_dice": 1.0},
+}
+
+
+def test_exported_ir_carries_the_card_and_predicts_as_its_source(run, cache, tmp_path, capsys):
+    import shutil
+
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.inference.cards import IR_CARD_PATH, embedded_card
+    from lightmedseg.inference.segment import Segmenter
+
+    _, _, root = run
+    source = tmp_path / "source"
+    shutil.copytree(root / "run", source)
+    (source / "card.json").write_text(json.dumps(CARD))
+    xml = tmp_path / "elsewhere" / "model.xml"  # no card.json beside it: what it knows, it carries
+    assert main(["export", "-m", str(source), "-o", str(xml)]) == 0
+    out = capsys.readouterr().out
+    assert ("embedded card: TTA mirror; largest component of ED; ET must touch ED; labels 0=background 1=NCR "
+            "2=ED 4=ET; training spacing 2 x 1 x 1 mm (z, y, x)") in out, out
+    stored = json.loads(ov.Core().read_model(str(xml)).get_rt_info(IR_CARD_PATH).astype(str))
+    assert stored == embedded_card(CARD) and "validation" not in stored and stored["predict"] == {"tta": "mirror"}
+
+    a, b = (Segmenter(m, "cpu", precision="fp32") for m in (source, xml))
+    assert b.description.startswith("OpenVINO") and "given file" in b.description
+    for seg in (a, b):
+        assert seg.predictor.tta_mode == "mirror" and seg.keep_largest == [2] and seg.require_contact == {4: [2]}
+        assert seg.names == {0: "background", 1: "NCR", 2: "ED", 4: "ET"}
+        assert seg.config["geometry"]["spacing"] == [2.0, 1.0, 1.0]
+    image = np.random.default_rng(3).normal(size=(4, 20, 40, 36)).astype(np.float32)
+    geometry = ImageGeometry.from_spacing(image.shape[1:], (2.0, 1.0, 1.0))
+    la, lb = (seg.predict(image, geometry)[0].labels for seg in (a, b))
+    np.testing.assert_array_equal(la, lb)
+    # the same IR without its card predicts differently: the card is what made them agree
+    plain = Segmenter(source, "cpu", precision="fp32", tta=False, keep_largest=False, require_contact=False)
+    assert not np.array_equal(plain.predict(image, geometry)[0].labels, la)

@@ -1,4 +1,4 @@
-"""Install metadata: at most 8 hard dependencies that suffice to predict, SPDX licence, one version source,
+"""Install metadata: at most 9 hard dependencies that suffice to predict (OpenVINO the CPU engine among them), SPDX licence, one version source,
 and a one-line error naming the extra when a command needs one that is missing."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from lightmedseg.extras import EXTRA_OF_MODULE
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-MAX_HARD_DEPENDENCIES = 8
+MAX_HARD_DEPENDENCIES = 9
 
 
 def _requirement_name(req: str) -> str:
@@ -34,12 +34,14 @@ def test_hard_dependencies_are_few_and_extras_cover_the_rest() -> None:
     deps = PYPROJECT["project"]["dependencies"]
     assert len(deps) <= MAX_HARD_DEPENDENCIES, deps
     names = {_requirement_name(d) for d in deps}
-    assert names == {"torch", "numpy", "monai", "nibabel", "simpleitk", "safetensors", "pyyaml", "tqdm"}
+    assert names == {"torch", "openvino", "numpy", "monai", "nibabel", "simpleitk", "safetensors", "pyyaml", "tqdm"}
     extras = PYPROJECT["project"]["optional-dependencies"]
     in_extras = {_requirement_name(r) for reqs in extras.values() for r in reqs}
     assert set(EXTRA_OF_MODULE) <= in_extras  # every module the hint names is installable by its extra
     for module, extra in EXTRA_OF_MODULE.items():
         assert any(_requirement_name(r) == module for r in extras[extra]), (module, extra)
+    assert not names & set(EXTRA_OF_MODULE)  # a dependency is never sent for as an extra
+    assert extras["openvino"] == []  # older instructions' `pip install '.[openvino]'` keeps working
     assert "lightmedseg[all]" in extras["dev"]  # CI (scripts/setup.sh) gets everything the tests import
 
 
@@ -78,7 +80,7 @@ def _run_without_extras(tmp_path: Path, argv: list[str], blocked: list[str]) -> 
                           cwd=tmp_path, timeout=600)
 
 
-NOT_HARD = sorted(set(EXTRA_OF_MODULE) | {"einops", "skimage", "h5py"})
+NOT_HARD = sorted(set(EXTRA_OF_MODULE) | {"einops", "skimage", "h5py"})  # onnx and onnxruntime among them
 
 
 @pytest.mark.slow
@@ -91,6 +93,19 @@ def test_predict_with_the_shipped_model_needs_only_the_hard_dependencies(tmp_pat
     proc = _run_without_extras(tmp_path, ["predict", "-i", "in", "-o", "out", "-m", "acdc", "-q", "--device", "cpu"], NOT_HARD)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "out" / "case.nii.gz").is_file() and (tmp_path / "out" / "labels.json").is_file()
+    # the default CPU engine, converted from PyTorch without onnx / onnxruntime, not a fallback
+    assert "OpenVINO" in proc.stderr and "falling back" not in proc.stderr, proc.stderr
+    # the IR export needs no extra either
+    proc = _run_without_extras(tmp_path, ["export", "-m", "acdc", "-o", "acdc.xml"], NOT_HARD)
+    assert proc.returncode == 0 and (tmp_path / "acdc.xml").is_file(), proc.stderr[-2000:]
+    assert "embedded card: TTA rot90" in proc.stdout, proc.stdout
+
+
+def test_onnx_export_without_the_extra_names_it(tmp_path: Path) -> None:
+    proc = _run_without_extras(tmp_path, ["export", "-m", "acdc", "-o", "acdc.onnx"], ["onnx", "onnxruntime", "onnxscript"])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and not (tmp_path / "acdc.onnx").exists(), err
+    assert err.startswith("lightmedseg export: error:") and "pip install 'lightmedseg[export]'" in err and "\n" not in err
 
 
 def test_a_missing_extra_is_named_in_one_line(tmp_path: Path) -> None:

@@ -54,14 +54,18 @@ def _threshold_forward(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([0.5 - v, v.new_full(v.shape, -5.0), v.new_full(v.shape, -5.0), v - 0.5], dim=1) * 20
 
 
-def _tiny_model(tmp_path: Path, geometry: dict | None = None) -> Path:
+def _tiny_config_and_model(geometry: dict | None = None) -> tuple[torch.nn.Module, dict]:
     cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]", "model.in_channels=1"])
     cfg["labels"] = {"background": 0, "a": 1, "b": 2, "c": 3}
     cfg["model"]["num_classes"] = 4
     if geometry is not None:
         cfg["geometry"] = geometry
+    return build_model(cfg), cfg
+
+
+def _tiny_model(tmp_path: Path, geometry: dict | None = None) -> Path:
     path = tmp_path / "run" / "model_best.safetensors"
-    save_model(path, build_model(cfg), cfg)
+    save_model(path, *_tiny_config_and_model(geometry))
     return path.parent
 
 
@@ -250,6 +254,43 @@ def test_models_command_lists_the_shipped_card(capsys) -> None:
 def test_device_names() -> None:
     assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("gpu") == "cuda" and pick_device("GPU:1") == "cuda:1" and pick_device("cpu") == "cpu"
+    assert pick_device("mps") == "mps"
+
+
+def test_mps_is_accepted_where_torch_has_it_and_refused_with_the_reason_elsewhere(monkeypatch) -> None:
+    from lightmedseg.inference import backends
+
+    why = backends.mps_unavailable_reason()
+    if why is None:  # an Apple-silicon Mac
+        assert backends.resolve_device("mps").type == "mps"
+    else:
+        with pytest.raises(PredictionError, match=r"--device mps: .*MPS.*\(use --device cpu\)"):
+            backends.resolve_device("mps")
+    monkeypatch.setattr(backends, "mps_unavailable_reason", lambda: None)
+    assert backends.resolve_device("mps") == torch.device("mps")
+    assert backends.auto_backend("acdc", torch.device("mps")) == ("torch", "")  # OpenVINO is CPU-only
+
+
+def test_a_local_folder_never_shadows_a_shipped_model_silently(tmp_path: Path, monkeypatch) -> None:
+    # `convert acdc-h5 ... acdc` makes a dataset folder `acdc`; `predict -m acdc` beside it means the shipped
+    # model and says so; a local `acdc` holding a model too is refused, naming both and how to pick
+    from lightmedseg.checkpoint import SHIPPED_MODELS_DIR, CheckpointError, resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "acdc" / "imagesTr").mkdir(parents=True)
+    (tmp_path / "acdc" / "dataset.json").write_text("{}")
+    seg = Segmenter("acdc", "cpu", backend="torch")
+    assert "./acdc here holds no model, so -m acdc is the shipped model acdc" in seg.description
+    assert seg.predictor.tta_mode == "rot90" and seg.names[3] == "LV"  # the shipped card applies
+    assert resolve_model_path("acdc") == SHIPPED_MODELS_DIR / "acdc" / "model_best.safetensors"
+    _tiny_model(tmp_path / "acdc")  # now ./acdc/run holds a model, ./acdc itself still none
+    assert resolve_model_path("acdc").parent == SHIPPED_MODELS_DIR / "acdc"
+    save_model(tmp_path / "acdc" / "model_best.safetensors", *_tiny_config_and_model())
+    with pytest.raises(CheckpointError, match=r"both a local folder holding a model \./acdc and the shipped model acdc "
+                                              r"exist; pass -m \./acdc for the local one, or -m .*pretrained.acdc for"):
+        Segmenter("acdc", "cpu", backend="torch")
+    assert resolve_model_path("./acdc") == Path("acdc/model_best.safetensors")
+    assert Segmenter("./acdc", "cpu", backend="torch").names[1] == "a"  # the local model, no note
 
 
 @pytest.mark.parametrize("args, message", [

@@ -5,14 +5,32 @@ Public API::
     from lightmedseg import LightMedSeg, load_config, load_model, segment
     model = LightMedSeg(in_channels=4, num_classes=4)          # an ordinary nn.Module
     labels = segment("case.nrrd", model="acdc")               # nibabel.Nifti1Image in the input's geometry
+
+Nothing is imported until it is used (PEP 562 ``__getattr__``), so ``import lightmedseg`` and the command
+line's ``--help`` / ``--version`` do not load PyTorch (tests/test_import_graph.py holds the line).
 """
 
-from lightmedseg.config import load_config
-from lightmedseg.fast import fast_forward
-from lightmedseg.model import LightMedSeg
+from __future__ import annotations
 
 __all__ = ["LightMedSeg", "fast_forward", "load_config", "load_model", "segment", "__version__"]
 __version__ = "0.1.0"  # the one version source (pyproject.toml reads it)
+
+
+def __getattr__(name: str):
+    """``LightMedSeg``, ``fast_forward`` and ``load_config``, imported on first use."""
+    if name == "LightMedSeg":
+        from lightmedseg.model import LightMedSeg
+
+        return LightMedSeg
+    if name == "fast_forward":
+        from lightmedseg.fast import fast_forward
+
+        return fast_forward
+    if name == "load_config":
+        from lightmedseg.config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'lightmedseg' has no attribute {name!r}")
 
 
 def load_model(source, device="cpu"):

@@ -10,7 +10,8 @@ Two on-disk forms, both readable by :func:`load_model`:
 A run folder resolves to ``model.safetensors`` (the model ``lightmedseg finalize`` chose), else
 ``model_best.safetensors``, ``checkpoint_best.pt``, ``model_last.safetensors`` or ``checkpoint_last.pt``
 (first that exists); a bare name resolves to a model shipped in
-``lightmedseg/pretrained/NAME`` (see :data:`SHIPPED_MODELS_DIR`).
+``lightmedseg/pretrained/NAME`` (see :data:`SHIPPED_MODELS_DIR`). A local folder of the same name never
+shadows a shipped model silently (:func:`shipped_model_choice`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,38 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> Path:
     return path
 
 
+def _holds_model(path: Path) -> bool:
+    return path.is_file() or any((path / name).exists() for name in RUN_DIR_CANDIDATES)
+
+
+def shipped_model_choice(source: str | Path) -> tuple[str | Path, str | None]:
+    """``(source to use, note for the log)`` for a bare name that is a shipped model *and* a local path.
+
+    ``acdc`` in a folder that holds a dataset folder ``acdc`` (what ``convert acdc-h5 ... acdc`` makes): the
+    shipped model's folder, with a note saying so. A local ``acdc`` that holds a model too: a
+    :class:`CheckpointError` naming both and how to pick one (``./acdc``, or the shipped folder's path).
+    Anything else (a path with a separator such as ``./acdc``, a name that is not shipped, or no local
+    path of that name) is returned as it is, with no note.
+    """
+    text = str(source)
+    if not text or text in (".", "..") or any(sep and sep in text for sep in ("/", "\\")):
+        return source, None
+    shipped = SHIPPED_MODELS_DIR / text
+    local = Path(text)
+    if not shipped.is_dir() or not local.exists():
+        return source, None
+    if _holds_model(local):
+        kind = "folder holding a model" if local.is_dir() else "file"
+        raise CheckpointError(
+            f"-m {text}: both a local {kind} ./{text} and the shipped model {text} exist; pass -m ./{text} for the "
+            f"local one, or -m {shipped} for the shipped one"
+        )
+    return shipped, f"./{text} here holds no model, so -m {text} is the shipped model {text}"
+
+
 def resolve_model_path(source: str | Path) -> Path:
     """Turn a run folder, file or shipped-model name into a concrete model file path."""
+    source, _ = shipped_model_choice(source)
     path = Path(source)
     if path.is_dir():
         for name in RUN_DIR_CANDIDATES:

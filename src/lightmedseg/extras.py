@@ -1,13 +1,15 @@
 """Optional dependency groups (``pip install 'lightmedseg[EXTRA]'``) and the one-line hint for a missing one.
 
-The base install predicts; each extra adds what one group of commands imports (lazily, inside them):
+The base install predicts, with OpenVINO as its CPU engine (a dependency, converted straight from PyTorch:
+no extra needed); each extra adds what one group of commands imports (lazily, inside them):
 
 * ``train``: tensorboard (training logs), matplotlib (curves, figures, demo), scipy (synthetic data, HD95)
 * ``evaluate``: scipy (surface distances for HD95)
 * ``convert``: h5py (ACDC HDF5 import)
-* ``export``: onnx, onnxruntime, onnxscript (ONNX export, ``predict -m model.onnx``)
+* ``export``: onnx, onnxruntime, onnxscript (``export -o model.onnx``, ``predict -m model.onnx``; the
+  OpenVINO IR ``export -o model.xml`` needs none of them)
 * ``profile``: fvcore, thop, psutil (multiply-adds and memory)
-* ``openvino``: the fast CPU inference engine (``predict --backend auto`` falls back to torch without it)
+* ``openvino``: empty, kept for older instructions (openvino is a dependency)
 * ``all``: all of the above; ``dev`` = ``all`` + pytest
 """
 
@@ -24,7 +26,6 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "fvcore": "profile",
     "thop": "profile",
     "psutil": "profile",
-    "openvino": "openvino",
 }
 
 

@@ -1,4 +1,8 @@
-"""``lightmedseg export``: a trained model to ONNX or an OpenVINO IR (dynamic batch/spatial axes), optionally TorchScript."""
+"""``lightmedseg export``: a trained model to ONNX or an OpenVINO IR (dynamic batch/spatial axes), optionally TorchScript.
+
+The export carries the model's config and its card's prediction fields (TTA, post-processing, labels,
+training geometry), so ``predict -m FILE`` predicts as ``-m MODEL`` does; the command says what it embedded.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from lightmedseg.inference.options import EXPORT_FORMATS, EXPORTERS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", required=True, help="run folder, .safetensors/.pt model file or shipped model name")
-    parser.add_argument("-o", "--output", required=True, type=path_arg, help="file to write: FILE.onnx, or FILE.xml for an OpenVINO IR (weights in FILE.bin)")
+    parser.add_argument("-o", "--output", required=True, type=path_arg,
+                        help="file to write: FILE.xml for an OpenVINO IR (weights in FILE.bin; plain install), or "
+                             "FILE.onnx (needs the [export] extra); both carry the config and the model card")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default=None,
                         help="onnx or openvino (IR .xml/.bin with the config in its rt_info); default from the file name")
     parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file FILE.torchscript.pt")
@@ -22,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightmedseg.inference.cards import ensemble_members
+    from lightmedseg.inference.cards import describe_card, ensemble_members
     from lightmedseg.inference.export import ORT_ATOL, export_model, format_for
 
     fmt = format_for(args.output, args.format)
@@ -40,4 +46,6 @@ def run(args: argparse.Namespace) -> int:
         for note in r.notes:
             print(f"note: {note}")
         print(f"wrote {r.path} ({r.exporter}); max |logit difference| vs PyTorch {r.max_abs_diff:.2e} (tolerance {ORT_ATOL})")
+        if r.path == args.output:  # TorchScript carries the config only
+            print(f"embedded card: {describe_card(r.card)}")
     return 0

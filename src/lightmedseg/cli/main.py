@@ -3,6 +3,10 @@
 Each subcommand lives in its own module ``lightmedseg.cli.<name>`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches, so a pipeline stage
 can change its options without touching the others.
+
+Only the subcommand on the command line has its module imported and its options built, so
+``lightmedseg --help`` and ``--version`` import no subcommand (no torch, no MONAI: well under a second) and
+``lightmedseg predict ...`` does not pay for ``train``'s imports. tests/test_import_graph.py holds the line.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterable
 
 from lightmedseg.io_utils import describe_os_error
 
@@ -37,7 +42,14 @@ class CLIError(Exception):
     """An error whose message is meant for the user, printed without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: its first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``commands`` (default: all) get their options, the others only their name and help line."""
+    chosen = None if commands is None else set(commands)
     parser = argparse.ArgumentParser(
         prog="lightmedseg",
         description="LightMedSeg: lightweight 3D medical image segmentation (paper reimplementation).",
@@ -45,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
+        if chosen is not None and name not in chosen:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         try:
             module = importlib.import_module(f"lightmedseg.cli.{module_name}")
         except ModuleNotFoundError as exc:
@@ -58,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if args.version:
         from lightmedseg import __version__

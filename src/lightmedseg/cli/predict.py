@@ -10,12 +10,10 @@ import argparse
 from lightmedseg.cli import path_arg
 
 from lightmedseg.inference.geometry import RESAMPLE_TOLERANCE, SPACING_WARN_FACTOR
-from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, TTA_MODES
+from lightmedseg.inference.options import BACKENDS, DEVICES_HELP, OUTPUT_FORMATS, PRECISIONS, TTA_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lightmedseg.inference.backends import BACKENDS, PRECISIONS
-
     parser.add_argument("-i", "--input", required=True, type=path_arg,
                         help="a case file (.nii.gz .nii .nrrd .nhdr .mha .mhd), a folder of {case}_{XXXX}.ext files, "
                              "a DICOM series folder, or a dataset folder (uses imagesTs)")
@@ -88,8 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO / fast path arithmetic: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), "
                              "fp32 elsewhere; fp32 = exact (logits within ~1e-4 of --reference)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto: OpenVINO on the CPU when installed (IR converted once and cached), the PyTorch "
-                             "fast path on a GPU or without OpenVINO; onnxruntime for .onnx files, openvino for .xml")
+                        help="auto: OpenVINO on the CPU (converted from PyTorch once and cached), the PyTorch "
+                             "fast path on a GPU (mps: the plain PyTorch forward); onnxruntime for .onnx files, "
+                             "openvino for .xml")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--num-parts", type=int, default=1, metavar="N",
                         help="split the cases (sorted by ID) into N parts, for N array tasks or GPUs (default 1)")

@@ -1,7 +1,9 @@
 """Turn ``-m MODEL`` into ``(config, forward_fn)``: OpenVINO, the PyTorch model (reference or fast path) or ONNX Runtime.
 
 The predictor only needs a config and a callable ``x -> logits``; this module is the one place that knows
-how each kind of model file becomes one.
+how each kind of model file becomes one. It joins converting (:mod:`~lightmedseg.inference.openvino_convert`:
+a PyTorch model to a cached OpenVINO IR) and running (:mod:`~lightmedseg.inference.openvino_backend`,
+:mod:`~lightmedseg.inference.onnx_backend`), which never import each other.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from pathlib import Path
 
 import torch
 
+from lightmedseg.inference.options import BACKENDS, PRECISIONS
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, plain_forward
-
-BACKENDS = ("auto", "openvino", "torch", "onnxruntime")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -28,16 +28,28 @@ class LoadedModel:
     module: torch.nn.Module | None = None  # the PyTorch model when there is one (figures need it)
 
 
+def mps_unavailable_reason() -> str | None:
+    """Why ``--device mps`` cannot run here (``None`` when it can): torch's own two checks, in words."""
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_built():
+        return f"this PyTorch build ({torch.__version__}) has no MPS support (MPS is Apple-silicon macOS only)"
+    if not mps.is_available():
+        return "PyTorch has MPS support but this machine offers no MPS device (macOS 12.3+ on Apple silicon needed)"
+    return None
+
+
 def resolve_device(device: str) -> torch.device:
-    """``cpu``/``cuda``/``cuda:N``; asking for CUDA on a machine without it is a clear error."""
+    """``cpu``/``cuda``/``cuda:N``/``mps``; asking for a GPU the machine lacks is a clear error."""
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise PredictionError(f"--device {device!r}: not a device name; expected cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise PredictionError(f"--device {device!r}: only cpu and cuda are supported")
+        raise PredictionError(f"--device {device!r}: not a device name; expected cpu, cuda, cuda:N or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise PredictionError(f"--device {device!r}: only cpu, cuda and mps are supported")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PredictionError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "mps" and (why := mps_unavailable_reason()):
+        raise PredictionError(f"--device mps: {why} (use --device cpu)")
     return dev
 
 
@@ -74,8 +86,11 @@ def load_torch(
     from lightmedseg.fast import fast_forward, supports
     from lightmedseg.model import LightMedSeg
 
-    # the fast path rewrites LightMedSeg only; MONAI baselines (model.architecture) run as they are
+    # the fast path rewrites LightMedSeg only; MONAI baselines (model.architecture) run as they are; on Apple's
+    # GPU (mps) the plain forward runs: the fast path is built and tested for the CPU and CUDA
     fast, why = supports(model) if not reference else (False, "")
+    if fast and device.type == "mps":
+        fast, why = False, "the fast path runs on the CPU and CUDA, not mps"
     dtype = resolve_precision(precision, device, fast)
     if not fast:
         note = f" [fast path not used: {why}]" if why and isinstance(model, LightMedSeg) else ""
@@ -103,8 +118,25 @@ def auto_backend(source: str | os.PathLike, device: torch.device, reference: boo
     if reference:
         return "torch", ""
     if not openvino_available():
-        return "torch", "openvino is not installed (pip install openvino), falling back to the PyTorch fast path"
+        return "torch", ("openvino, a dependency of lightmedseg, is missing here (pip install openvino), "
+                         "falling back to the PyTorch fast path")
     return "openvino", ""
+
+
+def _load_openvino(source: str | os.PathLike, device: torch.device, precision: str) -> tuple[dict, ForwardFn, str]:
+    """An ``.xml`` / ``.onnx`` file as it is; any PyTorch model source converted to an IR first (cached)."""
+    from lightmedseg.inference.openvino_backend import load_openvino
+
+    if Path(source).suffix in (".xml", ".onnx"):
+        return load_openvino(source, device, precision=precision)
+    if device.type != "cpu":  # say so before converting
+        raise PredictionError(f"--backend openvino runs on the CPU only; use --device cpu or --backend torch for {device}")
+    from lightmedseg.checkpoint import resolve_model_path
+    from lightmedseg.inference.openvino_convert import cached_ir
+
+    ir = cached_ir(resolve_model_path(source))
+    note = f"IR converted in {ir.seconds:.1f} s and cached at {ir.xml.parent}" if ir.created else f"cached IR {ir.xml.parent}"
+    return load_openvino(ir.xml, device, precision=precision, note=note, name=str(source))
 
 
 def load_backend(
@@ -126,11 +158,10 @@ def load_backend(
     if backend == "openvino":
         if reference:
             raise PredictionError("--reference runs the plain PyTorch forward; it cannot be combined with --backend openvino")
-        from lightmedseg.inference.export import ExportError
-        from lightmedseg.inference.openvino_backend import load_openvino
+        from lightmedseg.inference.conversion import ExportError
 
         try:
-            config, fn, desc = load_openvino(source, dev, precision=precision)
+            config, fn, desc = _load_openvino(source, dev, precision)
         except ExportError as exc:
             if not auto:
                 raise

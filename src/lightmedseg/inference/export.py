@@ -1,5 +1,9 @@
 """Export a trained model to ONNX (dynamic batch and spatial axes), an OpenVINO IR, and optionally TorchScript.
 
+ONNX needs the ``[export]`` extra (onnx, onnxruntime, onnxscript; imported inside the ONNX functions only);
+the OpenVINO IR is written by :mod:`lightmedseg.inference.openvino_convert`, straight from PyTorch, with
+no ONNX package involved, so ``export -o model.xml`` works in the plain install.
+
 Exporters (both tried on this code base with torch 2.13, see docs/inference.md):
 
 * ``dynamo`` (``torch.onnx.export(dynamo=True)``, via ``torch.export``): spatial axes are declared as
@@ -13,7 +17,8 @@ Exporters (both tried on this code base with torch 2.13, see docs/inference.md):
 Every export is verified: ONNX Runtime logits are compared with PyTorch logits at the example size and at
 a different, non-cubic size (tolerance :data:`ORT_ATOL`). The model's full config is stored as JSON in the
 ONNX ``metadata_props`` (key ``lightmedseg_config``) so ``lightmedseg predict -m model.onnx`` needs no
-PyTorch model code.
+PyTorch model code, and the card's prediction fields beside it (key ``lightmedseg_card``,
+:func:`lightmedseg.inference.cards.embedded_card`) so it predicts as its source does.
 """
 
 from __future__ import annotations
@@ -23,26 +28,19 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import onnx
 import torch
 
+from lightmedseg.inference.cards import ONNX_CARD_KEY, ONNX_CONFIG_KEY
+from lightmedseg.inference.conversion import (  # noqa: F401  (ExportError, EXAMPLE_SIZE: their former home)
+    CHECK_SIZE, EXAMPLE_SIZE, ORT_ATOL, ExportError, example_input, module_to_convert, size_divisor, verify_logits)
 from lightmedseg.inference.options import EXPORT_FORMATS, EXPORT_SUFFIX, EXPORTERS
 from lightmedseg.io_utils import atomic_path
 
-CONFIG_KEY = "lightmedseg_config"
+CONFIG_KEY = ONNX_CONFIG_KEY
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
-ORT_ATOL = 1e-4  # max |logit difference| accepted between ONNX Runtime and PyTorch (float32 re-association)
-EXAMPLE_SIZE = (32, 32, 32)  # export example; batch 2 so the batch axis is not specialised to 1
-CHECK_SIZE = (16, 48, 32)  # a second, non-cubic size for verification
-
-
-class ExportError(ValueError):
-    """Export failed or the exported model does not reproduce the PyTorch logits."""
 
 
 @dataclass
@@ -51,22 +49,14 @@ class ExportResult:
     exporter: str
     max_abs_diff: float
     notes: list[str]
+    card: dict = field(default_factory=dict)  # the card fields embedded in the file
 
 
-def _example(config: dict, size=EXAMPLE_SIZE, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, int(config["model"]["in_channels"]), *size, generator=g)
-
-
-def _divisor(config: dict) -> tuple[int, int, int]:
-    from lightmedseg.model.network import size_divisors
-
-    return size_divisors(config["model"])
 
 
 def _export_dynamo(model: torch.nn.Module, x: torch.Tensor, path: Path, config: dict) -> None:
     dim = torch.export.Dim
-    spatial = {i: m * dim(f"{n}{m}", min=1, max=1024 // m) for i, n, m in zip((2, 3, 4), "dhw", _divisor(config))}
+    spatial = {i: m * dim(f"{n}{m}", min=1, max=1024 // m) for i, n, m in zip((2, 3, 4), "dhw", size_divisor(config))}
     shapes = {"x": {0: dim("batch", min=1, max=256), **spatial}}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -87,39 +77,20 @@ def _export_legacy(model: torch.nn.Module, x: torch.Tensor, path: Path, config: 
         )
 
 
-def _attach_config(path: Path, config: dict, exporter: str) -> None:
+def _attach_config(path: Path, config: dict, exporter: str, card: dict | None = None) -> None:
+    import onnx
+
     proto = onnx.load(str(path))
     meta = {CONFIG_KEY: json.dumps(config), "lightmedseg_exporter": exporter,
-            "lightmedseg_layout": f"input B x C x D x H x W (D = Z), sizes multiples of {list(_divisor(config))}; output logits"}
+            "lightmedseg_layout": f"input B x C x D x H x W (D = Z), sizes multiples of {list(size_divisor(config))}; output logits"}
+    if card:
+        meta[ONNX_CARD_KEY] = json.dumps(card)
     kept = [p for p in proto.metadata_props if p.key not in meta]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     onnx.helper.set_model_props(proto, {**{p.key: p.value for p in kept}, **meta})
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-
-
-def verify_logits(
-    run: Callable[[np.ndarray], np.ndarray], model: torch.nn.Module, config: dict, engine: str, seed: int = 1
-) -> float:
-    """Max |logit difference| between ``run`` (an exported model's engine: a float32 B x C x D x H x W array
-    in, logits out) and PyTorch, at :data:`EXAMPLE_SIZE` (batch 2) and :data:`CHECK_SIZE` (batch 1).
-
-    Raises :class:`ExportError`, naming ``engine``, on a shape mismatch or a difference above
-    :data:`ORT_ATOL`. Serves every export route (ONNX Runtime, OpenVINO).
-    """
-    worst = 0.0
-    for size, batch in ((EXAMPLE_SIZE, 2), (CHECK_SIZE, 1)):
-        x = _example(config, size, batch, seed=seed)
-        with torch.inference_mode():
-            ref = model.cpu()(x).numpy()
-        out = run(x.numpy())
-        if out.shape != ref.shape:
-            raise ExportError(f"{engine} output shape {out.shape} != PyTorch {ref.shape} for input size {size}")
-        worst = max(worst, float(np.abs(out - ref).max()))
-    if worst > ORT_ATOL:
-        raise ExportError(f"{engine} logits differ from PyTorch by {worst:.3g} (> {ORT_ATOL})")
-    return worst
 
 
 def verify_onnx(path: Path, model: torch.nn.Module, config: dict) -> float:
@@ -132,16 +103,19 @@ def verify_onnx(path: Path, model: torch.nn.Module, config: dict) -> float:
 
 
 def export_onnx(
-    model: torch.nn.Module, config: dict, out_path: str | os.PathLike, exporter: str = "auto"
+    model: torch.nn.Module, config: dict, out_path: str | os.PathLike, exporter: str = "auto", card: dict | None = None
 ) -> ExportResult:
-    """Export ``model`` to ``out_path`` (.onnx) atomically, attach the config, verify with ONNX Runtime."""
+    """Export ``model`` to ``out_path`` (.onnx) atomically, attach the config (and ``card``, the fields of
+    :func:`~lightmedseg.inference.cards.embedded_card`), verify with ONNX Runtime."""
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; expected one of {list(EXPORTERS)}")
+    import onnx  # noqa: F401  the [export] extra: a missing one raises here, where the CLI names the extra,
+    import onnxruntime  # noqa: F401  not inside the exporters' attempts below, which would swallow it
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
         raise ExportError(f"{out_path}: the ONNX output file name must end in .onnx")
-    model = model.cpu().eval()
-    x = _example(config)
+    model = module_to_convert(model)
+    x = example_input(config)
     order = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
     notes: list[str] = []
     for name in order:
@@ -149,14 +123,14 @@ def export_onnx(
             # An exception inside atomic_path removes the temporary: a failed export never replaces a file.
             with atomic_path(out_path, suffix=".onnx") as tmp:
                 (_export_dynamo if name == "dynamo" else _export_legacy)(model, x, tmp, config)
-                _attach_config(tmp, config, name)
+                _attach_config(tmp, config, name, card)
                 diff = verify_onnx(tmp, model, config)
         except Exception as exc:  # exporter internals raise many types; keep the first line
             notes.append(f"{name} exporter failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}")
             if name == order[-1]:
                 raise ExportError(f"{out_path}: ONNX export failed ({'; '.join(notes)})") from None
             continue
-        return ExportResult(out_path, name, diff, notes)
+        return ExportResult(out_path, name, diff, notes, dict(card or {}))
     raise ExportError(f"{out_path}: no exporter tried")  # unreachable
 
 
@@ -166,11 +140,11 @@ def export_torchscript(model: torch.nn.Module, config: dict, out_path: str | os.
     The config JSON travels as the extra file ``lightmedseg_config.json`` inside the archive.
     """
     out_path = Path(out_path)
-    model = model.cpu().eval()
+    model = module_to_convert(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, _example(config), check_trace=False)
-    x = _example(config, CHECK_SIZE, 1, seed=1)
+        traced = torch.jit.trace(model, example_input(config), check_trace=False)
+    x = example_input(config, CHECK_SIZE, 1, seed=1)
     with torch.inference_mode():
         diff = float((traced(x) - model(x)).abs().max())
     if diff > ORT_ATOL:
@@ -180,17 +154,20 @@ def export_torchscript(model: torch.nn.Module, config: dict, out_path: str | os.
     return ExportResult(out_path, "torchscript-trace", diff, [])
 
 
-def export_openvino(model: torch.nn.Module, config: dict, out_path: str | os.PathLike) -> ExportResult:
-    """Write an OpenVINO IR ``out_path`` (.xml, weights in the .bin beside it, float32) with the config in
-    its rt_info; verified against PyTorch (OpenVINO f32, two sizes, tolerance :data:`ORT_ATOL`)."""
-    from lightmedseg.inference.openvino_backend import convert_module, save_ir
+def export_openvino(
+    model: torch.nn.Module, config: dict, out_path: str | os.PathLike, card: dict | None = None
+) -> ExportResult:
+    """Write an OpenVINO IR ``out_path`` (.xml, weights in the .bin beside it, float32) with the config (and
+    ``card``) in its rt_info, converted straight from PyTorch and verified against it (OpenVINO f32, two
+    sizes, tolerance :data:`ORT_ATOL`). Needs no ONNX package."""
+    from lightmedseg.inference.openvino_convert import convert_module, save_ir
 
     out_path = Path(out_path)
     if out_path.suffix != ".xml":
         raise ExportError(f"{out_path}: the OpenVINO IR file name must end in .xml (weights go to the .bin beside it)")
-    ov_model, diff = convert_module(model, config)
+    ov_model, diff = convert_module(model, config, card)
     save_ir(ov_model, out_path)
-    return ExportResult(out_path, "legacy ONNX -> openvino.convert_model", diff, [])
+    return ExportResult(out_path, "openvino.convert_model from PyTorch", diff, [], dict(card or {}))
 
 
 def format_for(out_path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -210,15 +187,17 @@ def export_model(
     exporter: str = "auto",
     fmt: str | None = None,
 ) -> list[ExportResult]:
-    """Load a model (run folder, file or shipped name) and export it as ``fmt`` (see :func:`format_for`);
-    TorchScript goes beside the main file."""
+    """Load a model (run folder, file or shipped name) and export it as ``fmt`` (see :func:`format_for`), with
+    its card's prediction fields embedded; TorchScript goes beside the main file."""
     from lightmedseg.checkpoint import load_model
+    from lightmedseg.inference.cards import embedded_card, load_card
 
     model, config = load_model(source, device="cpu")
+    card = embedded_card(load_card(source))
     if format_for(out_path, fmt) == "openvino":
-        results = [export_openvino(model, config, out_path)]
+        results = [export_openvino(model, config, out_path, card)]
     else:
-        results = [export_onnx(model, config, out_path, exporter)]
+        results = [export_onnx(model, config, out_path, exporter, card)]
     if torchscript:
         results.append(export_torchscript(model, config, Path(out_path).with_suffix(".torchscript.pt")))
     return results

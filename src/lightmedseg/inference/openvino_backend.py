@@ -1,44 +1,36 @@
-"""OpenVINO on the CPU: convert a model once to an IR (cached), compile it, and hand the predictor a forward_fn.
+"""OpenVINO on the CPU: compile an IR (``.xml``) or an ``.onnx`` file and hand the predictor a forward_fn.
 
-Conversion route (measured, see docs/inference.md): the plain ``nn.Module`` -> ONNX with the legacy tracer
-(:func:`lightmedseg.inference.export.export_onnx`, verified against PyTorch with ONNX Runtime at two
-sizes) -> ``openvino.convert_model`` -> IR saved with float32 weights. ``openvino.convert_model`` on the
-``nn.Module`` directly also works but its graph differed from PyTorch by ~2e-5 at sizes other than the
-example (ONNX route: ~1e-6), so the ONNX route is the one used.
+This module runs models and never converts them: a PyTorch model becomes an IR in
+:mod:`lightmedseg.inference.openvino_convert` (straight from PyTorch, cached), and
+:func:`lightmedseg.inference.backends.load_backend` joins the two. OpenVINO is a hard dependency (the
+default CPU engine); :func:`openvino_available` still guards an install that lost it.
 
-The IR carries the model's config JSON in its ``rt_info`` (``lightmedseg/config``), so an IR written by
-``lightmedseg export --format openvino`` runs without the PyTorch model code. Precision is an OpenVINO
-*inference* hint (``INFERENCE_PRECISION_HINT``): the IR always holds the float32 weights.
+An IR written by ``lightmedseg export`` carries the model's config JSON in its ``rt_info``
+(:data:`lightmedseg.inference.cards.IR_CONFIG_PATH`), so it runs without the PyTorch model code. Precision
+is an OpenVINO *inference* hint (``INFERENCE_PRECISION_HINT``): the IR always holds the float32 weights.
 
-Caches, both under :func:`cache_root`:
-
-* ``openvino/<key>/model.xml|.bin`` -- the IR of a PyTorch model file; ``key`` hashes the model file's
-  bytes, the source of ``lightmedseg.model`` (the traced code, MONAI baselines included) and the
-  OpenVINO version, so new weights or new model code never reuse a stale IR;
-* ``openvino/compiled/`` -- OpenVINO's own ``CACHE_DIR`` of compiled blobs (saves the compile step).
+Caches, both under :func:`cache_root`: ``openvino/<key>/`` (IRs of PyTorch model files, written by
+:mod:`~lightmedseg.inference.openvino_convert`) and ``openvino/compiled/``, OpenVINO's own ``CACHE_DIR`` of
+compiled blobs (saves the compile step).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lightmedseg.inference.cards import IR_CONFIG_PATH
+from lightmedseg.inference.options import PRECISIONS
 from lightmedseg.inference.predictor import ForwardFn, PredictionError
 
-RT_INFO_PATH = ["lightmedseg", "config"]  # where the config JSON lives in the IR's rt_info
-IR_NAME = "model.xml"
+RT_INFO_PATH = IR_CONFIG_PATH  # where the config JSON lives in the IR's rt_info
 CACHE_ENV = "LIGHTMEDSEG_CACHE_DIR"
-IR_FORMAT = "1"  # bump when the conversion route changes, to invalidate every cached IR
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}  # our --precision name -> OpenVINO's inference precision
 
 
@@ -60,7 +52,8 @@ def _ov() -> Any:
         import openvino as ov
     except ImportError:
         raise OpenVINOMissing(
-            "the openvino backend needs the 'openvino' package (pip install openvino), or use --backend torch"
+            "the openvino backend needs the 'openvino' package, a dependency of lightmedseg that is missing "
+            "here: pip install openvino (or reinstall lightmedseg), or use --backend torch"
         ) from None
     return ov
 
@@ -79,8 +72,6 @@ def resolve_ov_precision(precision: str) -> str:
     ``auto`` follows the rule of the torch fast path (:func:`lightmedseg.hardware.native_bf16`): bf16 on CPUs
     that run it natively (AVX512-BF16 or AMX), f32 elsewhere, where OpenVINO would emulate it.
     """
-    from lightmedseg.inference.backends import PRECISIONS
-
     if precision not in PRECISIONS:
         raise PredictionError(f"--precision {precision!r}: expected one of {list(PRECISIONS)}")
     if precision == "auto":
@@ -88,71 +79,6 @@ def resolve_ov_precision(precision: str) -> str:
 
         return "bf16" if native_bf16() else "f32"
     return OV_PRECISION[precision]
-
-
-def _source_digest() -> str:
-    """Hash of the model code that the IR was traced from (a code change must not reuse an old IR)."""
-    import lightmedseg
-
-    root = Path(lightmedseg.__file__).parent
-    h = hashlib.sha256()
-    for f in sorted((root / "model").rglob("*.py")):  # the networks, MONAI baselines included (model/baselines.py)
-        h.update(f.relative_to(root).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def cache_key(model_file: Path) -> str:
-    """Key of a model file's cached IR: its bytes, the model code, the OpenVINO version, :data:`IR_FORMAT`."""
-    h = hashlib.sha256()
-    with open(model_file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    h.update(_source_digest().encode())
-    h.update(f"openvino {_ov().__version__} format {IR_FORMAT}".encode())
-    return h.hexdigest()[:24]
-
-
-def verify_ov(ov_model: Any, model: torch.nn.Module, config: dict) -> float:
-    """Max |logit difference| between OpenVINO (f32) and PyTorch at the export check sizes; raises above ORT_ATOL."""
-    from lightmedseg.inference.export import verify_logits
-
-    compiled = _ov().Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return verify_logits(lambda x: compiled(x)[0], model, config, "OpenVINO", seed=2)
-
-
-def convert_module(model: torch.nn.Module, config: dict) -> tuple[Any, float]:
-    """Plain ``nn.Module`` -> (``openvino.Model`` with dynamic batch and spatial axes and the config in
-    rt_info, max |logit difference| to PyTorch in f32).
-
-    Goes through a verified legacy-tracer ONNX export in a temporary folder (see the module docstring);
-    the OpenVINO model is verified again against PyTorch (:func:`verify_ov`).
-    """
-    from lightmedseg.inference.export import export_onnx
-
-    ov = _ov()
-    model = model.cpu().eval()
-    with tempfile.TemporaryDirectory(prefix="lightmedseg-ov-") as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        export_onnx(model, config, onnx_path, exporter="legacy")
-        ov_model = ov.convert_model(str(onnx_path))
-    ov_model.set_rt_info(json.dumps(config), RT_INFO_PATH)
-    return ov_model, verify_ov(ov_model, model, config)
-
-
-def save_ir(ov_model: Any, xml_path: Path) -> None:
-    """Write ``xml_path`` and its ``.bin`` (float32 weights, not OpenVINO's default fp16 compression)."""
-    ov = _ov()
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = xml_path.with_name(f".{xml_path.stem}.{os.getpid()}.tmp.xml")
-    try:
-        ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
-        os.replace(tmp.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(tmp, xml_path)  # the .xml last: an .xml on disk always has its .bin
-    finally:
-        for p in (tmp, tmp.with_suffix(".bin")):
-            if p.exists():
-                p.unlink()
 
 
 def read_ir_config(ov_model: Any, where: Path) -> dict:
@@ -163,43 +89,6 @@ def read_ir_config(ov_model: Any, where: Path) -> dict:
             "`lightmedseg export --format openvino` so it carries its config"
         )
     return json.loads(ov_model.get_rt_info(RT_INFO_PATH).astype(str))
-
-
-@dataclass
-class CachedIR:
-    """An IR for a PyTorch model file, and whether this call wrote it."""
-
-    xml: Path
-    created: bool
-    seconds: float
-
-
-def cached_ir(model_file: Path, root: Path | None = None) -> CachedIR:
-    """The IR of ``model_file`` from the cache, converting (and caching) it on the first call.
-
-    Written to a temporary folder and renamed, so concurrent processes never see a half-written IR.
-    """
-    from lightmedseg.checkpoint import load_model
-
-    folder = (root or cache_root()) / "openvino" / cache_key(model_file)
-    xml = folder / IR_NAME
-    if xml.is_file() and xml.with_suffix(".bin").is_file():
-        return CachedIR(xml, False, 0.0)
-    t0 = time.perf_counter()
-    model, config = load_model(model_file, device="cpu")
-    ov_model, _ = convert_module(model, config)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        save_ir(ov_model, tmp_dir / IR_NAME)
-        try:
-            os.replace(tmp_dir, folder)
-        except OSError:  # another process won the race (target folder exists and is not empty)
-            if not xml.is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return CachedIR(xml, True, time.perf_counter() - t0)
 
 
 def compile_properties(ov_precision: str, threads: int | None = None, cache_dir: Path | None = None) -> dict:
@@ -289,30 +178,26 @@ def load_openvino(
     precision: str = "auto",
     root: Path | None = None,
     static_shapes: bool = True,
+    note: str = "given file, no conversion",
+    name: str | None = None,
 ) -> tuple[dict, ForwardFn, str]:
-    """(config, forward_fn, description) for ``source``: an IR ``.xml``, an ``.onnx`` file, or any PyTorch
-    model source (run folder, model file, shipped name; converted once and cached).
+    """(config, forward_fn, description) for ``source``, an IR ``.xml`` or an ``.onnx`` file (a PyTorch model
+    is converted first, by :func:`lightmedseg.inference.openvino_convert.cached_ir`; ``note`` says how, and
+    ``name`` is the model the description names, ``source`` by default).
 
     ``static_shapes`` (default): compile per window shape on first use (:class:`StaticShapeForward`);
     otherwise compile the dynamic-axes model once, now.
     """
     if device.type != "cpu":
         raise PredictionError(f"--backend openvino runs on the CPU only; use --device cpu or --backend torch for {device}")
+    xml = Path(source)
+    if xml.suffix not in (".xml", ".onnx"):
+        raise PredictionError(f"{xml}: OpenVINO runs an IR .xml or an .onnx file (a PyTorch model is converted first)")
+    if not xml.is_file():
+        raise PredictionError(f"{xml}: file not found")
     ov = _ov()
     core = ov.Core()
     ov_precision = resolve_ov_precision(precision)
-    path = Path(source)
-    if path.suffix in (".xml", ".onnx"):
-        if not path.is_file():
-            raise PredictionError(f"{path}: file not found")
-        xml, cache_note = path, "given file, no conversion"
-    else:
-        from lightmedseg.checkpoint import resolve_model_path
-
-        ir = cached_ir(resolve_model_path(source), root)
-        xml = ir.xml
-        cache_note = (f"IR converted in {ir.seconds:.1f} s and cached at {xml.parent}" if ir.created
-                      else f"cached IR {xml.parent}")
     try:
         model = core.read_model(str(xml))
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable/invalid files
@@ -324,14 +209,15 @@ def load_openvino(
     else:
         config = read_ir_config(model, xml)
     props = compile_properties(ov_precision, cache_dir=(root or cache_root()) / "openvino" / "compiled")
+    name = name or str(source)
     head = f"OpenVINO {ov.__version__.split('-')[0]} CPU, {ov_precision}, {props['INFERENCE_NUM_THREADS']} thread(s)"
     if static_shapes:
         fn: ForwardFn = StaticShapeForward(core, model, props, xml)
-        return config, fn, f"{head}, static shape per window, model {source} ({cache_note})"
+        return config, fn, f"{head}, static shape per window, model {name} ({note})"
     t0 = time.perf_counter()
     try:
         compiled = core.compile_model(model, "CPU", props)
     except Exception as exc:
         raise PredictionError(f"{xml}: OpenVINO cannot compile this model ({type(exc).__name__}: {_first_line(exc)})") from None
-    desc = f"{head}, dynamic shapes, model {source} ({cache_note}; compiled in {time.perf_counter() - t0:.1f} s)"
+    desc = f"{head}, dynamic shapes, model {name} ({note}; compiled in {time.perf_counter() - t0:.1f} s)"
     return config, ov_forward(compiled), desc

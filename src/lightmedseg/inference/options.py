@@ -6,7 +6,9 @@ Kept free of heavy imports (no torch/MONAI at import time) so the CLI builds its
 
 from __future__ import annotations
 
-DEVICES_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N or gpu (= cuda)"
+DEVICES_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N, gpu (= cuda) or mps (Apple GPU)"
+BACKENDS: tuple[str, ...] = ("auto", "openvino", "torch", "onnxruntime")  # see inference.backends.auto_backend
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")  # see inference.backends.resolve_precision
 OUTPUT_FORMATS: tuple[str, ...] = ("nifti", "input")
 EXPORT_SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}  # export format -> its output file's ending
 EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORT_SUFFIX)
@@ -31,4 +33,4 @@ def pick_device(device: str = "auto") -> str:
     return str(device)
 
 
-__all__ = ["DEVICES_HELP", "EXPORTERS", "EXPORT_FORMATS", "EXPORT_SUFFIX", "OUTPUT_FORMATS", "pick_device"]
+__all__ = ["BACKENDS", "PRECISIONS", "DEVICES_HELP", "EXPORTERS", "EXPORT_FORMATS", "EXPORT_SUFFIX", "OUTPUT_FORMATS", "pick_device"]

@@ -178,7 +178,10 @@ class Segmenter:
 
         if sw_batch_size is not None and int(sw_batch_size) < 1:
             raise PredictionError(f"--sw-batch-size {sw_batch_size}: expected a positive number of windows")
-        models = expand_ensembles([model] if isinstance(model, (str, os.PathLike)) else list(model), ensemble)
+        from lightmedseg.checkpoint import shipped_model_choice
+
+        chosen = [shipped_model_choice(m) for m in ([model] if isinstance(model, (str, os.PathLike)) else list(model))]
+        models = expand_ensembles([m for m, _ in chosen], ensemble)
         if not models:
             raise PredictionError("no model given")
         card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
@@ -208,6 +211,7 @@ class Segmenter:
         self.config = self.predictor.config
         self.description = descriptions[0] if len(models) == 1 else (
             f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
+        self.description += "".join(f" [{note}]" for _, note in chosen if note)
         self.resample = None if resample is None else bool(resample)
         if keep_largest is None:
             keep_largest = (card.get("postprocess") or {}).get("keep_largest", False)
@@ -342,13 +346,13 @@ def read_input(image, n_channels: int) -> tuple[np.ndarray, ImageGeometry]:
         return array, _geometry(image, data.shape[:3])
     if not isinstance(image, (str, os.PathLike)):
         raise PredictionError(f"segment(): image must be a path or a nibabel image, not {type(image).__name__}")
+    from lightmedseg.data.readers import read_channels
     from lightmedseg.inference.inputs import find_cases
-    from lightmedseg.inference.pipeline import read_case
 
     cases, _ = find_cases(image, n_channels)
     if len(cases) != 1:
         raise PredictionError(f"{image}: holds {len(cases)} cases; segment() takes one (use lightmedseg.inference.predict for a folder)")
-    return read_case(cases[0])
+    return read_channels(cases[0].files)  # as pipeline.read_case, which imports this module
 
 
 def segment(

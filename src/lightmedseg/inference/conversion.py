@@ -1,0 +1,71 @@
+"""What every model converter shares (OpenVINO IR, ONNX, TorchScript): the torch module that is converted,
+the example inputs, and the check of a converted model against the PyTorch forward.
+
+No converter library is imported here: the OpenVINO route (:mod:`lightmedseg.inference.openvino_convert`)
+needs only ``openvino``, the ONNX route (:mod:`lightmedseg.inference.export`) ``onnx`` and ``onnxruntime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+ORT_ATOL = 1e-4  # max |logit difference| accepted between a converted model and PyTorch (float32 re-association)
+EXAMPLE_SIZE = (32, 32, 32)  # conversion example; batch 2 so the batch axis is not specialised to 1
+CHECK_SIZE = (16, 48, 32)  # a second, non-cubic size for verification
+
+
+class ExportError(ValueError):
+    """Export failed or the exported model does not reproduce the PyTorch logits."""
+
+
+def module_to_convert(model: torch.nn.Module) -> torch.nn.Module:
+    """The torch module every converter traces, in eval mode on the CPU: the one place that says which.
+
+    Today the model itself (its reference ``forward``); a faster graph with the same logits would be
+    returned here, and every export, the OpenVINO IR cache and the verification would follow.
+    """
+    return model.cpu().eval()
+
+
+def example_input(config: dict, size: tuple[int, int, int] = EXAMPLE_SIZE, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A seeded random ``batch x C x size`` float32 input for the model of ``config``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, int(config["model"]["in_channels"]), *size, generator=g)
+
+
+def size_divisor(config: dict) -> tuple[int, int, int]:
+    """Per-axis multiple every spatial input size must be (from the model's strides)."""
+    from lightmedseg.model.network import size_divisors
+
+    return size_divisors(config["model"])
+
+
+def verify_logits(
+    run: Callable[[np.ndarray], np.ndarray], model: torch.nn.Module, config: dict, engine: str, seed: int = 1
+) -> float:
+    """Max |logit difference| between ``run`` (a converted model's engine: a float32 B x C x D x H x W array
+    in, logits out) and the PyTorch forward of ``model``, at :data:`EXAMPLE_SIZE` (batch 2) and
+    :data:`CHECK_SIZE` (batch 1).
+
+    Raises :class:`ExportError`, naming ``engine``, on a shape mismatch or a difference above
+    :data:`ORT_ATOL`. Serves every conversion route (OpenVINO, ONNX Runtime).
+    """
+    worst = 0.0
+    for size, batch in ((EXAMPLE_SIZE, 2), (CHECK_SIZE, 1)):
+        x = example_input(config, size, batch, seed=seed)
+        with torch.inference_mode():
+            ref = model.cpu()(x).numpy()
+        out = run(x.numpy())
+        if out.shape != ref.shape:
+            raise ExportError(f"{engine} output shape {out.shape} != PyTorch {ref.shape} for input size {size}")
+        worst = max(worst, float(np.abs(out - ref).max()))
+    if worst > ORT_ATOL:
+        raise ExportError(f"{engine} logits differ from PyTorch by {worst:.3g} (> {ORT_ATOL})")
+    return worst
+
+
+__all__ = ["ORT_ATOL", "EXAMPLE_SIZE", "CHECK_SIZE", "ExportError", "module_to_convert", "example_input",
+           "size_divisor", "verify_logits"]
