@@ -110,7 +110,10 @@ class _ChannelsLastGrad(torch.autograd.Function):
 
 
 def _cl_grad(y: torch.Tensor) -> torch.Tensor:
-    if y.requires_grad and y.dim() == 5 and y.is_contiguous(memory_format=torch.channels_last_3d):
+    """``y``, with a channels-last gradient when the call runs channels-last (a layout concern only: the
+    contiguous form, which graph engines trace, has no custom autograd node in it)."""
+    if (_CHANNELS_LAST.get() and y.requires_grad and y.dim() == 5
+            and y.is_contiguous(memory_format=torch.channels_last_3d)):
         return _ChannelsLastGrad.apply(y)
     return y
 

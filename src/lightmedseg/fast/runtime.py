@@ -75,7 +75,10 @@ class InferenceGraph(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fast_logits(self.model, x, inplace=False, channels_last=False, norm="reduce")
+        # Inference only, and without autograd the traced graph is the same on every invocation (the
+        # tracers' sanity check re-runs it: OpenVINO's PyTorch frontend refuses the module otherwise).
+        with torch.no_grad():
+            return fast_logits(self.model, x, inplace=False, channels_last=False, norm="reduce")
 
 
 def fast_train_forward(model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True) -> FastTrainForward:

@@ -21,13 +21,35 @@ class ExportError(ValueError):
     """Export failed or the exported model does not reproduce the PyTorch logits."""
 
 
-def module_to_convert(model: torch.nn.Module) -> torch.nn.Module:
-    """The torch module every converter traces, in eval mode on the CPU: the one place that says which.
+def module_to_convert(model: torch.nn.Module, one_sample: bool = False) -> torch.nn.Module:
+    """The torch module a converter traces, in eval mode on the CPU: the one place that says which.
 
-    Today the model itself (its reference ``forward``); a faster graph with the same logits would be
-    returned here, and every export, the OpenVINO IR cache and the verification would follow.
+    ``one_sample=False`` (ONNX, TorchScript: graphs with a dynamic batch axis): the model itself, its reference
+    ``forward``. ``one_sample=True`` (the OpenVINO route): for a LightMedSeg the fast path handles, its fast
+    forward in the form for graph engines (:class:`lightmedseg.fast.InferenceGraph`: the same logits, about
+    0.8x the reference graph's time in OpenVINO, docs/benchmarks.md). That graph folds per-sample values into
+    weights, so it holds ONE sample: converters fix its batch axis to 1 (:func:`one_sample_graph`) and runners
+    call it once per sample. Other models are returned as they are.
     """
-    return model.cpu().eval()
+    model = model.cpu().eval()
+    if one_sample:
+        from lightmedseg.fast import InferenceGraph, supports
+
+        if supports(model).ok:
+            return InferenceGraph(model).eval()
+    return model
+
+
+def one_sample_graph(module: torch.nn.Module) -> bool:
+    """True when ``module`` (from :func:`module_to_convert`) computes one sample per call (batch axis fixed to 1)."""
+    from lightmedseg.fast import InferenceGraph
+
+    return isinstance(module, InferenceGraph)
+
+
+def per_sample(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``run`` for a one-sample graph, applied to a batch of any size one sample at a time."""
+    return lambda x: run(x) if len(x) == 1 else np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
 
 
 def example_input(config: dict, size: tuple[int, int, int] = EXAMPLE_SIZE, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -67,5 +89,6 @@ def verify_logits(
     return worst
 
 
-__all__ = ["ORT_ATOL", "EXAMPLE_SIZE", "CHECK_SIZE", "ExportError", "module_to_convert", "example_input",
+__all__ = ["ORT_ATOL", "EXAMPLE_SIZE", "CHECK_SIZE", "ExportError", "module_to_convert", "one_sample_graph",
+           "per_sample", "example_input",
            "size_divisor", "verify_logits"]

@@ -126,10 +126,25 @@ def _infer(request: Any, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).to(x.device)
 
 
+def ir_one_sample(ov_model: Any) -> bool:
+    """True when an IR's batch axis is fixed to 1: LightMedSeg's fast forward in engine form, which folds
+    per-sample values into weights (:func:`lightmedseg.inference.conversion.module_to_convert`); runners call it
+    once per sample."""
+    batch = ov_model.inputs[0].get_partial_shape()[0]
+    return batch.is_static and batch.get_length() == 1
+
+
+def _by_sample(fn: ForwardFn, one_sample: bool) -> ForwardFn:
+    """``fn`` on a batch of any size, one sample per call when the graph holds one sample."""
+    if not one_sample:
+        return fn
+    return lambda x: fn(x) if x.shape[0] == 1 else torch.cat([fn(x[i : i + 1]) for i in range(x.shape[0])])
+
+
 def ov_forward(compiled: Any) -> ForwardFn:
     """A predictor ``forward_fn`` around a compiled model: float32 B x C x D x H x W in, float32 logits out."""
     request = compiled.create_infer_request()
-    return lambda x: _infer(request, x)
+    return _by_sample(lambda x: _infer(request, x), ir_one_sample(compiled))
 
 
 class StaticShapeForward:
@@ -147,6 +162,7 @@ class StaticShapeForward:
         self.core, self.model, self.props, self.where, self.max_shapes = core, model, props, where, max_shapes
         self.requests: dict[tuple[int, ...], Any] = {}
         self.compile_seconds = 0.0
+        self.one_sample = ir_one_sample(model)
 
     def request(self, shape: tuple[int, ...]) -> Any:
         """The infer request compiled for ``shape`` (compiling it on first use)."""
@@ -169,6 +185,8 @@ class StaticShapeForward:
         return req
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.one_sample and x.shape[0] > 1:
+            return torch.cat([self(x[i : i + 1]) for i in range(x.shape[0])])
         return _infer(self.request(tuple(x.shape)), x)
 
 

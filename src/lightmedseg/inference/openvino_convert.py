@@ -42,18 +42,21 @@ from typing import Any
 import torch
 
 from lightmedseg.inference.cards import IR_CARD_PATH, IR_CONFIG_PATH
-from lightmedseg.inference.conversion import ExportError, example_input, module_to_convert, verify_logits
-from lightmedseg.inference.openvino_backend import _first_line, _ov, cache_root
+from lightmedseg.inference.conversion import (
+    ExportError, example_input, module_to_convert, one_sample_graph, per_sample, verify_logits)
+from lightmedseg.inference.openvino_backend import _first_line, _ov, cache_root, ir_one_sample
 
 IR_NAME = "model.xml"
-IR_FORMAT = "2"  # bump when the conversion route changes, to invalidate every cached IR (2: straight from PyTorch)
-MODEL_CODE = Path(__file__).resolve().parents[1] / "model"  # the traced network code (hashed into the cache key)
+IR_FORMAT = "3"  # bump when the conversion route changes, to invalidate every cached IR (2: straight from PyTorch,
+# 3: LightMedSeg's fast forward in engine form, one sample per call)
+TRACED_CODE = [Path(__file__).resolve().parents[1] / d for d in ("model", "fast")]  # hashed into the cache key
 
 
 def verify_ov(ov_model: Any, model: torch.nn.Module, config: dict) -> float:
     """Max |logit difference| between OpenVINO (f32) and PyTorch at the check sizes; raises above ORT_ATOL."""
     compiled = _ov().Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return verify_logits(lambda x: compiled(x)[0], model, config, "OpenVINO", seed=2)
+    run = lambda x: compiled(x)[0]  # noqa: E731
+    return verify_logits(per_sample(run) if ir_one_sample(ov_model) else run, model, config, "OpenVINO", seed=2)
 
 
 def match_torch_interpolation(ov_model: Any) -> int:
@@ -71,18 +74,20 @@ def match_torch_interpolation(ov_model: Any) -> int:
 
 
 def convert_module(model: torch.nn.Module, config: dict, card: dict | None = None) -> tuple[Any, float]:
-    """PyTorch model -> (``openvino.Model`` with dynamic batch and spatial axes, the config and ``card`` in
+    """PyTorch model -> (``openvino.Model`` with dynamic spatial axes (and batch, unless the converted module is a
+    one-sample graph, :func:`~lightmedseg.inference.conversion.module_to_convert`), the config and ``card`` in
     its rt_info; max |logit difference| to PyTorch in f32). Raises :class:`ExportError` when conversion
     fails or the IR does not reproduce the PyTorch logits."""
     ov = _ov()
-    module = module_to_convert(model)
+    module = module_to_convert(model, one_sample=True)
     channels = int(config["model"]["in_channels"])
+    batch = 1 if one_sample_graph(module) else 2  # 2: the example must not specialise a dynamic batch axis
     try:
         # TracerWarnings about size-independent branches (verified below at a second size); conversion chatter
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            ov_model = ov.convert_model(module, example_input=example_input(config),
-                                        input=[ov.PartialShape([-1, channels, -1, -1, -1])])
+            ov_model = ov.convert_model(module, example_input=example_input(config, batch=batch),
+                                        input=[ov.PartialShape([1 if batch == 1 else -1, channels, -1, -1, -1])])
     except Exception as exc:  # the PyTorch frontend raises many types; keep the informative line
         raise ExportError(f"openvino.convert_model failed: {type(exc).__name__}: {_first_line(exc)}") from None
     match_torch_interpolation(ov_model)
@@ -110,8 +115,8 @@ def save_ir(ov_model: Any, xml_path: Path) -> None:
 def _source_digest() -> str:
     """Hash of the model code that the IR was traced from (a code change must not reuse an old IR)."""
     h = hashlib.sha256()
-    for f in sorted(MODEL_CODE.rglob("*.py")):  # the networks, MONAI baselines included (model/baselines.py)
-        h.update(f.relative_to(MODEL_CODE.parent).as_posix().encode())
+    for f in sorted(f for d in TRACED_CODE for f in d.rglob("*.py")):  # networks (MONAI baselines too), fast graph
+        h.update(f.relative_to(f.parents[1]).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
