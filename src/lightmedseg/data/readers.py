@@ -19,6 +19,7 @@ writing it back in its own format reproduces them bit for bit; other conversions
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -27,7 +28,7 @@ import numpy as np
 
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import ImageGeometry, ItkGeometry, default_file_mode, read_4d, read_volume, write_volume
-from lightmedseg.io_utils import atomic_path
+from lightmedseg.io_utils import atomic_path, write_failure
 
 if TYPE_CHECKING:  # SimpleITK is imported lazily: NIfTI-only users never load it
     import SimpleITK as sitk
@@ -270,13 +271,39 @@ def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometr
         img.SetMetaData(key, value)
     path = Path(path)
     ending = image_ending(path.name)
-    if ending in (".mhd", ".nhdr"):  # a header beside a raw data file: write in place (two files)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(img, str(path), useCompression=True)
+    if ending in (".mhd", ".nhdr"):  # a header beside a raw data file: both staged, the header moved in last
+        _write_header_pair(sitk, img, path)
         return
     with atomic_path(path, suffix=ending or "") as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=True)
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=True)
+        except RuntimeError as exc:  # SimpleITK loses the errno (a full disk, a quota)
+            raise write_failure(path, exc) from None
         os.chmod(tmp, default_file_mode())
+
+
+def _write_header_pair(sitk, img, path: Path) -> None:
+    """Write ``.mhd``/``.nhdr`` + data file in a temporary folder beside ``path``, then move the data file and
+    last the header into place: a failure leaves no header (so no output that looks complete)."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        try:
+            sitk.WriteImage(img, str(stage / path.name), useCompression=True)
+        except RuntimeError as exc:
+            raise write_failure(path, exc) from None
+        files = sorted(stage.iterdir(), key=lambda f: f.name == path.name)  # the header last
+        for f in files:
+            dest = path.parent / f.name
+            if dest.is_dir():
+                raise OSError(errno.EISDIR, f"{path}: cannot write, its data file {dest} is a folder")
+            os.chmod(f, default_file_mode())
+            os.replace(f, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype=np.float32) -> None:
