@@ -503,6 +503,7 @@ def test_overwrite_keeps_hand_made_files_inside_the_dataset(tmp_path, capsys, co
     assert np.asarray(nib.load(str(label)).dataobj).max() == 1
     label.unlink()
     assert _run(capsys, *argv, "--overwrite")[0] == 0  # only the tool's own files (one missing): replaced
+    assert _run(capsys, *argv, "--overwrite")[0] == 0  # and what it wrote now is its own again
 
 
 # == issue 26: the run folder ==================================================================================
