@@ -574,3 +574,10 @@ def test_merge_resumed_config_rules():
     with pytest.raises(ConfigError, match=r"train.optimizer .*start a new run"):
         merge_resumed_config(stored, {"train": {"optimizer": {"lr": 1e-2}}}, explicit=["train.optimizer"])
     assert merge_resumed_config(stored, {"train": {"optimizer": {"lr": 1e-3}}}, explicit=[])["train"]["epochs"] == 2
+
+
+def test_dicom_output_name_is_refused_not_made_a_folder(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out.dcm", model1)
+    _one_line_error(rc, err, "out.dcm", "does not write DICOM")
+    assert not (tmp_path / "out.dcm").exists()

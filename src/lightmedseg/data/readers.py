@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from lightmedseg.data.dicom_checks import check_dicom_series
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import ImageGeometry, ItkGeometry, default_file_mode, read_4d, read_volume, write_volume
 from lightmedseg.io_utils import atomic_path, write_failure
@@ -74,6 +75,11 @@ def is_dicom_folder(path: Path) -> bool:
     if any(image_ending(f.name) for f in files):
         return False
     return any(is_dicom_file(f) for f in files[:50])
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files directly in ``folder`` (hidden files left out)."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_dicom_file(f))
 
 
 def _sitk():
@@ -153,6 +159,7 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, ImageGeome
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
     if len(files) < 2:
         raise DataError(f"{folder}: the DICOM series has {len(files)} slice(s); a 3D volume needs at least 2")
+    check_dicom_series(folder, files, dicom_files(folder))  # missing, duplicated, unreadable slices...
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from lightmedseg.data.io import ImageGeometry
-from lightmedseg.data.readers import image_ending, read_channels
+from lightmedseg.data.readers import DICOM_ENDINGS, image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
 from lightmedseg.inference.segment import (Segmenter, label_sidecars, output_ending, write_label_sidecars,
@@ -76,6 +76,8 @@ def plan_outputs(
     ending = image_ending(out.name)  # matched case-insensitively
     if ending is not None and not out.name.endswith(ending):
         raise InputError(f"{out}: ends like an image file but not in lower case; write {ending} (or pick a folder name)")
+    if ending is None and out.suffix.lower() in DICOM_ENDINGS:
+        raise InputError(f"{out}: predict does not write DICOM; name the output .nii.gz, .nrrd or .mha (or a folder)")
     as_file = ending is not None
     if as_file and len(cases) != 1:
         raise InputError(f"{out}: a file name as OUTPUT needs a single case, but INPUT holds {len(cases)}; give a folder")
