@@ -581,3 +581,83 @@ def test_dicom_output_name_is_refused_not_made_a_folder(tmp_path, capsys, model1
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out.dcm", model1)
     _one_line_error(rc, err, "out.dcm", "does not write DICOM")
     assert not (tmp_path / "out.dcm").exists()
+
+
+# == issue 26: every input's geometry ==========================================================================
+
+def _nifti_with_zooms(path: Path, zooms) -> Path:
+    img = nib.Nifti1Image(np.random.default_rng(0).normal(100, 10, SHAPE).astype(np.float32), np.eye(4))
+    img.header.set_zooms(zooms)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.mark.parametrize("zooms, needle", [((np.nan, 1.0, 1.0), "voxel spacing [1.0, 1.0, nan]"),
+                                           ((1000.0, 1.0, 1.0), "voxel spacing [1.0, 1.0, 1000.0]"),
+                                           ((1.0, 1.0, 1e-6), "voxel spacing [")])
+def test_broken_spacing_is_refused(tmp_path, capsys, model1, zooms, needle):
+    _nifti_with_zooms(tmp_path / "in" / "c1.nii.gz", zooms)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "c1.nii.gz", needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_zero_axis_is_refused():  # nibabel cannot even save one; an ITK direction or a nibabel image can hold it
+    from lightmedseg.data.geometry_checks import check_grid
+
+    with pytest.raises(ValueError, match="x.nrrd: the voxel-to-world affine has a zero axis"):
+        check_grid(np.diag([1.0, 0.0, 1.0, 1.0]), (1.0, 1.0, 1.0), "x.nrrd")
+
+
+def test_sheared_grid_is_refused(tmp_path, capsys, model1):
+    affine = np.eye(4)
+    affine[0, 1] = 0.3  # the y axis leans into x
+    _nifti(tmp_path / "in" / "c1.nii.gz", affine=affine)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "c1.nii.gz", "sheared")
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.zeros(SHAPE[::-1], np.float32))
+    img.SetDirection((1, 0.3, 0, 0, 1, 0, 0, 0, 1))
+    sitk.WriteImage(img, str(tmp_path / "in2" / "c1.nrrd") if (tmp_path / "in2").mkdir() is None else "")
+    rc, err = _predict(capsys, tmp_path / "in2", tmp_path / "out2", model1, "--output-format", "input")
+    _one_line_error(rc, err, "c1.nrrd", "sheared")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_segment_refuses_nan_affines_and_complex_images(model1):
+    from lightmedseg import segment
+
+    affine = np.eye(4)
+    affine[1, 3] = np.nan
+    with pytest.raises(ValueError, match="nibabel image: the voxel-to-world affine has NaN or Inf"):
+        segment(nib.Nifti1Image(np.ones(SHAPE, np.float32), affine), model1, device="cpu", tta=False)
+    with pytest.raises(ValueError, match="nibabel image: voxels are complex"):
+        segment(nib.Nifti1Image((np.ones(SHAPE) + 1j).astype(np.complex64), np.eye(4)), model1, device="cpu", tta=False)
+
+
+def test_label_name_with_a_line_break_is_refused(tmp_path, capsys):
+    cfg = _config(1)
+    cfg["labels"] = {"background": 0, "NCR\nx": 1, "ED": 2, "ET": 4}
+    model = tmp_path / "m.safetensors"
+    save_model(model, build_model(cfg), cfg)
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model)
+    _one_line_error(rc, err, "line break")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resampling_refuses_a_grid_it_cannot_allocate():
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.inference.geometry import to_training_grid
+
+    geometry = ImageGeometry.from_spacing((17, 19, 21), (100.0, 100.0, 100.0))
+    with pytest.raises(ValueError, match=r"resampling .* would need [\d,.]+ GiB of memory \(6.783e\+09 voxels\)"):
+        to_training_grid(np.zeros((1, 17, 19, 21), np.float32), geometry, {"geometry": {"spacing": [1.0, 1.0, 1.0]}})
+
+
+def test_synth_refuses_a_shape_it_cannot_allocate(tmp_path, capsys):
+    rc, err = _run(capsys, "synth", tmp_path / "ds", "--cases", "1", "--shape", "2000", "2000", "2000")
+    _one_line_error(rc, err, "[2000, 2000, 2000]", "GiB of memory")
+    assert not (tmp_path / "ds").exists()

@@ -28,6 +28,7 @@ import numpy as np
 
 from lightmedseg.data.dicom_checks import check_dicom_series
 from lightmedseg.data.errors import DataError
+from lightmedseg.data.geometry_checks import check_grid, check_voxel_type
 from lightmedseg.data.io import ImageGeometry, ItkGeometry, default_file_mode, read_4d, read_volume, write_volume
 from lightmedseg.io_utils import atomic_path, write_failure
 
@@ -112,13 +113,15 @@ def affine_from_itk(itk: ItkGeometry) -> np.ndarray:
     return affine
 
 
-def _geometry_of(img: "sitk.Image") -> ImageGeometry:
+def _geometry_of(img: "sitk.Image", name: str = "image") -> ImageGeometry:
     if img.GetDimension() != 3:
         raise DataError(f"expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
     itk = ItkGeometry(tuple(img.GetOrigin()), tuple(img.GetSpacing()), tuple(img.GetDirection()))
     sx, sy, sz = itk.spacing
     nx, ny, nz = img.GetSize()
-    return ImageGeometry((nz, ny, nx), (sz, sy, sx), affine_from_itk(itk), None, itk)
+    affine = affine_from_itk(itk)
+    check_grid(affine, (sz, sy, sx), name)
+    return ImageGeometry((nz, ny, nx), (sz, sy, sx), affine, None, itk)
 
 
 def _to_channels(img: "sitk.Image", name: str) -> tuple[np.ndarray, ImageGeometry]:
@@ -127,12 +130,13 @@ def _to_channels(img: "sitk.Image", name: str) -> tuple[np.ndarray, ImageGeometr
         size = list(img.GetSize())
         chans = [sitk.Extract(img, size[:3] + [0], [0, 0, 0, c]) for c in range(size[3])]
         arrays = [sitk.GetArrayFromImage(c) for c in chans]
-        geometry = _geometry_of(chans[0])
+        geometry = _geometry_of(chans[0], name)
         data = np.stack(arrays, axis=0)
     else:
-        geometry = _geometry_of(img)
+        geometry = _geometry_of(img, name)
         data = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, c) for vector pixels
         data = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
+    check_voxel_type(data.dtype, name)
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise DataError(f"{name}: {int(np.count_nonzero(~np.isfinite(data)))} voxels are NaN or Inf; expected finite intensities")
     return np.ascontiguousarray(data, dtype=np.float32), geometry

@@ -333,6 +333,9 @@ def read_input(image, n_channels: int) -> tuple[np.ndarray, ImageGeometry]:
     import nibabel as nib
 
     if isinstance(image, nib.spatialimages.SpatialImage):
+        from lightmedseg.data.geometry_checks import check_voxel_type
+
+        check_voxel_type(image.get_data_dtype(), "nibabel image")
         data = np.asanyarray(image.dataobj)
         if data.ndim == 3:
             data = data[..., None]
