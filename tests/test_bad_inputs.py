@@ -661,3 +661,28 @@ def test_synth_refuses_a_shape_it_cannot_allocate(tmp_path, capsys):
     rc, err = _run(capsys, "synth", tmp_path / "ds", "--cases", "1", "--shape", "2000", "2000", "2000")
     _one_line_error(rc, err, "[2000, 2000, 2000]", "GiB of memory")
     assert not (tmp_path / "ds").exists()
+
+
+# == issue 26: a corrupt case met by training ===================================================================
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_truncated_case_is_named_before_training(tmp_path, capsys, dataset, workers):
+    image = dataset / "imagesTr" / "synth_001_0002.nii.gz"
+    image.write_bytes(image.read_bytes()[:-200])
+    rc, err = _train(capsys, dataset, tmp_path / "run", "--max-steps", "1", "--set", f"train.num_workers={workers}")
+    _one_line_error(rc, err, "synth_001_0002.nii.gz", "truncated")
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
+
+
+def test_complete_files_pass_the_check(tmp_path, dataset, monkeypatch):
+    from lightmedseg.data import integrity
+    from lightmedseg.data.integrity import check_complete
+
+    monkeypatch.setattr(integrity, "_gzip_reads_to_end", lambda p: pytest.fail(f"{p}: read to the end"))
+    for f in sorted(dataset.rglob("*.nii.gz")):  # the gzip trailer decides: no file is decompressed
+        check_complete(f)
+    plain = _nifti(tmp_path / "x.nii", np.ones(SHAPE, np.float32))
+    check_complete(plain)
+    plain.write_bytes(plain.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"x.nii: holds \d+ bytes but its header declares \d+"):
+        check_complete(plain)

@@ -83,7 +83,9 @@ def test_itk_and_nifti_describe_the_same_world(tmp_path: Path) -> None:
 
 def test_nifti_geometry_to_itk_and_back(tmp_path: Path) -> None:
     """A NIfTI input written as .nrrd keeps its affine (the conversion in both directions is the same)."""
-    affine = np.array([[-1.2, 0.1, 0, 10.0], [0.05, -0.8, 0, 3.0], [0, 0, 3.0, -5.0], [0, 0, 0, 1]])
+    affine = np.eye(4)  # oblique (rotated, flipped) but orthogonal: a sheared grid is refused (issue 26)
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(_direction()).reshape(3, 3) @ np.diag([1.2, 0.8, 3.0])
+    affine[:3, 3] = (10.0, 3.0, -5.0)
     data = _volume().transpose(2, 1, 0)
     nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "case.nii.gz"))
     image, geometry = read_image(tmp_path / "case.nii.gz")

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError
+from lightmedseg.data.integrity import check_split_complete
 from lightmedseg.fast import fast_train_forward, supports
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.model.factory import build_model
@@ -482,6 +483,7 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
     seen = _run_folder_state(run_dir)
     start = begin()
     config, state = start.config, start.state
+    check_split_complete(data_dir, start.split)  # a truncated case is named now, not a crash in a loader worker
     signal_flag: dict = {}
     # Signals are caught from here on (a SIGUSR1 during set-up or caching must not kill the job); they take
     # effect after the first step of this invocation.
