@@ -686,3 +686,64 @@ def test_complete_files_pass_the_check(tmp_path, dataset, monkeypatch):
     plain.write_bytes(plain.read_bytes()[:-10])
     with pytest.raises(ValueError, match=r"x.nii: holds \d+ bytes but its header declares \d+"):
         check_complete(plain)
+
+
+# == issue 26: a full disk during training ======================================================================
+
+def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, capsys, dataset, monkeypatch):
+    from collections import namedtuple
+
+    from lightmedseg.training import checkpointing as C
+
+    run = tmp_path / "run"
+    assert _train(capsys, dataset, run, "--max-steps", "1")[0] == 0
+    stored = (run / C.LAST).read_bytes()
+    real_save, real_usage = C.torch.save, __import__("shutil").disk_usage
+
+    def full(obj, f, *args, **kwargs):  # what torch raises on a full disk: the second of two RuntimeErrors
+        Path(f).write_bytes(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . unexpected pos 1152 vs 1088")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(C.torch, "save", full)
+    monkeypatch.setattr("lightmedseg.io_utils.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 4096, 4096))
+    rc, err = _train(capsys, dataset, run, "--resume", "--max-steps", "2")
+    _one_line_error(rc, err, str(run / C.LAST), "No space left on device", "ENOSPC")
+    assert (run / C.LAST).read_bytes() == stored and not list(run.glob(".checkpoint_last.pt.*"))
+    monkeypatch.setattr(C.torch, "save", real_save)
+    monkeypatch.setattr("lightmedseg.io_utils.shutil.disk_usage", real_usage)
+    assert _train(capsys, dataset, run, "--resume", "--max-steps", "2")[0] == 0
+    assert C.load_training_checkpoint(run / C.LAST)["step"] == 2
+
+
+# == issue 26: stop signals while a rank waits for its peers ====================================================
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_rank_waiting_for_its_peers_stops_on_a_signal(tmp_path, capsys, dataset, monkeypatch, sig):
+    import signal
+    import threading
+
+    import lightmedseg.training.runtime as R
+
+    run = tmp_path / "run"
+    assert _train(capsys, dataset, run, "--max-steps", "1")[0] == 0
+    never = threading.Event()
+
+    def peer_never_comes(*args, **kwargs):  # the rendezvous blocks (in C++ in reality) until the timeout
+        if not never.wait(120):
+            raise RuntimeError("DistStoreError: timed out")
+
+    monkeypatch.setattr(R.dist, "init_process_group", peer_never_comes)
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), getattr(signal, sig)))
+    timer.start()
+    try:
+        rc, err = _train(capsys, dataset, run, "--resume", "--max-steps", "2", "--device", "cpu")
+    finally:
+        timer.cancel()
+        never.set()
+    assert rc == 75, err  # stopped, resume me: the checkpoint of step 1 is there
+    assert f"stopped by {sig} while waiting for the job's other processes" in err

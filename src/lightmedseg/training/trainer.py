@@ -46,6 +46,7 @@ from lightmedseg.training.plots import plot_curves
 from lightmedseg.training.runlock import run_folder_lock
 from lightmedseg.training.runtime import (
     DistInfo,
+    StoppedWhileJoining,
     amp_policy,
     autocast,
     barrier,
@@ -488,7 +489,13 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
     # Signals are caught from here on (a SIGUSR1 during set-up or caching must not kill the job); they take
     # effect after the first step of this invocation.
     with _stop_on_signals(signal_flag):
-        info = init_distributed(config["train"]["device"], config["train"]["dist_timeout_minutes"])
+        try:
+            info = init_distributed(config["train"]["device"], config["train"]["dist_timeout_minutes"],
+                                    stop=lambda: signal_flag.get("requested"))
+        except StoppedWhileJoining as exc:  # scancel / Ctrl-C while the peers are awaited: stop now
+            print(f"lightmedseg train: {exc}", file=sys.stderr)
+            return {"run_dir": str(run_dir), "steps": int(state["step"]) if state else 0,
+                    "epochs_completed": int(state["epoch"]) if state else 0, "stopped": exc.signal_name}
         try:
             with run_folder_lock(run_dir, info):  # before anything is written into the run folder
                 if _run_folder_state(run_dir) != seen:  # another run wrote here before we held the lock:
