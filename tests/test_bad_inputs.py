@@ -747,3 +747,24 @@ def test_a_rank_waiting_for_its_peers_stops_on_a_signal(tmp_path, capsys, datase
         never.set()
     assert rc == 75, err  # stopped, resume me: the checkpoint of step 1 is there
     assert f"stopped by {sig} while waiting for the job's other processes" in err
+
+
+# == issue 26: unclear messages =================================================================================
+
+class _RunsCode:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_carrying_pickle_is_refused_as_unsafe(tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "executed"
+    torch.save({"model": _RunsCode(str(marker)), "config_json": "{}"}, str(tmp_path / "evil.pt"))
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", tmp_path / "evil.pt")
+    _one_line_error(rc, err, "evil.pt", "refused as unsafe", "not loaded")
+    assert "corrupt" not in err and not marker.exists()
