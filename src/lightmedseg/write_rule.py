@@ -101,6 +101,13 @@ def text_differs(target: str | os.PathLike, text: str) -> bool:
         return True
 
 
+def check_text_file(target: str | os.PathLike, text: str, overwrite: bool = False, what: str = "file") -> None:
+    """Refuse (unless ``overwrite``) an existing ``target`` holding other content than ``text``: not ours."""
+    if text_differs(target, text) and not overwrite:
+        raise OutputRefused(f"{target}: exists with other content than the {what} this run writes (a file of "
+                            "yours, or another run's); pass --overwrite to replace it, or choose another output folder")
+
+
 def write_text_checked(target: str | os.PathLike, text: str, overwrite: bool = False, what: str = "file") -> bool:
     """Write ``text`` to ``target`` atomically unless it already holds exactly that; returns whether it wrote.
 
@@ -108,9 +115,7 @@ def write_text_checked(target: str | os.PathLike, text: str, overwrite: bool = F
     """
     from lightmedseg.io_utils import write_text_atomic
 
-    if text_differs(target, text) and not overwrite:
-        raise OutputRefused(f"{target}: exists with other content than the {what} this run writes; pass "
-                            "--overwrite to replace it, or choose another output folder")
+    check_text_file(target, text, overwrite, what)
     if is_complete(target) and not text_differs(target, text):
         return False
     write_text_atomic(target, text)

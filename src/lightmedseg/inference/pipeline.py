@@ -34,7 +34,7 @@ from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
 from lightmedseg.inference.segment import (Segmenter, label_sidecars, output_ending, write_label_sidecars,
                                           write_prediction)
 from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
-from lightmedseg.write_rule import OutputRefused, check_output_folder, is_complete, text_differs
+from lightmedseg.write_rule import check_output_folder, check_text_file, is_complete
 
 PROBABILITY_FOLDER = "probabilities"
 
@@ -229,10 +229,7 @@ def check_outputs(targets: Mapping[str, Path], prob_dir: Path | None, output: st
     ending = image_ending(out.name)
     folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
     for path, text in label_sidecars(folder, names, prefix).items():
-        if text_differs(path, text) and not overwrite:
-            raise OutputRefused(f"{path}: exists with other content than the label names this model writes "
-                                "(a file of yours, or another model's); pass --overwrite to replace it, or "
-                                "choose another output folder")
+        check_text_file(path, text, overwrite, "label names")
     return folder, names, prefix
 
 
