@@ -333,7 +333,7 @@ def test_checkpoint_write_failure_is_an_os_error_naming_the_file(tmp_path, monke
         raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed")
 
     monkeypatch.setattr(C.torch, "save", failing_save)
-    with pytest.raises(OSError, match=r"checkpoint_last.pt: cannot write the checkpoint"):
+    with pytest.raises(OSError, match=r"checkpoint_last.pt: cannot write"):
         C.save_training_checkpoint(tmp_path / "checkpoint_last.pt", {"model": {}, "config": {}})
     assert list(tmp_path.iterdir()) == []
 
@@ -345,3 +345,426 @@ def test_empty_output_through_the_python_api(tmp_path, model1):
     _nifti(tmp_path / "in" / "c1.nii.gz")
     with pytest.raises(InputError, match="OUTPUT is empty"):
         predict(tmp_path / "in", "", model1, progress=False)
+
+
+# == issue 26: one rule for every file the tool writes ======================================================
+
+def _steps_csv(run: Path) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "steps.csv").write_text("step,loss,dice,ce,boundary,lr\n1,1.0,0.5,0.5,0.0,0.001\n2,0.9,0.4,0.5,0.0,0.001\n")
+    return run
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return make_synthetic_dataset(tmp_path / "ds", num_cases=2, seed=0, shape=(16, 16, 16))
+
+
+def test_split_plot_profile_never_replace_a_file_they_did_not_write(tmp_path, capsys, dataset):
+    before = _checksums(dataset)
+    image = dataset / "imagesTr" / "synth_000_0000.nii.gz"
+    for target in (dataset / "dataset.json", image, dataset / "new_split.json"):
+        rc, err = _run(capsys, "split", dataset, "--kfold", "2", "-o", target)
+        _one_line_error(rc, err, str(target), "dataset folder")
+    rc, err = _run(capsys, "plot", _steps_csv(tmp_path / "run"), "--out", image)
+    _one_line_error(rc, err, str(image), "dataset folder")
+    assert _checksums(dataset) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    for argv in (["split", dataset, "--kfold", "2", "-o", notes], ["plot", tmp_path / "run", "--out", notes],
+                 ["profile", "--preset", "demo", "--json", notes]):
+        rc, err = _run(capsys, *argv)
+        _one_line_error(rc, err, str(notes), "--overwrite")
+        assert notes.read_text() == "my notes"
+    assert _run(capsys, "split", dataset, "--kfold", "2", "-o", notes, "--overwrite")[0] == 0
+    assert "folds" in json.loads(notes.read_text())
+    # the run's own curves.png is replaced without --overwrite (training writes it)
+    assert _run(capsys, "plot", tmp_path / "run")[0] == 0
+    assert _run(capsys, "plot", tmp_path / "run", "--out", tmp_path / "run" / "curves.png")[0] == 0
+
+
+def test_predict_keeps_a_users_label_sidecars(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels.json").write_text('{"my": "own"}')
+    (out / "labels.ctbl").write_text("my colours\n")
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    _one_line_error(rc, err, "labels.json", "--overwrite")
+    assert (out / "labels.json").read_text() == '{"my": "own"}' and not (out / "c1.nii.gz").exists()
+    (out / "labels.json").unlink()
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    _one_line_error(rc, err, "labels.ctbl")
+    assert (out / "labels.ctbl").read_text() == "my colours\n"
+    assert _predict(capsys, tmp_path / "in", out, model1, "--overwrite")[0] == 0
+    assert json.loads((out / "labels.json").read_text())["0"] == "background"
+    # a rerun writing the same names is not a replacement: no --overwrite needed
+    _nifti(tmp_path / "in" / "c2.nii.gz")
+    assert _predict(capsys, tmp_path / "in", out, model1)[0] == 0 and (out / "c2.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_predict_never_writes_into_a_dataset(tmp_path, capsys, model1, overwrite):
+    ds = make_synthetic_dataset(tmp_path / "ds", num_cases=1, seed=0, shape=(16, 16, 16))
+    meta = json.loads((ds / "dataset.json").read_text())
+    # a one-channel copy of the dataset's images, so the one-channel model can read them
+    (ds / "imagesTs").mkdir()
+    _nifti(ds / "imagesTs" / "synth_000_0000.nii.gz")
+    before = _checksums(ds)
+    for out in (ds / "labelsTr", ds / "predictions", ds / "labelsTr" / "synth_000.nii.gz"):
+        rc, err = _predict(capsys, ds / "imagesTs", out, model1, *(["--overwrite"] if overwrite else []))
+        _one_line_error(rc, err, str(ds), "dataset folder")
+    assert _checksums(ds) == before and meta["numTraining"] == 1
+
+
+def test_an_empty_output_is_redone_not_skipped(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c1.nii.gz").write_bytes(b"")  # left by a writer that failed (a full disk)
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    assert rc == 0 and "skipping" not in err, err
+    assert nib.load(str(out / "c1.nii.gz")).shape == SHAPE
+
+
+def _nrrd(path: Path) -> Path:
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(0).normal(100, 10, SHAPE[::-1]).astype(np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+    return path
+
+
+def test_full_disk_during_an_nrrd_write_names_the_file_and_a_rerun_redoes_it(tmp_path, capsys, model1, monkeypatch):
+    import SimpleITK as sitk
+
+    _nrrd(tmp_path / "in" / "case.nrrd")
+    out = tmp_path / "out"
+    real_write = sitk.WriteImage
+
+    def full(img, path, *args, **kwargs):
+        Path(path).write_bytes(b"")
+        raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute: ... No space left on device")
+
+    monkeypatch.setattr(sitk, "WriteImage", full)
+    rc, err = _predict(capsys, tmp_path / "in", out, model1, "--output-format", "input")
+    _one_line_error(rc, err, str(out / "case.nrrd"), "ENOSPC")
+    line = next(ln for ln in err.splitlines() if "error" in ln)
+    assert ".tmp" not in line and ".case.nrrd" not in line and not any(p.is_file() for p in out.rglob("*"))
+    monkeypatch.setattr(sitk, "WriteImage", real_write)
+    rc, err = _predict(capsys, tmp_path / "in", out, model1, "--output-format", "input")
+    assert rc == 0 and "skipping" not in err and (out / "case.nrrd").stat().st_size > 0
+
+
+def test_mhd_output_is_all_or_nothing(tmp_path):
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.data.readers import read_image, write_image
+
+    geometry = ImageGeometry.from_spacing((4, 5, 6), (1.0, 1.0, 1.0))
+    (tmp_path / "case.zraw").mkdir()  # the data file's name taken by a folder
+    with pytest.raises(OSError, match="case.mhd: cannot write"):
+        write_image(tmp_path / "case.mhd", np.ones((4, 5, 6), np.float32), geometry)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.zraw"]
+    (tmp_path / "case.zraw").rmdir()
+    write_image(tmp_path / "case.mhd", np.ones((4, 5, 6), np.float32), geometry)
+    assert read_image(tmp_path / "case.mhd")[0].shape[-3:] == (4, 5, 6)
+
+
+def test_two_writers_in_one_folder_keep_each_others_temporaries(tmp_path):
+    from lightmedseg.io_utils import atomic_path, remove_stale_temporaries
+
+    target = tmp_path / "c1.nii.gz"
+    with atomic_path(target, ".nii.gz") as tmp:  # a live writer (this process)
+        tmp.write_bytes(b"in progress")
+        dead = tmp.with_name(tmp.name.replace(f"-{os.getpid()}.", "-999999999."))
+        dead.write_bytes(b"killed writer")
+        assert remove_stale_temporaries(target, ".nii.gz") == [dead]
+        assert tmp.exists()
+    assert target.read_bytes() == b"in progress"
+
+
+@pytest.mark.parametrize("command", ["synth", "convert"])
+def test_overwrite_keeps_hand_made_files_inside_the_dataset(tmp_path, capsys, command):
+    src = make_synthetic_dataset(tmp_path / "src", num_cases=1, seed=0, shape=(16, 16, 16))
+    dst = make_synthetic_dataset(tmp_path / "dst", num_cases=1, seed=0, shape=(16, 16, 16))
+    argv = (["synth", dst, "--cases", "1", "--shape", "16", "16", "16"] if command == "synth"
+            else ["convert", "nnunet", src, dst])
+    _nifti(dst / "labelsTr" / "mine.nii.gz", np.zeros(SHAPE, np.uint8))  # a hand-made label
+    before = _checksums(dst)
+    rc, err = _run(capsys, *argv, "--overwrite")
+    _one_line_error(rc, err, "labelsTr/mine.nii.gz", "did not write")
+    assert _checksums(dst) == before
+    (dst / "labelsTr" / "mine.nii.gz").unlink()
+    label = dst / "labelsTr" / "synth_000.nii.gz"
+    _nifti(label, np.ones(SHAPE, np.uint8))  # a reference label corrected by hand
+    rc, err = _run(capsys, *argv, "--overwrite")
+    _one_line_error(rc, err, "labelsTr/synth_000.nii.gz", "did not write")
+    assert np.asarray(nib.load(str(label)).dataobj).max() == 1
+    label.unlink()
+    assert _run(capsys, *argv, "--overwrite")[0] == 0  # only the tool's own files (one missing): replaced
+    assert _run(capsys, *argv, "--overwrite")[0] == 0  # and what it wrote now is its own again
+
+
+# == issue 26: the run folder ==================================================================================
+
+def _train(capsys, data: Path, out: Path, *extra: str) -> tuple[int, str]:
+    return _run(capsys, "train", "--preset", "demo", "--data", data, "--out", out, "--no-progress",
+                "--set", "data.patch_size=[16,16,16]", *extra)
+
+
+def test_train_never_writes_its_run_into_the_dataset(tmp_path, capsys, dataset):
+    before = _checksums(dataset)
+    for out in (dataset, dataset / "imagesTr" / "run", dataset / "run"):
+        rc, err = _train(capsys, dataset, out, "--max-steps", "1")
+        _one_line_error(rc, err, str(dataset), "dataset folder")
+    assert _checksums(dataset) == before and not (dataset / "run").exists()
+
+
+def test_a_run_started_meanwhile_is_seen_under_the_lock(tmp_path, capsys, dataset, monkeypatch):
+    """Two `train --out SAME` started together: the second checks the folder (empty), then the first runs,
+    ends and releases the lock before the second takes it. The second must see the first's run then."""
+    import lightmedseg.training.runlock as runlock
+
+    run = tmp_path / "run"
+    real_try_lock = runlock._try_lock
+
+    def other_run_finished_first(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "checkpoint_last.pt").write_bytes(b"the first run's checkpoint")
+        return real_try_lock(run_dir)
+
+    monkeypatch.setattr(runlock, "_try_lock", other_run_finished_first)
+    rc, err = _train(capsys, dataset, run, "--max-steps", "1")
+    _one_line_error(rc, err, str(run), "already holds a run")
+    assert (run / "checkpoint_last.pt").read_bytes() == b"the first run's checkpoint"
+    assert not (run / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_max_minutes_must_be_finite_and_positive(tmp_path, capsys, dataset, value):
+    rc, err = _train(capsys, dataset, tmp_path / "run", f"--max-minutes={value}")
+    _one_line_error(rc, err, "--max-minutes")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_never_changes_the_stored_schedule_silently(tmp_path, capsys, dataset):
+    from lightmedseg.training.checkpointing import load_training_checkpoint
+
+    run = tmp_path / "run"
+    assert _train(capsys, dataset, run, "--set", "train.epochs=2", "--max-steps", "1")[0] == 0
+    stored = (run / "checkpoint_last.pt").read_bytes()
+    rc, err = _train(capsys, dataset, run, "--resume", "--max-steps", "2")  # the demo preset says 12 epochs
+    _one_line_error(rc, err, "checkpoint_last.pt", "train.epochs 2 -> 12", "--set")
+    assert (run / "checkpoint_last.pt").read_bytes() == stored
+    # the original command line (its --set included) resumes; an explicit --set applies a budget change
+    assert _train(capsys, dataset, run, "--set", "train.epochs=3", "--resume", "--max-steps", "2")[0] == 0
+    assert load_training_checkpoint(run / "checkpoint_last.pt")["config"]["train"]["epochs"] == 3
+
+
+def test_merge_resumed_config_rules():
+    from lightmedseg.config import ConfigError
+    from lightmedseg.training.resume import merge_resumed_config
+
+    stored = {"model": {"num_anchors": 8}, "train": {"epochs": 2, "device": "cuda", "optimizer": {"lr": 1e-3, "name": "adamw"}}}
+    assert merge_resumed_config(stored, {"train": {"epochs": 5}})["train"]["epochs"] == 5  # API: explicit
+    assert merge_resumed_config(stored, {"train": {"epochs": 2, "device": "cpu"}}, explicit=[])["train"]["device"] == "cuda"
+    with pytest.raises(ConfigError, match=r"train.epochs 2 -> 12"):
+        merge_resumed_config(stored, {"train": {"epochs": 12}}, explicit=[])
+    with pytest.raises(ConfigError, match=r"train.optimizer .*start a new run"):
+        merge_resumed_config(stored, {"train": {"optimizer": {"lr": 1e-2}}}, explicit=["train.optimizer"])
+    assert merge_resumed_config(stored, {"train": {"optimizer": {"lr": 1e-3}}}, explicit=[])["train"]["epochs"] == 2
+
+
+def test_dicom_output_name_is_refused_not_made_a_folder(tmp_path, capsys, model1):
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out.dcm", model1)
+    _one_line_error(rc, err, "out.dcm", "does not write DICOM")
+    assert not (tmp_path / "out.dcm").exists()
+
+
+# == issue 26: every input's geometry ==========================================================================
+
+def _nifti_with_zooms(path: Path, zooms) -> Path:
+    img = nib.Nifti1Image(np.random.default_rng(0).normal(100, 10, SHAPE).astype(np.float32), np.eye(4))
+    img.header.set_zooms(zooms)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.mark.parametrize("zooms, needle", [((np.nan, 1.0, 1.0), "voxel spacing [1.0, 1.0, nan]"),
+                                           ((1000.0, 1.0, 1.0), "voxel spacing [1.0, 1.0, 1000.0]"),
+                                           ((1.0, 1.0, 1e-6), "voxel spacing [")])
+def test_broken_spacing_is_refused(tmp_path, capsys, model1, zooms, needle):
+    _nifti_with_zooms(tmp_path / "in" / "c1.nii.gz", zooms)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "c1.nii.gz", needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_zero_axis_is_refused():  # nibabel cannot even save one; an ITK direction or a nibabel image can hold it
+    from lightmedseg.data.geometry_checks import check_grid
+
+    with pytest.raises(ValueError, match="x.nrrd: the voxel-to-world affine has a zero axis"):
+        check_grid(np.diag([1.0, 0.0, 1.0, 1.0]), (1.0, 1.0, 1.0), "x.nrrd")
+
+
+def test_sheared_grid_is_refused(tmp_path, capsys, model1):
+    affine = np.eye(4)
+    affine[0, 1] = 0.3  # the y axis leans into x
+    _nifti(tmp_path / "in" / "c1.nii.gz", affine=affine)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "c1.nii.gz", "sheared")
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.zeros(SHAPE[::-1], np.float32))
+    img.SetDirection((1, 0.3, 0, 0, 1, 0, 0, 0, 1))
+    sitk.WriteImage(img, str(tmp_path / "in2" / "c1.nrrd") if (tmp_path / "in2").mkdir() is None else "")
+    rc, err = _predict(capsys, tmp_path / "in2", tmp_path / "out2", model1, "--output-format", "input")
+    _one_line_error(rc, err, "c1.nrrd", "sheared")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_segment_refuses_nan_affines_and_complex_images(model1):
+    from lightmedseg import segment
+
+    affine = np.eye(4)
+    affine[1, 3] = np.nan
+    with pytest.raises(ValueError, match="nibabel image: the voxel-to-world affine has NaN or Inf"):
+        segment(nib.Nifti1Image(np.ones(SHAPE, np.float32), affine), model1, device="cpu", tta=False)
+    with pytest.raises(ValueError, match="nibabel image: voxels are complex"):
+        segment(nib.Nifti1Image((np.ones(SHAPE) + 1j).astype(np.complex64), np.eye(4)), model1, device="cpu", tta=False)
+
+
+def test_label_name_with_a_line_break_is_refused(tmp_path, capsys):
+    cfg = _config(1)
+    cfg["labels"] = {"background": 0, "NCR\nx": 1, "ED": 2, "ET": 4}
+    model = tmp_path / "m.safetensors"
+    save_model(model, build_model(cfg), cfg)
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model)
+    _one_line_error(rc, err, "line break")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resampling_refuses_a_grid_it_cannot_allocate():
+    from lightmedseg.data.io import ImageGeometry
+    from lightmedseg.inference.geometry import to_training_grid
+
+    geometry = ImageGeometry.from_spacing((17, 19, 21), (100.0, 100.0, 100.0))
+    with pytest.raises(ValueError, match=r"resampling .* would need [\d,.]+ GiB of memory \(6.783e\+09 voxels\)"):
+        to_training_grid(np.zeros((1, 17, 19, 21), np.float32), geometry, {"geometry": {"spacing": [1.0, 1.0, 1.0]}})
+
+
+def test_synth_refuses_a_shape_it_cannot_allocate(tmp_path, capsys):
+    rc, err = _run(capsys, "synth", tmp_path / "ds", "--cases", "1", "--shape", "2000", "2000", "2000")
+    _one_line_error(rc, err, "[2000, 2000, 2000]", "GiB of memory")
+    assert not (tmp_path / "ds").exists()
+
+
+# == issue 26: a corrupt case met by training ===================================================================
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_truncated_case_is_named_before_training(tmp_path, capsys, dataset, workers):
+    image = dataset / "imagesTr" / "synth_001_0002.nii.gz"
+    image.write_bytes(image.read_bytes()[:-200])
+    rc, err = _train(capsys, dataset, tmp_path / "run", "--max-steps", "1", "--set", f"train.num_workers={workers}")
+    _one_line_error(rc, err, "synth_001_0002.nii.gz", "truncated")
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
+
+
+def test_complete_files_pass_the_check(tmp_path, dataset, monkeypatch):
+    from lightmedseg.data import integrity
+    from lightmedseg.data.integrity import check_complete
+
+    monkeypatch.setattr(integrity, "_gzip_reads_to_end", lambda p: pytest.fail(f"{p}: read to the end"))
+    for f in sorted(dataset.rglob("*.nii.gz")):  # the gzip trailer decides: no file is decompressed
+        check_complete(f)
+    plain = _nifti(tmp_path / "x.nii", np.ones(SHAPE, np.float32))
+    check_complete(plain)
+    plain.write_bytes(plain.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"x.nii: holds \d+ bytes but its header declares \d+"):
+        check_complete(plain)
+
+
+# == issue 26: a full disk during training ======================================================================
+
+def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, capsys, dataset, monkeypatch):
+    from collections import namedtuple
+
+    from lightmedseg.training import checkpointing as C
+
+    run = tmp_path / "run"
+    assert _train(capsys, dataset, run, "--max-steps", "1")[0] == 0
+    stored = (run / C.LAST).read_bytes()
+    real_save, real_usage = C.torch.save, __import__("shutil").disk_usage
+
+    def full(obj, f, *args, **kwargs):  # what torch raises on a full disk: the second of two RuntimeErrors
+        Path(f).write_bytes(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . unexpected pos 1152 vs 1088")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(C.torch, "save", full)
+    monkeypatch.setattr("lightmedseg.io_utils.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 4096, 4096))
+    rc, err = _train(capsys, dataset, run, "--resume", "--max-steps", "2")
+    _one_line_error(rc, err, str(run / C.LAST), "No space left on device", "ENOSPC")
+    assert (run / C.LAST).read_bytes() == stored and not list(run.glob(".checkpoint_last.pt.*"))
+    monkeypatch.setattr(C.torch, "save", real_save)
+    monkeypatch.setattr("lightmedseg.io_utils.shutil.disk_usage", real_usage)
+    assert _train(capsys, dataset, run, "--resume", "--max-steps", "2")[0] == 0
+    assert C.load_training_checkpoint(run / C.LAST)["step"] == 2
+
+
+# == issue 26: stop signals while a rank waits for its peers ====================================================
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_rank_waiting_for_its_peers_stops_on_a_signal(tmp_path, capsys, dataset, monkeypatch, sig):
+    import signal
+    import threading
+
+    import lightmedseg.training.runtime as R
+
+    run = tmp_path / "run"
+    assert _train(capsys, dataset, run, "--max-steps", "1")[0] == 0
+    never = threading.Event()
+
+    def peer_never_comes(*args, **kwargs):  # the rendezvous blocks (in C++ in reality) until the timeout
+        if not never.wait(120):
+            raise RuntimeError("DistStoreError: timed out")
+
+    monkeypatch.setattr(R.dist, "init_process_group", peer_never_comes)
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), getattr(signal, sig)))
+    timer.start()
+    try:
+        rc, err = _train(capsys, dataset, run, "--resume", "--max-steps", "2", "--device", "cpu")
+    finally:
+        timer.cancel()
+        never.set()
+    assert rc == 75, err  # stopped, resume me: the checkpoint of step 1 is there
+    assert f"stopped by {sig} while waiting for the job's other processes" in err
+
+
+# == issue 26: unclear messages =================================================================================
+
+class _RunsCode:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_carrying_pickle_is_refused_as_unsafe(tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "executed"
+    torch.save({"model": _RunsCode(str(marker)), "config_json": "{}"}, str(tmp_path / "evil.pt"))
+    _nifti(tmp_path / "in" / "c1.nii.gz")
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", tmp_path / "evil.pt")
+    _one_line_error(rc, err, "evil.pt", "refused as unsafe", "not loaded")
+    assert "corrupt" not in err and not marker.exists()

@@ -83,7 +83,9 @@ def test_itk_and_nifti_describe_the_same_world(tmp_path: Path) -> None:
 
 def test_nifti_geometry_to_itk_and_back(tmp_path: Path) -> None:
     """A NIfTI input written as .nrrd keeps its affine (the conversion in both directions is the same)."""
-    affine = np.array([[-1.2, 0.1, 0, 10.0], [0.05, -0.8, 0, 3.0], [0, 0, 3.0, -5.0], [0, 0, 0, 1]])
+    affine = np.eye(4)  # oblique (rotated, flipped) but orthogonal: a sheared grid is refused (issue 26)
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(_direction()).reshape(3, 3) @ np.diag([1.2, 0.8, 3.0])
+    affine[:3, 3] = (10.0, 3.0, -5.0)
     data = _volume().transpose(2, 1, 0)
     nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "case.nii.gz"))
     image, geometry = read_image(tmp_path / "case.nii.gz")
@@ -127,8 +129,9 @@ def test_channel_files_in_mixed_formats_must_share_a_grid(tmp_path: Path) -> Non
         read_channels([tmp_path / "c_0000.nrrd", tmp_path / "c_0001.mha"])
 
 
-def write_dicom_series(folder: Path, array: np.ndarray, direction=None) -> "sitk.Image":
-    """Write ``array`` (z, y, x, int16) as a DICOM series of one file per slice; returns the source image."""
+def write_dicom_series(folder: Path, array: np.ndarray, direction=None, tags=None) -> "sitk.Image":
+    """Write ``array`` (z, y, x, int16) as a DICOM series of one file per slice; returns the source image.
+    ``tags``: {slice index: {tag: value}} replacing the written tags of those slices."""
     folder.mkdir(parents=True, exist_ok=True)
     img = _itk_image(array.astype(np.int16), direction)
     writer = sitk.ImageFileWriter()
@@ -142,6 +145,7 @@ def write_dicom_series(folder: Path, array: np.ndarray, direction=None) -> "sitk
             ("0020|0037", "\\".join(f"{v:.10f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))),
             ("0020|0032", "\\".join(f"{v:.10f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k)))),
             ("0020|0013", str(k + 1)), ("0018|0050", f"{SPACING[2]:.10f}"),
+            *(tags or {}).get(k, {}).items(),
         ]:
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
@@ -210,3 +214,57 @@ def test_header_shape_of_every_format(tmp_path: Path) -> None:
     (tmp_path / "bad.mha").write_bytes(b"ObjectType = Image\nNDims = 3\n")
     with pytest.raises(DataError, match="bad.mha: cannot read the image header"):
         image_shape(tmp_path / "bad.mha")
+
+
+# -- issue 26: a DICOM series is checked before use ---------------------------------------------------------
+
+def _series(tmp_path: Path, **kwargs) -> Path:
+    write_dicom_series(tmp_path / "series", np.rint(_volume()).astype(np.int16), **kwargs)
+    return tmp_path / "series"
+
+
+def test_dicom_missing_slices_are_refused(tmp_path: Path) -> None:
+    series = _series(tmp_path)
+    for k in (2, 3, 4):
+        (series / f"slice{k:03d}.dcm").unlink()
+    with pytest.raises(DataError, match=r"series: the DICOM series is not one regular 3D volume: uneven slice "
+                                        r"spacing: steps of 3.1 mm, but 12.4 mm .*about 3 missing slice"):
+        read_image(series)
+
+
+def test_dicom_duplicated_slice_is_refused(tmp_path: Path) -> None:
+    series = _series(tmp_path, tags={6: {"0020|0032": "\\".join(f"{v:.10f}" for v in _itk_image(
+        _volume()).TransformIndexToPhysicalPoint((0, 0, 5)))}})
+    with pytest.raises(DataError, match=r"series: .*duplicated slice position.*slice005.dcm and slice006.dcm"):
+        read_image(series)
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_dicom_truncated_slice_is_named(tmp_path: Path, k: int) -> None:
+    series = _series(tmp_path)
+    f = series / f"slice{k:03d}.dcm"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size - 100])
+    with pytest.raises(DataError, match=rf"series: .*slice{k:03d}.dcm: unreadable or truncated slice"):
+        read_image(series)
+
+
+def test_dicom_orientation_invalid_or_inconsistent(tmp_path: Path) -> None:
+    series = _series(tmp_path / "a", tags={k: {"0020|0037": "1\\0\\0\\0\\1\\0"} for k in range(7)})
+    for f in series.iterdir():  # GDCM refuses to write parallel rows and columns: patch them in
+        data = f.read_bytes()
+        assert data.count(b"1\\0\\0\\0\\1\\0") == 1
+        f.write_bytes(data.replace(b"1\\0\\0\\0\\1\\0", b"1\\0\\0\\1\\0\\0"))
+    with pytest.raises(DataError, match=r"slice000.dcm: invalid orientation .*orthogonal unit vectors"):
+        read_image(series)
+    series = _series(tmp_path / "b", tags={4: {"0020|0037": "1\\0\\0\\0\\1\\0"}})
+    with pytest.raises(DataError, match=r"orientation differs between slices .*slice004.dcm"):
+        read_image(series)
+
+
+def test_dicom_slices_mixed_with_other_images_are_refused(tmp_path: Path) -> None:
+    from lightmedseg.inference.inputs import InputError, find_cases
+
+    series = _series(tmp_path)
+    nib.save(nib.Nifti1Image(np.zeros((9, 11, 7), np.float32), np.eye(4)), str(series / "extra.nii.gz"))
+    with pytest.raises(InputError, match=r"series: holds DICOM slices .* and other image files"):
+        find_cases(series, 1)

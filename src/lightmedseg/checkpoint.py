@@ -17,6 +17,7 @@ shadows a shipped model silently (:func:`shipped_model_choice`).
 from __future__ import annotations
 
 import json
+import pickle
 from importlib import resources
 from pathlib import Path
 
@@ -116,6 +117,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, di
         return state, _parse_config(meta[CONFIG_KEY], path), {}
     try:
         blob = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():  # torch refused a pickle that would run code
+            raise CheckpointError(f"{path}: refused as unsafe: {unsafe_reason(exc)}; it was not loaded. Use a "
+                                  "model file from a source you trust (.safetensors holds no code)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (UnpicklingError: {str(exc).splitlines()[0][:200]}); "
+                              "it may be truncated or corrupt - use another model file or checkpoint") from None
     except Exception as exc:  # torch raises many types for truncated/corrupt zips
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
@@ -125,6 +132,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, di
         raise CheckpointError(f"{path}: not a LightMedSeg checkpoint (expected keys 'model' and 'config_json')")
     extra = {k: v for k, v in blob.items() if k not in ("model", "config_json")}
     return blob["model"], _parse_config(blob["config_json"], path), extra
+
+
+def unsafe_reason(exc: Exception) -> str:
+    """What torch's weights-only loader refused, from its long message (the 'Unsupported global' line)."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if "unsupported global" in line.lower() or "unsupported operand" in line.lower():
+            return "it holds Python objects that run code when loaded (" + line.rstrip(".")[:160] + ")"
+    return "it holds Python objects that run code when loaded, which lightmedseg never unpickles"
 
 
 def _parse_config(text: object, path: Path) -> dict:

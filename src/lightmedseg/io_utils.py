@@ -6,10 +6,19 @@ import errno
 import json
 import os
 import re
+import shutil
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
+
+
+def _temp_tag() -> str:
+    """``{host}-{pid}``: part of every temporary's name, so a run only ever removes its own or a dead run's."""
+    host = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}"
 
 
 @contextmanager
@@ -19,12 +28,14 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     A crash or exception leaves ``target`` untouched (either the old file or nothing), never half a file.
     ``suffix`` keeps writers that infer the format from the extension (e.g. ``.nii.gz``) happy. The file gets
     the mode a plain ``open()`` would give it (0666 minus the umask), not mkstemp's 0600, so shared models,
-    run folders and reports stay readable by the users the umask allows. A temporary left by a killed
-    writer is removed by :func:`remove_stale_temporaries`.
+    run folders and reports stay readable by the users the umask allows. The temporary's name carries the
+    host and process ID (``.{name}.{host}-{pid}.XXXXXXXX{suffix}``), so two runs writing into one folder never
+    remove each other's; one left by a killed writer is removed by :func:`remove_stale_temporaries`. An
+    ``OSError`` while writing (a full disk, a quota) is raised again naming ``target``, not the temporary.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=(suffix or ".tmp"), dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_temp_tag()}.", suffix=(suffix or ".tmp"), dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -33,9 +44,30 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, default_file_mode())
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.errno is None or str(exc.strerror or exc).startswith(str(target)) or (
+                exc.filename is not None and Path(exc.filename) not in (tmp_path, target)):
+            raise  # already names the user's file, or is about another file (an input)
+        raise OSError(exc.errno, f"{target}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_failure(target: str | os.PathLike, exc: BaseException) -> OSError:
+    """An ``OSError`` naming ``target`` for a library's failed write (torch's and SimpleITK's ``RuntimeError``).
+
+    Those libraries lose the errno; a full disk is recognised from the message or the free space left
+    (under 64 MiB), and reported as ``ENOSPC``, anything else as ``EIO`` with the library's first line.
+    """
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    try:
+        nearly_full = shutil.disk_usage(Path(target).parent).free < 64 * 2**20
+    except OSError:
+        nearly_full = False
+    if "no space" in str(exc).lower() or nearly_full:
+        return OSError(errno.ENOSPC, f"{target}: cannot write (No space left on device)")
+    return OSError(errno.EIO, f"{target}: cannot write ({first})")
 
 
 def default_file_mode() -> int:
@@ -48,19 +80,45 @@ def default_file_mode() -> int:
 def remove_stale_temporaries(target: str | os.PathLike, suffix: str = "") -> list[Path]:
     """Delete temporaries that :func:`atomic_path` left beside ``target`` when its writer was killed.
 
-    Only names of the exact form ``.{target name}.XXXXXXXX{suffix}`` (mkstemp's 8 random characters) are
-    touched, so a user's own hidden files are never removed. Returns the files removed.
+    Only names of the exact forms :func:`atomic_path` makes are touched, so a user's own hidden files are
+    never removed: ``.{name}.{host}-{pid}.XXXXXXXX{suffix}`` when that process is no longer alive on this
+    host (another live run's temporary is kept), or was written on another host more than a day ago; and the
+    older form ``.{name}.XXXXXXXX{suffix}``. Returns the files removed.
     """
     target = Path(target)
     if not target.parent.is_dir():
         return []
-    pattern = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}" + re.escape(suffix or ".tmp") + "$")
+    end = re.escape(suffix or ".tmp") + "$"
+    legacy = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}" + end)
+    tagged = re.compile(re.escape(f".{target.name}.") + r"([A-Za-z0-9_-]+)-(\d+)\.[a-z0-9_]{8}" + end)
+    host = _temp_tag().rsplit("-", 1)[0]
     removed = []
     for f in target.parent.iterdir():
-        if pattern.match(f.name) and f.is_file() and not f.is_symlink():
-            f.unlink()
+        if not f.is_file() or f.is_symlink():
+            continue
+        m = tagged.match(f.name)
+        if m:
+            if m.group(1) == host:
+                stale = not _pid_alive(int(m.group(2)))
+            else:
+                stale = time.time() - f.stat().st_mtime > 86400
+        else:
+            stale = bool(legacy.match(f.name))
+        if stale:
+            f.unlink(missing_ok=True)
             removed.append(f)
     return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when a process with this ID runs on this host (one owned by another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_writable(folder: str | os.PathLike, what: str = "output folder") -> None:

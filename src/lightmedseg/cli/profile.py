@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.num_anchors=16")
     p.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda requested but no CUDA device is available")
+    if args.json_out:  # checked before the (long) measurement
+        from lightmedseg.write_rule import check_output_file
+
+        check_output_file(args.json_out, args.overwrite, "profile report")
     report = profile(
         preset=args.preset, variant=args.variant, shape=args.shape, device=args.device,
         runs=args.runs, overrides=args.overrides, measure=args.only,

@@ -23,11 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seeded random split by patient with these fractions")
     parser.add_argument("--seed", type=int, default=0, help="seed for --kfold / --fractions (default 0)")
     parser.add_argument("--list", action="store_true", help="list the shipped splits and exit")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT file")
 
 
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.data import splits as S
     from lightmedseg.data.layout import list_cases
+    from lightmedseg.write_rule import check_output_file
 
     if args.list:
         for name in S.shipped_splits():
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give DATASET and -o OUTPUT (or --list)")
     if not (args.protocol or args.kfold or args.fractions):
         raise ValueError("choose one of --protocol NAME, --kfold K or --fractions TRAIN VAL TEST")
+    check_output_file(args.output, args.overwrite, "split file")  # never into the dataset, never a user's file
     cases = list_cases(args.dataset)
     if args.protocol:
         split = S.read_split(args.protocol, case_ids=cases)

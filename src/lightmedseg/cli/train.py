@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out, "run folder")
     summary = train(config, args.data, args.out, split=args.split, fold=args.fold, max_steps=args.max_steps,
                     max_minutes=args.max_minutes, resume=args.resume, reference=args.reference,
-                    progress=not args.no_progress, init_weights=args.init_weights, cache_dir=args.cache_dir)
+                    progress=not args.no_progress, init_weights=args.init_weights, cache_dir=args.cache_dir,
+                    resume_explicit=[o.partition("=")[0].strip() for o in args.overrides] if args.preset else None)
     if int(os.environ.get("RANK", "0")) == 0:  # set by torchrun, or from SLURM's variables by the trainer
         print(json.dumps(summary, indent=2))
         if hint := resume_hint(summary):

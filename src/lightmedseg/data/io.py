@@ -109,8 +109,12 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, img
 
 
-def _geometry(img: nib.Nifti1Image, shape_xyz: Sequence[int]) -> ImageGeometry:
+def _geometry(img: nib.Nifti1Image, shape_xyz: Sequence[int], name: str = "nibabel image") -> ImageGeometry:
+    """The grid of a NIfTI image, checked (:func:`lightmedseg.data.geometry_checks.check_grid`)."""
+    from lightmedseg.data.geometry_checks import check_grid
+
     zooms = img.header.get_zooms()[:3]
+    check_grid(img.affine, (zooms[2], zooms[1], zooms[0]), name)
     return ImageGeometry(
         shape=(int(shape_xyz[2]), int(shape_xyz[1]), int(shape_xyz[0])),
         spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
@@ -140,7 +144,7 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
     data, img = _load(path)
     data = _squeeze_to_3d(data, path)
     _check_finite(data, path)
-    return np.ascontiguousarray(data.transpose(2, 1, 0), dtype=np.float32), _geometry(img, data.shape)
+    return np.ascontiguousarray(data.transpose(2, 1, 0), dtype=np.float32), _geometry(img, data.shape, str(path))
 
 
 def read_4d(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
@@ -151,7 +155,7 @@ def read_4d(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
         raise DataError(f"{path}: expected 4D multi-modal data (x, y, z, channel), got shape {data.shape}")
     _check_finite(data, path)
     arr = np.ascontiguousarray(data.transpose(3, 2, 1, 0), dtype=np.float32)
-    return arr, _geometry(img, data.shape[:3])
+    return arr, _geometry(img, data.shape[:3], str(path))
 
 
 def read_image_channels(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ImageGeometry]:
@@ -196,7 +200,7 @@ def read_label(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
     data, img = _load(path)
     data = _squeeze_to_3d(data, path)
     labels = to_integer_labels(data, path)
-    return np.ascontiguousarray(labels.transpose(2, 1, 0)), _geometry(img, data.shape)
+    return np.ascontiguousarray(labels.transpose(2, 1, 0)), _geometry(img, data.shape, str(path))
 
 
 def _nifti(array_zyx: np.ndarray, geometry: ImageGeometry, dtype: np.dtype) -> nib.Nifti1Image:

@@ -166,6 +166,7 @@ class DatasetWriter:
         self.convention = convention
         self.values = set(self.labels.values())
         self.cases: dict[str, list[str]] = {"Tr": [], "Ts": []}
+        self.written: list[Path] = []  # every file written, for the manifest (see :func:`check_replaceable`)
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray | None,
                    geometry: ImageGeometry, subset: str = "Tr", source: str = "") -> None:
@@ -191,8 +192,10 @@ class DatasetWriter:
                 raise DataError(f"{where}: label values {extra} are outside the declared set {sorted(self.values)}")
         for c in range(image.shape[0]):
             write_volume(self.root / f"images{subset}" / f"{case_id}_{c:04d}{FILE_ENDING}", image[c], geometry)
+            self.written.append(self.root / f"images{subset}" / f"{case_id}_{c:04d}{FILE_ENDING}")
         if label is not None:
             write_label(self.root / f"labels{subset}" / f"{case_id}{FILE_ENDING}", label, geometry)
+            self.written.append(self.root / f"labels{subset}" / f"{case_id}{FILE_ENDING}")
         for d in (self.root / f"images{subset}", self.root / f"labels{subset}"):
             if d.is_dir():
                 os.chmod(d, default_file_mode() | 0o111)
@@ -214,7 +217,23 @@ class DatasetWriter:
         }
         write_json_atomic(self.root / "dataset.json", meta)
         os.chmod(self.root / "dataset.json", default_file_mode())
+        write_manifest(self.root, [*self.written, self.root / "dataset.json"])
         return meta
+
+
+MANIFEST = ".lightmedseg-files.json"  # the files a DatasetWriter wrote: what --overwrite may replace
+
+
+def _file_stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def write_manifest(root: Path, files: list[Path]) -> None:
+    """Record size and modification time of every file written into ``root``, so that ``--overwrite`` later
+    tells them from files a user added or edited by hand (:func:`check_replaceable`)."""
+    write_json_atomic(root / MANIFEST, {"written_by": "lightmedseg", "files": {
+        f.relative_to(root).as_posix(): _file_stamp(f) for f in files}})
 
 
 DATASET_ENTRIES = ("dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs")
@@ -223,32 +242,32 @@ DATASET_ENTRIES = ("dataset.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs
 def check_replaceable(dst: Path) -> None:
     """Refuse to replace ``dst`` unless it is a dataset this tool wrote and holds nothing else.
 
-    ``--overwrite`` must never delete a user's folder: ``dst`` needs a ``dataset.json`` with the
-    ``source_format`` key that :class:`DatasetWriter` adds, no entries besides :data:`DATASET_ENTRIES`,
-    and only NIfTI files in its image/label folders.
+    ``--overwrite`` must never delete a user's file: ``dst`` needs the manifest :class:`DatasetWriter` writes
+    (:data:`MANIFEST`), and every file below ``dst`` must be listed there with the size and modification time
+    it had when written; a file added (e.g. a hand-made ``labelsTr/case.nii.gz``), edited or replaced by hand,
+    a folder or a link is named and refused.
     """
-    meta_path = dst / "dataset.json"
     try:
-        written_by_us = "source_format" in read_json_object(meta_path, "the dataset keys", DataError)
+        manifest = read_json_object(dst / MANIFEST, "the files lightmedseg wrote", DataError)
+        written = manifest["files"] if isinstance(manifest.get("files"), dict) else None
     except DataError:
-        written_by_us = False
-    if not written_by_us:
+        written = None
+    if written is None or not (dst / "dataset.json").is_file():
         raise DataError(
-            f"{dst}: --overwrite replaces only a dataset written by lightmedseg (dataset.json with "
-            "'source_format'), and this folder is not one; remove it yourself or choose another output folder"
+            f"{dst}: --overwrite replaces only a dataset written by lightmedseg (with its list of written files "
+            f"{MANIFEST}), and this folder is not one; remove it yourself or choose another output folder"
         )
-    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in dst.iterdir() if p.name not in DATASET_ENTRIES)
-    for sub in DATASET_ENTRIES[1:]:
-        folder = dst / sub
-        if folder.is_symlink() or folder.exists() and not folder.is_dir():
-            foreign.append(sub)
-        elif folder.is_dir():
-            foreign += [f"{sub}/{p.name}" for p in sorted(folder.iterdir())
-                        if p.is_symlink() or not p.is_file() or not p.name.endswith((".nii.gz", ".nii"))]
+    foreign = []
+    for p in sorted(dst.rglob("*")):
+        rel = p.relative_to(dst).as_posix()
+        if rel == MANIFEST or (p.is_dir() and not p.is_symlink() and rel in DATASET_ENTRIES):
+            continue
+        if p.is_symlink() or not p.is_file() or written.get(rel) != _file_stamp(p):
+            foreign.append(rel + ("/" if p.is_dir() and not p.is_symlink() else ""))
     if foreign:
         raise DataError(
             f"{dst}: --overwrite would delete {foreign[:5]}{' ...' if len(foreign) > 5 else ''}, which "
-            "lightmedseg did not write; move them out or choose another output folder"
+            "lightmedseg did not write (added or changed by hand); move them out or choose another output folder"
         )
 
 

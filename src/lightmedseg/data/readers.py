@@ -19,15 +19,18 @@ writing it back in its own format reproduces them bit for bit; other conversions
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from lightmedseg.data.dicom_checks import check_dicom_series
 from lightmedseg.data.errors import DataError
+from lightmedseg.data.geometry_checks import check_grid, check_voxel_type
 from lightmedseg.data.io import ImageGeometry, ItkGeometry, default_file_mode, read_4d, read_volume, write_volume
-from lightmedseg.io_utils import atomic_path
+from lightmedseg.io_utils import atomic_path, write_failure
 
 if TYPE_CHECKING:  # SimpleITK is imported lazily: NIfTI-only users never load it
     import SimpleITK as sitk
@@ -75,6 +78,11 @@ def is_dicom_folder(path: Path) -> bool:
     return any(is_dicom_file(f) for f in files[:50])
 
 
+def dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files directly in ``folder`` (hidden files left out)."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_dicom_file(f))
+
+
 def _sitk():
     try:
         import SimpleITK
@@ -105,13 +113,15 @@ def affine_from_itk(itk: ItkGeometry) -> np.ndarray:
     return affine
 
 
-def _geometry_of(img: "sitk.Image") -> ImageGeometry:
+def _geometry_of(img: "sitk.Image", name: str = "image") -> ImageGeometry:
     if img.GetDimension() != 3:
         raise DataError(f"expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
     itk = ItkGeometry(tuple(img.GetOrigin()), tuple(img.GetSpacing()), tuple(img.GetDirection()))
     sx, sy, sz = itk.spacing
     nx, ny, nz = img.GetSize()
-    return ImageGeometry((nz, ny, nx), (sz, sy, sx), affine_from_itk(itk), None, itk)
+    affine = affine_from_itk(itk)
+    check_grid(affine, (sz, sy, sx), name)
+    return ImageGeometry((nz, ny, nx), (sz, sy, sx), affine, None, itk)
 
 
 def _to_channels(img: "sitk.Image", name: str) -> tuple[np.ndarray, ImageGeometry]:
@@ -120,12 +130,13 @@ def _to_channels(img: "sitk.Image", name: str) -> tuple[np.ndarray, ImageGeometr
         size = list(img.GetSize())
         chans = [sitk.Extract(img, size[:3] + [0], [0, 0, 0, c]) for c in range(size[3])]
         arrays = [sitk.GetArrayFromImage(c) for c in chans]
-        geometry = _geometry_of(chans[0])
+        geometry = _geometry_of(chans[0], name)
         data = np.stack(arrays, axis=0)
     else:
-        geometry = _geometry_of(img)
+        geometry = _geometry_of(img, name)
         data = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, c) for vector pixels
         data = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
+    check_voxel_type(data.dtype, name)
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise DataError(f"{name}: {int(np.count_nonzero(~np.isfinite(data)))} voxels are NaN or Inf; expected finite intensities")
     return np.ascontiguousarray(data, dtype=np.float32), geometry
@@ -152,6 +163,7 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, ImageGeome
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
     if len(files) < 2:
         raise DataError(f"{folder}: the DICOM series has {len(files)} slice(s); a 3D volume needs at least 2")
+    check_dicom_series(folder, files, dicom_files(folder))  # missing, duplicated, unreadable slices...
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -301,13 +313,39 @@ def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometr
         img.SetMetaData(key, value)
     path = Path(path)
     ending = image_ending(path.name)
-    if ending in (".mhd", ".nhdr"):  # a header beside a raw data file: write in place (two files)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(img, str(path), useCompression=True)
+    if ending in (".mhd", ".nhdr"):  # a header beside a raw data file: both staged, the header moved in last
+        _write_header_pair(sitk, img, path)
         return
     with atomic_path(path, suffix=ending or "") as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=True)
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=True)
+        except RuntimeError as exc:  # SimpleITK loses the errno (a full disk, a quota)
+            raise write_failure(path, exc) from None
         os.chmod(tmp, default_file_mode())
+
+
+def _write_header_pair(sitk, img, path: Path) -> None:
+    """Write ``.mhd``/``.nhdr`` + data file in a temporary folder beside ``path``, then move the data file and
+    last the header into place: a failure leaves no header (so no output that looks complete)."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        try:
+            sitk.WriteImage(img, str(stage / path.name), useCompression=True)
+        except RuntimeError as exc:
+            raise write_failure(path, exc) from None
+        files = sorted(stage.iterdir(), key=lambda f: f.name == path.name)  # the header last
+        for f in files:
+            dest = path.parent / f.name
+            if dest.is_dir():
+                raise OSError(errno.EISDIR, f"{path}: cannot write, its data file {dest} is a folder")
+            os.chmod(f, default_file_mode())
+            os.replace(f, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometry, dtype=np.float32) -> None:

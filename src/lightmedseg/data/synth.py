@@ -18,7 +18,11 @@ from scipy import ndimage
 
 from lightmedseg.data import labels as L
 from lightmedseg.data.io import ImageGeometry
+from lightmedseg.data.geometry_checks import check_allocation
 from lightmedseg.data.layout import DatasetWriter, staged_output
+
+# Memory a phantom needs while it is drawn (4 float32 channels, coordinate grids, label): a rough upper bound.
+SYNTH_BYTES_PER_VOXEL = 64
 
 # Tissue -> mean intensity in (T1, T1ce, T2, FLAIR); relative values loosely follow MRI contrasts.
 _TISSUE = {
@@ -105,6 +109,7 @@ def make_synthetic_dataset(dst: str | os.PathLike, num_cases: int = 8, seed: int
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 16:
         raise ValueError(f"shape must be three sizes >= 16 (Z Y X), got {shape}")
+    check_allocation(float(np.prod(shape, dtype=np.float64)), SYNTH_BYTES_PER_VOXEL, f"a synthetic case of shape {list(shape)}")
     children = np.random.SeedSequence(seed).spawn(num_cases)
     geometry = ImageGeometry.from_spacing(shape, (1.0, 1.0, 1.0))
     with staged_output(dst, overwrite=overwrite) as tmp:

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lightmedseg.data.geometry_checks import check_allocation, resampled_voxels
 from lightmedseg.data.io import ImageGeometry
 
 # An input whose spacing differs from the training spacing by more than this factor along any axis
@@ -34,6 +35,10 @@ SPACING_WARN_FACTOR = 1.5
 # own in-plane spacings (1.37-1.68 mm) mostly fall within 10 % of the shipped model's 1.5625 mm, while a
 # reconstruction at 0.78 mm (2x) or a 5 mm slice stack is resampled. nnU-Net resamples every case (0 %).
 RESAMPLE_TOLERANCE = 0.10
+
+
+# Rough float32 copies per channel (+2 for the class probabilities) that resampling holds at once.
+RESAMPLE_BYTES_PER_VOXEL = 4 * 3
 
 
 def training_geometry(config: Mapping) -> dict | None:
@@ -135,6 +140,9 @@ def to_training_grid(image: np.ndarray, geometry: ImageGeometry, config: Mapping
     train = training_geometry(config)
     if train is None:
         raise ValueError("--resample needs the model's training spacing (config 'geometry' or card.json), which this model lacks")
+    check_allocation(resampled_voxels(geometry.shape, geometry.spacing, train["spacing"]),
+                     RESAMPLE_BYTES_PER_VOXEL * (image.shape[0] + 2), "resampling to the training spacing "
+                     f"{_fmt(train['spacing'])} mm of an image of {geometry.shape} voxels at {_fmt(geometry.spacing)} mm")
     x = _meta(image, geometry.affine)
     x = Orientation(axcodes=train["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
     sz, sy, sx = train["spacing"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import load_header
 from lightmedseg.data.readers import IMAGE_ENDINGS, NIFTI_ENDINGS, image_channels, image_ending, image_shape, is_dicom_folder, strip_ending
+from lightmedseg.data.readers import dicom_files
 from lightmedseg.inference.predictor import MIN_SPATIAL_SIZE
 
 CHANNEL_RE = re.compile(
@@ -195,6 +196,9 @@ def _find(path: Path, n_channels: int) -> tuple[list[CaseInput], Path]:
             if n_channels != 1:
                 raise InputError(f"{path}: a DICOM series is one channel, but the model expects {n_channels}")
             return [CaseInput(path.name, [path])], path
+        if mixed := dicom_files(path):
+            raise InputError(f"{path}: holds DICOM slices ({mixed[0].name}{' ...' if len(mixed) > 1 else ''}) and "
+                             "other image files; put the DICOM series in a folder of its own")
         if (path / "dataset.json").is_file():
             ts = path / "imagesTs"
             if not ts.is_dir():

@@ -28,12 +28,14 @@ import torch
 from tqdm import tqdm
 
 from lightmedseg.data.io import ImageGeometry
-from lightmedseg.data.readers import image_ending, read_channels
+from lightmedseg.data.readers import DICOM_ENDINGS, image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
 from lightmedseg.inference.case_extras import CaseExtras
-from lightmedseg.inference.segment import Segmenter, output_ending, write_label_sidecars, write_prediction
+from lightmedseg.inference.segment import (Segmenter, label_sidecars, output_ending, write_label_sidecars,
+                                          write_prediction)
 from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
+from lightmedseg.write_rule import check_output_folder, check_text_file, is_complete
 
 PROBABILITY_FOLDER = "probabilities"
 
@@ -77,6 +79,8 @@ def plan_outputs(
     ending = image_ending(out.name)  # matched case-insensitively
     if ending is not None and not out.name.endswith(ending):
         raise InputError(f"{out}: ends like an image file but not in lower case; write {ending} (or pick a folder name)")
+    if ending is None and out.suffix.lower() in DICOM_ENDINGS:
+        raise InputError(f"{out}: predict does not write DICOM; name the output .nii.gz, .nrrd or .mha (or a folder)")
     as_file = ending is not None
     if as_file and len(cases) != 1:
         raise InputError(f"{out}: a file name as OUTPUT needs a single case, but INPUT holds {len(cases)}; give a folder")
@@ -175,6 +179,7 @@ def predict(
     if num_parts != 1 or part_id != 0:
         cases = select_part(cases, num_parts, part_id)
     targets, prob_dir = plan_outputs(cases, output, input_dir, output_format)
+    sidecar_plan = check_outputs(targets, prob_dir if probabilities else None, output, segmenter.names, overwrite)
     for folder in {t.parent for t in targets.values()} | ({prob_dir} if probabilities and prob_dir else set()):
         check_writable(folder)
     report = PredictReport()
@@ -185,8 +190,8 @@ def predict(
         remove_stale_temporaries(target, image_ending(target.name) or ".nii.gz")
         if prob is not None:
             remove_stale_temporaries(prob, ".nii.gz")
-        need_label = overwrite or not target.exists()
-        need_prob = prob is not None and (overwrite or not prob.exists())
+        need_label = overwrite or not is_complete(target)  # an empty file left by a failure is redone
+        need_prob = prob is not None and (overwrite or not is_complete(prob))
         if not need_label and not need_prob:
             if len(cases) == 1 and image_ending(Path(output).name) is not None:
                 raise FileExistsError(f"{target}: exists; pass --overwrite to replace it")
@@ -225,10 +230,25 @@ def predict(
     ending = image_ending(out.name)
     folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
     if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
-        report.sidecars = write_label_sidecars(folder, segmenter.names, prefix=prefix)
+        report.sidecars = write_label_sidecars(*sidecar_plan, overwrite=overwrite)
     if report.written or report.skipped:
         report.statistics = extras.finish(folder, prefix, log)
     return report
+
+
+def check_outputs(targets: Mapping[str, Path], prob_dir: Path | None, output: str | os.PathLike,
+                  names: Mapping[int, str], overwrite: bool) -> tuple[Path, Mapping[int, str], str]:
+    """Apply :mod:`lightmedseg.write_rule` before any case is predicted: no output folder inside a dataset, no
+    user's ``labels.json`` / ``labels.ctbl`` replaced without ``overwrite``. Returns the sidecars' (folder,
+    names, prefix)."""
+    for folder in {t.parent for t in targets.values()} | ({prob_dir} if prob_dir is not None else set()):
+        check_output_folder(folder, "prediction output")
+    out = Path(output)
+    ending = image_ending(out.name)
+    folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
+    for path, text in label_sidecars(folder, names, prefix).items():
+        check_text_file(path, text, overwrite, "label names")
+    return folder, names, prefix
 
 
 def warn_constant_channels(case: CaseInput, image: np.ndarray, log: Callable[[str], None]) -> None:

@@ -15,6 +15,7 @@ description names the labels.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -94,19 +95,33 @@ def write_prediction(path: str | os.PathLike, labels: np.ndarray, geometry: Imag
         write_labels(path, labels, geometry)
 
 
-def write_label_sidecars(folder: str | os.PathLike, names: Mapping[int, str], prefix: str = "") -> list[Path]:
-    """``labels.json`` (value -> name) and a 3D Slicer colour table ``labels.ctbl`` in ``folder``."""
-    from lightmedseg.io_utils import write_json_atomic, write_text_atomic
-
+def label_sidecars(folder: str | os.PathLike, names: Mapping[int, str], prefix: str = "") -> dict[Path, str]:
+    """The sidecar files and their text: ``labels.json`` (value -> name) and a 3D Slicer colour table
+    ``labels.ctbl``. A label name with a line break or another control character is refused (it would split
+    its line of the colour table)."""
+    for value, name in names.items():
+        if not str(name).isprintable():
+            raise PredictionError(f"label {value} name {name!r} holds a line break or control character; "
+                                  "rename it in the model's labels")
     folder = Path(folder)
-    json_path, ctbl_path = folder / f"{prefix}{LABELS_JSON}", folder / f"{prefix}{SLICER_COLOR_TABLE}"
-    write_json_atomic(json_path, {str(v): n for v, n in names.items()})
     lines = ["# 3D Slicer colour table written by lightmedseg predict: value name R G B A"]
     for i, (value, name) in enumerate(names.items()):
         r, g, b = (0, 0, 0) if value == 0 else PALETTE[(i - 1) % len(PALETTE)]
         lines.append(f"{value} {name.replace(' ', '_')} {r} {g} {b} {0 if value == 0 else 255}")
-    write_text_atomic(ctbl_path, "\n".join(lines) + "\n")
-    return [json_path, ctbl_path]
+    return {folder / f"{prefix}{LABELS_JSON}": json.dumps({str(v): n for v, n in names.items()}, indent=2) + "\n",
+            folder / f"{prefix}{SLICER_COLOR_TABLE}": "\n".join(lines) + "\n"}
+
+
+def write_label_sidecars(folder: str | os.PathLike, names: Mapping[int, str], prefix: str = "",
+                         overwrite: bool = False) -> list[Path]:
+    """Write the :func:`label_sidecars` atomically; an existing file with other content (a user's own
+    ``labels.json``) is refused unless ``overwrite`` (see :mod:`lightmedseg.write_rule`)."""
+    from lightmedseg.write_rule import write_text_checked
+
+    sidecars = label_sidecars(folder, names, prefix)
+    for path, text in sidecars.items():
+        write_text_checked(path, text, overwrite=overwrite, what="label names")
+    return list(sidecars)
 
 
 def output_ending(input_file: Path | None, output_format: str) -> str:
@@ -335,6 +350,9 @@ def read_input(image, n_channels: int) -> tuple[np.ndarray, ImageGeometry]:
     import nibabel as nib
 
     if isinstance(image, nib.spatialimages.SpatialImage):
+        from lightmedseg.data.geometry_checks import check_voxel_type
+
+        check_voxel_type(image.get_data_dtype(), "nibabel image")
         data = np.asanyarray(image.dataobj)
         if data.ndim == 3:
             data = data[..., None]
@@ -395,5 +413,5 @@ def segment(
 
 __all__ = [
     "segment", "Segmenter", "expand_ensembles", "GeometryWarning", "pick_device", "label_names", "label_image", "write_prediction",
-    "write_label_sidecars", "output_ending", "read_input", "OUTPUT_FORMATS", "DEVICES_HELP",
+    "write_label_sidecars", "label_sidecars", "output_ending", "read_input", "OUTPUT_FORMATS", "DEVICES_HELP",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lightmedseg.checkpoint import CheckpointError, read_checkpoint, save_model
-from lightmedseg.io_utils import atomic_path
+from lightmedseg.io_utils import atomic_path, write_failure
 
 FORMAT_VERSION = 1
 LAST = "checkpoint_last.pt"
@@ -71,11 +71,8 @@ def save_training_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     with atomic_path(path, suffix=".pt") as tmp:
         try:
             torch.save(blob, str(tmp))
-        except RuntimeError as exc:  # torch reports a failed write (e.g. a full disk) as a RuntimeError
-            if "writ" not in str(exc).lower():
-                raise
-            raise OSError(f"{path}: cannot write the checkpoint ({str(exc).splitlines()[0][:200]}); "
-                          "is the disk full?") from None
+        except RuntimeError as exc:  # torch reports a failed write (a full disk) as one or two RuntimeErrors
+            raise write_failure(path, exc) from None
     return path
 
 

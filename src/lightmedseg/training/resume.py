@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 import torch
 
 from lightmedseg.checkpoint import CheckpointError, read_checkpoint, resolve_model_path
-from lightmedseg.config import validate_config
+from lightmedseg.config import ConfigError, validate_config
+from lightmedseg.io_utils import json_plain
 from lightmedseg.model import LightMedSeg
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.setup import config_for_dataset, training_split
@@ -22,6 +24,9 @@ from lightmedseg.training.setup import config_for_dataset, training_split
 # train.* keys a resumed run takes from the new config instead of the checkpoint's (budget, not recipe).
 RESUME_OVERRIDABLE = ("epochs", "val_every", "num_workers", "progress", "tensorboard", "val_max_cases", "device",
                       "dist_timeout_minutes", "snapshots")
+# Keys that describe the machine, not the run: a preset's value never counts as a change on resume.
+RESUME_MACHINE_KEYS = {("train", "device"), ("train", "num_workers"), ("train", "progress"), ("data", "cache_dir"),
+                       ("data", "cache")}
 # Constructor options that only set initial values: weights loaded over them make them irrelevant.
 INIT_ONLY_KEYS = ("upsample_init", "spb_zero_init", "film_identity_init")
 
@@ -36,13 +41,52 @@ class RunStart:
     weights: dict[str, torch.Tensor] | None = None  # --init-weights of a new run
 
 
-def merge_resumed_config(stored: dict, given: dict | None) -> dict:
-    """The checkpoint's config, with the budget keys present in ``given['train']`` (RESUME_OVERRIDABLE) applied."""
+def merge_resumed_config(stored: dict, given: dict | None, explicit: Collection[str] | None = None,
+                         where: str = "the run") -> dict:
+    """The checkpoint's config, with the budget keys (RESUME_OVERRIDABLE) the user set explicitly applied.
+
+    ``explicit``: the ``train.*`` keys set explicitly (``--set``, ``--device``); None: every budget key of
+    ``given['train']``. Any other key of ``given`` (e.g. from ``--preset demo`` given with ``--resume``) must
+    agree with the stored value: a resumed run never changes its stored schedule silently. Differences are
+    refused as a ConfigError naming each key, its stored and its given value, and the ``--set`` that applies it.
+    """
     out = dict(stored)
     out["train"] = dict(stored.get("train", {}))
+    given_train = (given or {}).get("train", {})
+    chosen = set(given_train) if explicit is None else {k.removeprefix("train.") for k in explicit}
     for key in RESUME_OVERRIDABLE:
-        if given and key in given.get("train", {}):
-            out["train"][key] = given["train"][key]
+        if key in given_train and key in chosen:
+            out["train"][key] = given_train[key]
+    changed = [(f"{section}.{key}", old, new) for section, key, old, new in _differences(stored, given or {})
+               if not (section == "train" and key in chosen and key in RESUME_OVERRIDABLE)]
+    if changed:
+        detail = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changed[:6])
+        budget = [k for k, _, _ in changed if k.removeprefix("train.") in RESUME_OVERRIDABLE]
+        raise ConfigError(
+            f"{where}: --resume continues with the stored settings, but the preset given changes {detail}; "
+            "drop --preset to resume as stored"
+            + (f", or apply a budget change explicitly with --set ({', '.join(f'{k}=...' for k in budget)})"
+               if budget else "")
+            + ("; other keys cannot change on resume (start a new run)" if len(budget) < len(changed) else ""))
+    return out
+
+
+def _differences(stored: dict, given: dict) -> list[tuple[str, str, object, object]]:
+    """(section, key, stored, given) for every key of a ``given`` section whose value differs from the stored one
+    (mappings compared on the sub-keys ``given`` names; machine settings and the preset's name left out)."""
+    def same(old: object, new: object) -> bool:
+        if isinstance(old, dict) and isinstance(new, dict):
+            return all(k in old and same(old[k], v) for k, v in new.items())
+        return json_plain(old) == json_plain(new)
+
+    out = []
+    for section in ("model", "data", "train"):
+        old_sec, new_sec = stored.get(section, {}) or {}, given.get(section, {}) or {}
+        for key, new in new_sec.items():
+            if (section, key) in RESUME_MACHINE_KEYS or key not in old_sec:
+                continue
+            if not same(old_sec[key], new):
+                out.append((section, key, old_sec[key], new))
     return out
 
 
@@ -72,7 +116,7 @@ def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.T
 
 
 def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | Path | None, fold: int | None,
-              resume: bool, init_weights: str | Path | None) -> RunStart:
+              resume: bool, init_weights: str | Path | None, explicit: Collection[str] | None = None) -> RunStart:
     """Resume ``run_dir`` (``resume`` and a ``checkpoint_last.pt`` there) or set up a new run; nothing is written.
 
     ``config`` is checked against the schema and completed with its defaults for a new run; for a resumed
@@ -81,7 +125,7 @@ def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | P
     last = run_dir / C.LAST
     if resume and last.exists():
         state = C.load_training_checkpoint(last)
-        config = merge_resumed_config(state["config"], config)
+        config = merge_resumed_config(state["config"], config, explicit, where=str(last))
         split_ids = state.get("split") or training_split(data_dir, split, fold, int(config["train"]["seed"]))
         return RunStart(config, split_ids, state=state)
     if last.exists():

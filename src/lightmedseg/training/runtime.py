@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import threading
 import os
 import random
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -113,14 +114,54 @@ class DistInfo:
         return self.world_size > 1
 
 
+class StoppedWhileJoining(Exception):
+    """A stop signal (SIGTERM, SIGINT, SIGUSR1) arrived while this rank waited for the job's other processes."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(f"stopped by {signal_name} while waiting for the job's other processes")
+        self.signal_name = signal_name
+
+
+def _join_interruptibly(join: Callable[[], None], stop: Callable[[], str | None] | None, poll_s: float = 0.2) -> None:
+    """Run ``join`` (the rendezvous) in a helper thread while this (main) thread keeps handling signals.
+
+    The rendezvous blocks in C++ without returning to Python, so a Python signal handler would only run once
+    it ends (minutes later, at the timeout): ``scancel`` and Ctrl-C would be ignored. Here the main thread
+    polls ``stop()`` (set by the handlers) and raises :class:`StoppedWhileJoining` at once; the helper thread
+    is a daemon and dies with the process, which has written nothing yet.
+    """
+    if stop is None:
+        join()
+        return
+    outcome: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            join()
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="lightmedseg-rendezvous", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll_s)
+        if (name := stop()) and thread.is_alive():
+            raise StoppedWhileJoining(name)
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def init_distributed(device: str | None = None,
-                     timeout_minutes: float | None = DEFAULT_DIST_TIMEOUT_MINUTES) -> DistInfo:
+                     timeout_minutes: float | None = DEFAULT_DIST_TIMEOUT_MINUTES,
+                     stop: Callable[[], str | None] | None = None) -> DistInfo:
     """Join the job described by the environment: torchrun's variables, or SLURM's (see :func:`distributed_env`).
 
     Uses NCCL when the process drives a CUDA device and gloo on CPU; ``env://`` works across nodes.
     ``timeout_minutes`` bounds the rendezvous and every collective: a rank that does not join (a lone task
     of a multi-task job) or stops answering fails with :class:`DistributedSetupError` or a collective
     error instead of hanging. A single process (world size 1) returns a :class:`DistInfo` at once.
+    ``stop``: returns the name of a stop signal received (None: none); while the rendezvous waits it is polled,
+    and :class:`StoppedWhileJoining` raised as soon as it says one came (see :func:`_join_interruptibly`).
     """
     use_cuda = torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
@@ -141,8 +182,9 @@ def init_distributed(device: str | None = None,
     minutes = float(timeout_minutes if timeout_minutes is not None else DEFAULT_DIST_TIMEOUT_MINUTES)
     if world > 1 and not dist.is_initialized():
         try:
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://",
-                                    rank=rank, world_size=world, timeout=datetime.timedelta(minutes=minutes))
+            _join_interruptibly(lambda: dist.init_process_group(
+                backend="nccl" if use_cuda else "gloo", init_method="env://", rank=rank, world_size=world,
+                timeout=datetime.timedelta(minutes=minutes)), stop)
         except RuntimeError as exc:  # DistStoreError / DistNetworkError: a peer or the master is missing
             where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
             reason = (str(exc).strip().splitlines() or ["no detail"])[0][:200]

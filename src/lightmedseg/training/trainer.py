@@ -24,7 +24,7 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, Mapping
+from typing import Any, Callable, Collection, ContextManager, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError
+from lightmedseg.data.integrity import check_split_complete
 from lightmedseg.fast import fast_train_forward, supports
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.model.factory import build_model
@@ -45,6 +46,7 @@ from lightmedseg.training.plots import plot_curves
 from lightmedseg.training.runlock import run_folder_lock
 from lightmedseg.training.runtime import (
     DistInfo,
+    StoppedWhileJoining,
     amp_policy,
     autocast,
     barrier,
@@ -53,7 +55,8 @@ from lightmedseg.training.runtime import (
     seed_everything,
     set_deterministic,
 )
-from lightmedseg.training.resume import run_start
+from lightmedseg.training.resume import RunStart, run_start
+from lightmedseg.write_rule import check_output_folder
 from lightmedseg.training.validation import metric_names, summarize_cases, validate_cases
 
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_dice", "train_ce", "train_boundary", "lr", "epoch_seconds"]
@@ -424,10 +427,20 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _run_folder_state(run_dir: Path) -> tuple[int, int] | None:
+    """Size and modification time of the run's last checkpoint (None: none), to notice a run written meanwhile."""
+    try:
+        st = (run_dir / C.LAST).stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, split: str | Path | None = None,
           fold: int | None = None, max_steps: int | None = None, max_minutes: float | None = None,
           resume: bool = False, reference: bool = False, progress: bool = True,
-          init_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
+          init_weights: str | Path | None = None, cache_dir: str | Path | None = None,
+          resume_explicit: Collection[str] | None = None) -> dict[str, Any]:
     """Train LightMedSeg on the canonical dataset ``data_dir`` into the run folder ``out_dir``.
 
     Args:
@@ -442,6 +455,9 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
             network config must match the run's. Ignored when an existing run is resumed.
         cache_dir: folder of the ``data.cache: disk`` cache (node-local storage); replaces the config's
             ``data.cache_dir`` (default: ``$TMPDIR``, see :func:`lightmedseg.training.loader.default_cache_dir`).
+        resume_explicit: the ``train.*`` keys of ``config`` the user set explicitly (``--set``); on resume the
+            other keys must agree with the stored config (see :func:`lightmedseg.training.resume.merge_resumed_config`).
+            None: every budget key of ``config`` counts as explicit.
     Returns:
         a summary (steps, epochs, stop reason, best validation Dice, weights checksum of this replica).
     """
@@ -450,21 +466,41 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
         raise ValueError(f"{data_dir}: not a converted dataset (no dataset.json); run lightmedseg convert/synth first")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
-    start = run_start(config, data_dir, run_dir, split, fold, resume, init_weights)
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise ValueError(f"--max-minutes must be a finite number > 0, got {max_minutes}")
+    check_output_folder(run_dir, "run folder")  # never inside a dataset
+
+    given = config
+
+    def begin() -> RunStart:
+        """Resume or new run, decided from the run folder as it is now."""
+        begun = run_start(given, data_dir, run_dir, split, fold, resume, init_weights, explicit=resume_explicit)
+        if cache_dir is not None:
+            begun.config.setdefault("data", {})["cache_dir"] = str(cache_dir)
+        elif begun.state is not None:  # a machine setting, not recipe: a resumed job on another node uses its own
+            begun.config.get("data", {}).pop("cache_dir", None)
+        return begun
+
+    seen = _run_folder_state(run_dir)
+    start = begin()
     config, state = start.config, start.state
-    if cache_dir is not None:
-        config.setdefault("data", {})["cache_dir"] = str(cache_dir)
-    elif state is not None:  # a machine setting, not recipe: a resumed job on another node uses its own default
-        config.get("data", {}).pop("cache_dir", None)
+    check_split_complete(data_dir, start.split)  # a truncated case is named now, not a crash in a loader worker
     signal_flag: dict = {}
     # Signals are caught from here on (a SIGUSR1 during set-up or caching must not kill the job); they take
     # effect after the first step of this invocation.
     with _stop_on_signals(signal_flag):
-        info = init_distributed(config["train"]["device"], config["train"]["dist_timeout_minutes"])
+        try:
+            info = init_distributed(config["train"]["device"], config["train"]["dist_timeout_minutes"],
+                                    stop=lambda: signal_flag.get("requested"))
+        except StoppedWhileJoining as exc:  # scancel / Ctrl-C while the peers are awaited: stop now
+            print(f"lightmedseg train: {exc}", file=sys.stderr)
+            return {"run_dir": str(run_dir), "steps": int(state["step"]) if state else 0,
+                    "epochs_completed": int(state["epoch"]) if state else 0, "stopped": exc.signal_name}
         try:
             with run_folder_lock(run_dir, info):  # before anything is written into the run folder
+                if _run_folder_state(run_dir) != seen:  # another run wrote here before we held the lock:
+                    start = begin()  # decide again, under the lock (refused now if it left a run)
+                    config, state = start.config, start.state
                 set_deterministic(bool(config["train"]["deterministic"]))
                 seed_everything(int(config["train"]["seed"]) + info.rank)
                 if info.is_main:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from lightmedseg.data.io import default_file_mode
-from lightmedseg.data.layout import validate_dataset
+from lightmedseg.data.layout import validate_dataset, write_manifest
 from lightmedseg.io_utils import write_json_atomic
 
 ACCEPTS_SPACING = False
@@ -19,6 +19,7 @@ ACCEPTS_SPACING = False
 def convert_into(src: Path, out: Path, spacing=None) -> dict:
     meta = validate_dataset(src, read_data=True)
     ending = meta["file_ending"]
+    copied = []
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         folder = src / sub
         if folder.is_dir():
@@ -27,8 +28,10 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
                     (out / sub).mkdir(exist_ok=True)
                     shutil.copyfile(f, out / sub / f.name)
                     (out / sub / f.name).chmod(default_file_mode())
+                    copied.append(out / sub / f.name)
     meta = {**meta, "label_convention": meta.get("label_convention", "generic")}
     meta.setdefault("source_format", "nnunet")
     write_json_atomic(out / "dataset.json", meta)
     (out / "dataset.json").chmod(default_file_mode())
+    write_manifest(out, [*copied, out / "dataset.json"])  # what a later --overwrite may replace
     return meta
