@@ -1,0 +1,128 @@
+"""Seconds per volume of `lightmedseg predict`'s CPU path, before and after issue 25's inference graph, and per
+number of test-time-augmentation views (issue 25, item 3).
+
+Two OpenVINO graphs of the same model, in ONE process, interleaved per volume (load from elsewhere hits both):
+``reference`` (the plain module converted, the route before issue 25) and ``engine`` (the fast forward in engine
+form, :class:`lightmedseg.fast.InferenceGraph`, what predict converts now). Each runs the whole Segmenter path
+(read, preprocess, sliding window, TTA, restore, post-processing):
+
+* ACDC: the shipped ``acdc`` model on the first ``--acdc-cases`` validation volumes of ``IMAGES``, with the card's
+  post-processing and 1, 2, 4 and 8 in-plane views (none, rot180, the four rotations, the card's rot90 set);
+* BraTS size: a seeded, untrained 4-channel ``brats``-preset model on a random 240 x 240 x 155 volume, one pass
+  (the brats preset predicts without TTA).
+
+    .venv/bin/python benchmarks/bench_per_volume.py IMAGES      # IMAGES: a folder of ACDC {case}_0000.nii.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_vs_unet import cpu_name  # noqa: E402
+
+VIEW_SETS = {1: [0], 2: [0, 4], 4: [0, 2, 4, 6], 8: list(range(8))}  # indices into tta.views("rot90"): 2k = k quarter turns
+
+
+def engine_forwards(model: torch.nn.Module, config: dict, threads: int) -> dict:
+    """name -> OpenVINO forward_fn of ``model``: the reference module's graph and the engine form's."""
+    import openvino as ov
+
+    from lightmedseg.inference import conversion, openvino_convert
+    from lightmedseg.inference.openvino_backend import StaticShapeForward, compile_properties, resolve_ov_precision
+
+    props = compile_properties(resolve_ov_precision("auto"), threads)
+    out = {}
+    original = conversion.module_to_convert
+    for name, one_sample in (("reference", False), ("engine", True)):
+        openvino_convert.module_to_convert = lambda m, one_sample=False, flag=one_sample: original(m, one_sample=flag)
+        ov_model, _ = openvino_convert.convert_module(model, config)
+        out[name] = StaticShapeForward(ov.Core(), ov_model, props, Path(name))
+    openvino_convert.module_to_convert = original
+    return out
+
+
+def time_acdc(images: Path, n_cases: int, threads: int) -> dict:
+    from lightmedseg.checkpoint import load_model
+    from lightmedseg.inference import tta as T
+    from lightmedseg.inference.segment import Segmenter
+
+    seg = Segmenter("acdc", "cpu", tta="rot90")
+    model, config = load_model("acdc")
+    fns = engine_forwards(model, config, threads)
+    rot = T.views("rot90")
+    original_views = T.views
+    cases = sorted(images.glob("*_0000.nii.gz"))[:n_cases]
+    times: dict[tuple[str, int], list[float]] = {}
+    for case in cases:
+        for n_views, idx in VIEW_SETS.items():
+            T.views = lambda mode, idx=idx: [rot[i] for i in idx] if mode == "rot90" else original_views(mode)
+            for name, fn in fns.items():
+                seg.predictor.forward_fn = fn
+                fn(torch.zeros(1, 1, *seg.predictor.roi_size))  # compile outside the timing
+                t0 = time.perf_counter()
+                seg(str(case))
+                times.setdefault((name, n_views), []).append(time.perf_counter() - t0)
+    T.views = original_views
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def time_brats(threads: int, repeats: int) -> dict:
+    import nibabel as nib
+
+    from lightmedseg.checkpoint import save_model
+    from lightmedseg.config import load_config
+    from lightmedseg.inference.segment import Segmenter
+    from lightmedseg.model.factory import build_model
+
+    torch.manual_seed(0)
+    config = load_config("brats")
+    model = build_model(config).eval()
+    work = Path(tempfile.mkdtemp(prefix="bench-per-volume-"))
+    save_model(work / "run" / "model_best.safetensors", model, config)
+    volume = np.random.default_rng(0).standard_normal((240, 240, 155, 4)).astype(np.float32)
+    image = nib.Nifti1Image(volume, np.eye(4))
+    seg = Segmenter(str(work / "run"), "cpu", tta=False)
+    fns = engine_forwards(model, config, threads)
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            seg.predictor.forward_fn = fn
+            t0 = time.perf_counter()
+            seg(image)
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", type=Path, help="folder of ACDC validation volumes ({case}_0000.nii.gz)")
+    ap.add_argument("--acdc-cases", type=int, default=4)
+    ap.add_argument("--brats-repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{dt.date.today().isoformat()}, {cpu_name()}, {args.threads} threads")
+    acdc = time_acdc(args.images, args.acdc_cases, args.threads)
+    print(f"\nACDC, shipped acdc, median s per volume over {args.acdc_cases} validation volumes:\n")
+    print("| views per window | reference graph (before) | engine graph (now) |\n|---:|---:|---:|")
+    for n in VIEW_SETS:
+        print(f"| {n} | {acdc[('reference', n)]:.2f} | {acdc[('engine', n)]:.2f} |")
+    brats = time_brats(args.threads, args.brats_repeats)
+    print(f"\nBraTS size (240 x 240 x 155, 4 channels, brats preset, one pass), median of {args.brats_repeats}: "
+          f"reference graph {brats['reference']:.1f} s, engine graph {brats['engine']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
