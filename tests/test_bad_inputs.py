@@ -768,3 +768,21 @@ def test_code_carrying_pickle_is_refused_as_unsafe(tmp_path, capsys):
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", tmp_path / "evil.pt")
     _one_line_error(rc, err, "evil.pt", "refused as unsafe", "not loaded")
     assert "corrupt" not in err and not marker.exists()
+
+
+def test_export_and_evaluate_follow_the_write_rule(tmp_path, capsys, dataset, model1):
+    """export never writes into a dataset nor over a file it did not write; evaluate's reports never go into a dataset."""
+    before = _checksums(dataset)
+    rc, err = _run(capsys, "export", "-m", model1, "-o", dataset / "model.xml")
+    _one_line_error(rc, err, "model.xml", "dataset folder")
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<my own file/>")
+    rc, err = _run(capsys, "export", "-m", model1, "-o", mine)
+    _one_line_error(rc, err, str(mine), "--overwrite")
+    assert mine.read_text() == "<my own file/>"
+    import shutil
+
+    shutil.copytree(dataset / "labelsTr", tmp_path / "ref")
+    rc, err = _run(capsys, "evaluate", "--pred", dataset / "labelsTr", "--ref", tmp_path / "ref", "-q")
+    _one_line_error(rc, err, "labelsTr", "dataset folder")
+    assert _checksums(dataset) == before

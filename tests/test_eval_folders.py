@@ -114,7 +114,7 @@ def test_geometry_and_value_errors(brats_folders):
 
 
 def test_cli_writes_outputs_and_reports_errors(brats_folders, capsys, tmp_path):
-    out = tmp_path / "eval"
+    out = tmp_path.parent / f"{tmp_path.name}-eval"  # outside the fixture's dataset folder (the write rule)
     rc = main(["evaluate", "--pred", str(brats_folders / "pred"), "--ref", str(brats_folders / "ref"),
                "--mode", "nnformer", "--out", str(out), "--quiet"])
     assert rc == 0

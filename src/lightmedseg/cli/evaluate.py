@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from lightmedseg.evaluation.report import write_reports
     from lightmedseg.io_utils import check_writable
 
+    from lightmedseg.write_rule import check_output_folder
+
     out = args.out or args.pred
     check_folders(args.pred, args.ref, out)
     check_writable(out, "report folder")
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         args.pred, args.ref, labels=args.labels, mode=args.mode, allow_missing=args.allow_missing,
         check_affine=not args.no_geometry_check, progress=not args.quiet,
     )
+    check_output_folder(out, "evaluation report folder")  # the write rule: never into a dataset
     paths = write_reports(rows, summary, out, method=args.method)
     m = summary["metrics"]
     unit = summary["hd95_unit"]

@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.output, args.format)
     outputs = [args.output] + ([args.output.with_suffix(".bin")] if fmt == "openvino" else [])
     outputs += [args.output.with_suffix(".torchscript.pt")] if args.torchscript else []
-    for out in outputs:
-        if out.exists() and not args.overwrite:
-            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+    from lightmedseg.write_rule import check_output_file
+
+    for out in outputs:  # the write rule: not into a dataset, not over a file it did not write without --overwrite
+        check_output_file(out, args.overwrite, "export")
     members = ensemble_members(args.model)
     if members and len(members) > 1:
         print(f"note: {args.model}'s card names an ensemble of {len(members)} models; this exports the first "
