@@ -135,3 +135,46 @@ def test_num_parts_split_the_cases_without_overlap(tmp_path, capsys, run_dir):
     assert written == [["c0.nii.gz", "c2.nii.gz"], ["c1.nii.gz"]]
     rc, err = _predict(capsys, inp, out / "bad", run_dir, "--num-parts", "2", "--part-id", "2")
     assert rc == 2 and "--part-id must lie in [0, --num-parts)" in err and _nothing_written(out / "bad")
+
+
+def test_provenance_refuses_a_folder_written_by_another_model_or_options(tmp_path, capsys, demo_run):
+    """Issue 29: predict records which model and options wrote a folder; a rerun with others is refused unless
+    --overwrite (which redoes every case), the same model and options skip what is done, as before."""
+    import json
+
+    from lightmedseg.cli.main import main
+    import nibabel as nib
+    import numpy as np
+
+    import torch
+
+    from lightmedseg.checkpoint import save_model
+
+    one, second = demo_run("prov1", in_channels=1).model_file, demo_run("prov2", in_channels=1)
+    with torch.no_grad():  # another model: other weights
+        next(second.model.parameters()).add_(1.0)
+    save_model(second.model_file, second.model, second.config)
+    other = second.model_file
+    (tmp_path / "in").mkdir()
+    data = np.random.default_rng(0).random((32, 32, 32)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "in" / "c1.nii.gz"))
+    out = tmp_path / "out"
+    base = ["predict", "-i", str(tmp_path / "in"), "-o", str(out), "--quiet", "--no-tta"]
+    assert main([*base, "-m", str(one)]) == 0
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["identity"]["models"][0]["file"] == str(one) and record["identity"]["options"]["tta"] is None
+    capsys.readouterr()
+    assert main([*base, "-m", str(one)]) == 0  # same model and options: skipped, not refused
+    assert "skipping 1 case" in capsys.readouterr().err
+    before = (out / "c1.nii.gz").read_bytes()
+    assert main([*base, "-m", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "another model or other options" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "c1.nii.gz").read_bytes() == before
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(out), "--quiet", "-m", str(one), "--tta"]) == 2
+    assert "tta" in capsys.readouterr().err
+    assert main([*base, "-m", str(other), "--overwrite"]) == 0
+    assert json.loads((out / "provenance.json").read_text())["identity"]["models"][0]["file"] == str(other)
+    (out / "provenance.json").unlink()  # outputs nobody vouches for
+    assert main([*base, "-m", str(other)]) == 2
+    assert "no provenance.json" in capsys.readouterr().err

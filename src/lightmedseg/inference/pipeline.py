@@ -32,6 +32,7 @@ from lightmedseg.data.readers import DICOM_ENDINGS, image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
 from lightmedseg.inference.case_extras import CaseExtras
+from lightmedseg.inference.provenance import check_provenance, provenance_path, provenance_record, write_provenance
 from lightmedseg.inference.segment import (Segmenter, label_sidecars, output_ending, write_label_sidecars,
                                           write_prediction)
 from lightmedseg.io_utils import atomic_path, check_writable, is_inside, real_folders, remove_stale_temporaries
@@ -182,6 +183,14 @@ def predict(
     sidecar_plan = check_outputs(targets, prob_dir if probabilities else None, output, segmenter.names, overwrite)
     for folder in {t.parent for t in targets.values()} | ({prob_dir} if probabilities and prob_dir else set()):
         check_writable(folder)
+    out = Path(output)
+    ending = image_ending(out.name)
+    folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
+    record = provenance_record(segmenter, output_format, {"backend": backend, "precision": precision,
+                                                          "sw_batch_size": predictor.sw_batch_size})
+    if ending is None:  # a folder: outputs of another model or other options are refused (one file: exists -> refused)
+        check_provenance(provenance_path(folder, prefix), record,
+                         has_outputs=any(is_complete(t) for t in targets.values()), overwrite=overwrite)
     report = PredictReport()
     todo: list[tuple[CaseInput, bool, bool]] = []  # (case, write label, write probabilities)
     for case in cases:
@@ -226,11 +235,9 @@ def predict(
             log(f"predict: {number}/{len(todo)} {case.case_id} ({time.perf_counter() - started:.1f} s)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    out = Path(output)
-    ending = image_ending(out.name)
-    folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
     if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
         report.sidecars = write_label_sidecars(*sidecar_plan, overwrite=overwrite)
+        write_provenance(provenance_path(folder, prefix), record)
     if report.written or report.skipped:
         report.statistics = extras.finish(folder, prefix, log)
     return report

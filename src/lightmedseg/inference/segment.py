@@ -200,6 +200,7 @@ class Segmenter:
         if not models:
             raise PredictionError("no model given")
         card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
+        self.models, self.card = models, card  # what wrote a prediction (inference.provenance)
         card_tta = (card.get("predict") or {}).get("tta")
         if tta is None or (tta is True and isinstance(card_tta, str)):
             tta = card_tta
