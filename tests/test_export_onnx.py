@@ -14,8 +14,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from lightmedseg.checkpoint import CONFIG_KEY
 from lightmedseg.cli.main import main
-from lightmedseg.inference.export import CONFIG_KEY, ORT_ATOL, export_onnx, export_torchscript
+from lightmedseg.inference.export import ORT_ATOL, export_onnx, export_torchscript
 
 
 @pytest.fixture(scope="module")

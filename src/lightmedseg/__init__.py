@@ -40,12 +40,13 @@ def load_model(source, device="cpu"):
     return _load(source, device=device)
 
 
-def segment(image, model="acdc", device="auto", **options):
+def segment(image, model="acdc", device=None, **options):
     """Segment one image (path in any supported format, one-case folder, DICOM folder or nibabel image)
     and return a ``nibabel.Nifti1Image`` label map in the input's geometry.
 
-    See :func:`lightmedseg.inference.segment.segment` for the options (``tta``, ``overlap``,
-    ``sw_batch_size``, ``resample``, ...); ``lightmedseg predict`` runs the same code.
+    See :func:`lightmedseg.inference.segment.segment` for the options (``options=PredictOptions(...)``, or
+    ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ... as keywords); ``lightmedseg predict`` runs the
+    same code. ``device=None``: the options' device (default ``auto``).
     """
     from lightmedseg.inference.segment import segment as _segment
 

@@ -10,7 +10,7 @@ import argparse
 from lightmedseg.cli import path_arg
 
 from lightmedseg.inference.geometry import RESAMPLE_TOLERANCE, SPACING_WARN_FACTOR
-from lightmedseg.inference.options import BACKENDS, DEVICES_HELP, OUTPUT_FORMATS, PRECISIONS, TTA_MODES
+from lightmedseg.inference.options import BACKENDS, DEVICES_HELP, OUTPUT_FORMATS, PRECISIONS, TTA_MODES, PredictOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split the cases (sorted by ID) into N parts, for N array tasks or GPUs (default 1)")
     parser.add_argument("--part-id", type=int, default=0, metavar="K",
                         help="segment part K of --num-parts (0-based, e.g. $SLURM_ARRAY_TASK_ID)")
+    defaults = PredictOptions()  # the prediction options' defaults live there, not in the arguments above
+    parser.set_defaults(**{name: getattr(defaults, name) for name in PredictOptions.names()})
 
 
 def _keep_largest(value: list[str] | bool | None) -> list[str] | bool | None:
@@ -115,16 +117,20 @@ def _require_contact(value: list[str] | bool | None) -> dict[str, list[str]] | b
     return rules
 
 
+def prediction_options(args: argparse.Namespace) -> PredictOptions:
+    """The one :class:`PredictOptions` of the parsed arguments (``--keep-largest`` and ``--require-contact`` parsed)."""
+    values = {name: getattr(args, name) for name in PredictOptions.names()}
+    values.update(keep_largest=_keep_largest(args.keep_largest), require_contact=_require_contact(args.require_contact))
+    return PredictOptions(**values)
+
+
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.inference.pipeline import predict
 
     model = args.model[0] if len(args.model) == 1 else args.model  # several -m: an ensemble
     report = predict(
-        args.input, args.output, model, device=args.device, tta=args.tta, probabilities=args.probabilities,
-        overwrite=args.overwrite, reference=args.reference, backend=args.backend,
-        precision=args.precision, progress=not args.quiet, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-        resample=args.resample, output_format=args.output_format, keep_largest=_keep_largest(args.keep_largest),
-        require_contact=_require_contact(args.require_contact), ensemble=args.ensemble,
+        args.input, args.output, model, prediction_options(args), probabilities=args.probabilities,
+        overwrite=args.overwrite, progress=not args.quiet, output_format=args.output_format,
         num_parts=args.num_parts, part_id=args.part_id, statistics=args.statistics,
         cardiac_phases=args.cardiac_phases, preview=args.preview,
     )

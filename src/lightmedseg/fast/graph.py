@@ -39,7 +39,7 @@ from lightmedseg.fast.folding import (
 )
 from lightmedseg.model.blocks import GhostConv3d, SqueezeExcite3d
 from lightmedseg.model.decoder import ROUTER
-from lightmedseg.model.skip_router import average_pool_to, is_finer
+from lightmedseg.model.skip_router import is_finer, resample
 
 
 # -- the contract with lightmedseg.model ----------------------------------------------------------------------
@@ -176,7 +176,7 @@ def _norm_act(x: torch.Tensor, norm: nn.GroupNorm, inplace: bool) -> torch.Tenso
 
 
 def _conv_norm_act(x: torch.Tensor, block: nn.Sequential, inplace: bool) -> torch.Tensor:
-    conv, norm, _ = block
+    conv, norm = block.conv, block.norm
     y = _conv3(x, conv) if isinstance(conv, GhostConv3d) else _conv(x, conv)
     return _norm_act(y, norm, inplace)
 
@@ -192,12 +192,6 @@ def _channel_scale(x: torch.Tensor, scale: torch.Tensor, inplace: bool) -> torch
     return x.mul_(s) if inplace else x * s
 
 
-def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
-
-
 def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: Sequence[int],
                        downsample: str = "interpolate") -> torch.Tensor:
     """``resample(Conv1x1(x))`` in the cheaper order: downsample before projecting, upsample after.
@@ -206,9 +200,9 @@ def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     finer = is_finer(x.shape[2:], size)
     if finer:
-        x = average_pool_to(x, size) if downsample == "pool" else _resample(x, size)
+        x = resample(x, size, downsample)
     y = _cl_grad(F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype)))
-    return y if finer else _resample(y, size)
+    return y if finer else resample(y, size)
 
 
 def _layout(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -225,8 +219,7 @@ def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool)
     if model.anchor_detector is not None:
         det = model.anchor_detector
         h = x
-        for i in range(0, len(det.phi), 3):
-            conv, norm, _ = det.phi[i : i + 3]
+        for conv, norm in det.conv_blocks:
             h = _norm_act(_layout(_conv(h, conv), channels_last), norm, inplace)
         descriptor = h.float().mean(dim=(2, 3, 4))
         anchors = torch.sigmoid(det.mlp(descriptor)).view(x.shape[0], det.num_anchors, 3)
@@ -239,9 +232,9 @@ def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool)
         diff = smooth.sub_(f0).abs_() if inplace else torch.abs(smooth - f0)
         texture = torch.sigmoid(_conv(diff, tex.to_map))
         h = f0
-        for block in lspm.gating.psi[:-1]:
+        for block in lspm.gating.hidden_blocks:
             h = _conv_norm_act(h, block, inplace)
-        gate = torch.sigmoid(_conv(h, lspm.gating.psi[-1]))
+        gate = torch.sigmoid(_conv(h, lspm.gating.collapse))
         mixer = lspm.mixer
         # softmax over two logits == sigmoid of their difference; experts stacked into one conv.
         wt, bt = mixer.to_weights.weight.flatten(), _bias(mixer.to_weights)
@@ -264,7 +257,7 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
             x = F.max_pool3d(x, stride, stride)
         t_i = None
         if texture is not None:
-            t_i = _resample(texture, x.shape[2:])
+            t_i = resample(texture, x.shape[2:])
         cond = _conv3(x, stage.project)
         if stage.project_norm is not None:
             norm = stage.project_norm
@@ -290,7 +283,7 @@ def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool
     """``W_s (Q SKIP_j + b_Q)`` for a router level, without the 64-wide fused tensor (Eqs. 11-13)."""
     router = model.skip_router
     width = router.width
-    ctrl1, _, ctrl2 = router.controller
+    ctrl1, ctrl2 = router.controller_hidden, router.controller_out
     c1 = pointwise_matrix(ctrl1)  # width x (M*width)
     # fuse_skip is W_s @ Q (C_j x width); the caller's bias handling adds W_s b_Q.
     pre = None
@@ -379,7 +372,7 @@ def _decoder_stage(
     pi = torch.softmax(_conv(d_in, stage.gate), dim=1)  # Eq. 17
     channel = _conv_norm_act(d_in, stage.path_channel, inplace)  # Eq. 21
     local = _conv_norm_act(d_in, stage.path_local, inplace)  # Eq. 19
-    conv, norm, _ = stage.path_context
+    conv, norm = stage.path_context.conv, stage.path_context.norm
     if inplace and _ghost_halves_ok(conv, norm):
         # Eq. 20 without the ghost concatenation: normalise each half with its own groups and
         # accumulate it straight into its channel slice of the output.

@@ -7,11 +7,11 @@ not load MONAI.
 
 from __future__ import annotations
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "plain_forward", "predict", "segment", "Segmenter"]
+__all__ = ["Predictor", "Prediction", "PredictionError", "plain_forward", "predict", "segment", "Segmenter", "PredictOptions"]
 
 _LAZY = {
     "Predictor": "predictor", "Prediction": "predictor", "PredictionError": "predictor", "plain_forward": "predictor",
-    "segment": "segment", "Segmenter": "segment",
+    "segment": "segment", "Segmenter": "segment", "PredictOptions": "options",
 }
 
 

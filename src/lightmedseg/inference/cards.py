@@ -28,7 +28,8 @@ from lightmedseg.io_utils import read_json_object
 
 CARD_NAME = "card.json"
 # Where exported models keep their config and card (written by the exporters, read by the backends and here).
-ONNX_CONFIG_KEY, ONNX_CARD_KEY = "lightmedseg_config", "lightmedseg_card"  # ONNX metadata_props keys
+# ONNX metadata_props keys: the config under checkpoint.CONFIG_KEY (the key of the safetensors metadata too), the card here.
+ONNX_CARD_KEY = "lightmedseg_card"
 IR_CONFIG_PATH, IR_CARD_PATH = ["lightmedseg", "config"], ["lightmedseg", "card"]  # OpenVINO rt_info paths
 EXPORTED_SUFFIXES = (".onnx", ".xml")
 # The card fields an export carries: what prediction applies (labels, geometry, TTA, post-processing) and
@@ -188,5 +189,5 @@ def shipped_models() -> dict[str, dict]:
     return {p.name: load_card(p) for p in sorted(SHIPPED_MODELS_DIR.iterdir()) if p.is_dir()}
 
 
-__all__ = ["CARD_NAME", "ONNX_CONFIG_KEY", "ONNX_CARD_KEY", "IR_CONFIG_PATH", "IR_CARD_PATH", "embedded_card",
+__all__ = ["CARD_NAME", "ONNX_CARD_KEY", "IR_CONFIG_PATH", "IR_CARD_PATH", "embedded_card",
            "describe_card", "exported_card", "load_card", "with_card", "model_folder", "ensemble_members", "shipped_models"]

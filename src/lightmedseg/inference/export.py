@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from lightmedseg.inference.cards import ONNX_CARD_KEY, ONNX_CONFIG_KEY
+from lightmedseg.checkpoint import CONFIG_KEY
+from lightmedseg.inference.cards import ONNX_CARD_KEY
 from lightmedseg.inference.conversion import (  # noqa: F401  (ExportError, EXAMPLE_SIZE: their former home)
     CHECK_SIZE, EXAMPLE_SIZE, ORT_ATOL, ExportError, example_input, module_to_convert, size_divisor, verify_logits)
 from lightmedseg.inference.options import EXPORT_FORMATS, EXPORT_SUFFIX, EXPORTERS
 from lightmedseg.io_utils import atomic_path
 
-CONFIG_KEY = ONNX_CONFIG_KEY
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lightmedseg.inference.cards import ONNX_CONFIG_KEY as CONFIG_KEY
+from lightmedseg.checkpoint import CONFIG_KEY
 from lightmedseg.inference.predictor import ForwardFn, PredictionError
 
 

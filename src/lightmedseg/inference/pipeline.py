@@ -30,6 +30,7 @@ from tqdm import tqdm
 from lightmedseg.data.io import ImageGeometry
 from lightmedseg.data.readers import DICOM_ENDINGS, image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
+from lightmedseg.inference.options import PredictOptions, predict_options
 from lightmedseg.inference.predictor import ForwardFn, PredictionError, describe
 from lightmedseg.inference.case_extras import CaseExtras
 from lightmedseg.inference.provenance import check_provenance, provenance_path, provenance_record, write_provenance
@@ -128,36 +129,30 @@ def predict(
     input_path: str | os.PathLike,
     output: str | os.PathLike,
     model: str | os.PathLike | list[str | os.PathLike],
-    device: str = "auto",
-    tta: bool | str | None = None,
+    options: PredictOptions | None = None,
+    *,
     probabilities: bool = False,
     overwrite: bool = False,
-    reference: bool = False,
-    backend: str = "auto",
-    precision: str = "auto",
     forward_fn: ForwardFn | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     num_parts: int = 1,
     part_id: int = 0,
-    overlap: float | None = None,
-    sw_batch_size: int | None = None,
-    resample: bool | None = None,
     output_format: str = "nifti",
-    keep_largest: bool | Sequence[str | int] | None = None,
-    require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
-    ensemble: bool = True,
     statistics: bool = False,
     cardiac_phases: Sequence[str] | str | os.PathLike | None = None,
     preview: bool = False,
+    **keywords,
 ) -> PredictReport:
     """Segment every case of ``input_path`` with ``model`` (a list: an ensemble); write ``{case}.nii.gz`` label maps.
 
-    ``device``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact`` and ``ensemble``: see
-    :class:`~lightmedseg.inference.segment.Segmenter`; ``output_format``: see :func:`plan_outputs`.
+    ``options`` (:class:`~lightmedseg.inference.options.PredictOptions`: device, TTA, window, resampling,
+    post-processing, ensemble, backend, precision, reference) says how the model predicts, as for
+    :class:`~lightmedseg.inference.segment.Segmenter`; ``**keywords`` (option names, e.g. ``device="cpu"``,
+    the older form) replace its fields. ``output_format``: see :func:`plan_outputs`.
 
     ``forward_fn`` replaces the model's forward (x -> logits) when given (e.g. a compiled fast path).
-    ``backend`` (``auto``, ``openvino``, ``torch``, ``onnxruntime``): ``auto`` is OpenVINO on the CPU when
+    Options ``backend`` (``auto``, ``openvino``, ``torch``, ``onnxruntime``): ``auto`` is OpenVINO on the CPU when
     it is installed, the PyTorch fast path otherwise (see ``backends.auto_backend``).
     ``precision`` (``auto``, ``fp32``, ``bf16``) sets OpenVINO's inference precision or the fast path's
     activation dtype; ``auto`` is bf16 on CPUs with native bf16 and fp32 elsewhere.
@@ -169,9 +164,8 @@ def predict(
     if str(output) == "":  # Path("") would be the current folder
         raise InputError("OUTPUT is empty; give a folder or a .nii.gz file name")
     try:
-        segmenter = Segmenter(model, device, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size, resample=resample,
-                              keep_largest=keep_largest, require_contact=require_contact, reference=reference, backend=backend, precision=precision,
-                              forward_fn=forward_fn, window_progress=progress and sys.stderr.isatty(), ensemble=ensemble)
+        segmenter = Segmenter(model, predict_options(options, **keywords), forward_fn=forward_fn,
+                              window_progress=progress and sys.stderr.isatty())
     except PredictionError as exc:
         raise PredictionError(f"{model}: {exc}") from None
     predictor = segmenter.predictor

@@ -26,7 +26,7 @@ import numpy as np
 from lightmedseg.data.io import ImageGeometry, _geometry, _nifti, default_file_mode
 from lightmedseg.data.labels import LABELS_JSON  # the sidecar's name, shared with evaluate
 from lightmedseg.data.readers import NIFTI_ENDINGS, image_ending, label_dtype, write_labels
-from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, pick_device
+from lightmedseg.inference.options import DEVICES_HELP, OUTPUT_FORMATS, PredictOptions, pick_device, predict_options
 from lightmedseg.inference.predictor import ForwardFn, Prediction, PredictionError, Predictor
 
 SLICER_COLOR_TABLE = "labels.ctbl"
@@ -137,12 +137,19 @@ def output_ending(input_file: Path | None, output_format: str) -> str:
 class Segmenter:
     """A loaded model with its prediction options; the one path of :func:`segment` and ``lightmedseg predict``.
 
+    ``Segmenter(model, PredictOptions(device="cpu", tta=False))``; the older keyword form
+    ``Segmenter(model, "cpu", tta=False)`` (a device string as second argument, option names as keywords)
+    builds the same :class:`~lightmedseg.inference.options.PredictOptions` (where the defaults live), kept as
+    ``self.options``.
+
     Args:
         model: run folder, model file, shipped model name or exported ``.onnx`` file; or a list of them
             (e.g. the folds of a cross-validation), whose softmax probabilities are averaged. Ensemble members
             must share input channels and label values; each keeps its own preprocessing and window. A folder
             or shipped name whose card names an ensemble (:func:`lightmedseg.inference.cards.ensemble_members`)
             stands for all its members.
+        options: the prediction options (a str: the device, the older form); ``**keywords`` (option names)
+            replace its fields. The options:
         ensemble: ``False`` takes only the first member of a card's ensemble (1/N of the time); a list of
             models stays an ensemble.
         device: see :data:`DEVICES_HELP`.
@@ -172,31 +179,28 @@ class Segmenter:
     def __init__(
         self,
         model: str | os.PathLike | Sequence[str | os.PathLike] = "acdc",
-        device: str = "auto",
+        options: PredictOptions | str | None = None,
         *,
-        tta: bool | str | None = None,
-        overlap: float | None = None,
-        sw_batch_size: int | None = None,
-        resample: bool | None = None,
-        keep_largest: bool | Sequence[str | int] | None = None,
-        require_contact: Mapping[str | int, Sequence[str | int]] | bool | None = None,
-        reference: bool = False,
-        backend: str = "auto",
-        precision: str = "auto",
         forward_fn: ForwardFn | None = None,
         window_progress: bool = False,
-        ensemble: bool = True,
+        **keywords,
     ) -> None:
         from lightmedseg.inference.backends import load_backend
         from lightmedseg.inference.cards import load_card, with_card
         from lightmedseg.inference.geometry import training_geometry
 
+        if isinstance(options, str):  # Segmenter(model, "cpu", ...): the device, as before PredictOptions
+            if "device" in keywords:
+                raise TypeError("Segmenter() got the device twice (second argument and device=)")
+            options, keywords = None, {**keywords, "device": options}
+        self.options = opts = predict_options(options, **keywords)
+        tta, sw_batch_size, keep_largest, require_contact = opts.tta, opts.sw_batch_size, opts.keep_largest, opts.require_contact
         if sw_batch_size is not None and int(sw_batch_size) < 1:
             raise PredictionError(f"--sw-batch-size {sw_batch_size}: expected a positive number of windows")
         from lightmedseg.checkpoint import shipped_model_choice
 
         chosen = [shipped_model_choice(m) for m in ([model] if isinstance(model, (str, os.PathLike)) else list(model))]
-        models = expand_ensembles([m for m, _ in chosen], ensemble)
+        models = expand_ensembles([m for m, _ in chosen], opts.ensemble)
         if not models:
             raise PredictionError("no model given")
         card = load_card(models[0])  # the first model's card speaks for an ensemble, as its config does
@@ -207,14 +211,15 @@ class Segmenter:
         if forward_fn is not None and len(models) > 1:
             raise PredictionError("forward_fn replaces one model's forward; it cannot be combined with an ensemble "
                                   f"({len(models)} models; ensemble=False takes the first member of a card's ensemble)")
-        self.device = pick_device(device)
+        self.device = pick_device(opts.device)
         self.predictors: list[Predictor] = []
         descriptions = []
         for source in models:
-            loaded = load_backend(source, backend=backend, device=self.device, reference=reference, precision=precision)
+            loaded = load_backend(source, backend=opts.backend, device=self.device, reference=opts.reference,
+                                  precision=opts.precision)
             config = with_card(loaded.config, source)
             predictor = Predictor(config, forward_fn or loaded.forward_fn, device=self.device, tta=tta,
-                                  overlap=overlap, sw_batch_size=sw_batch_size, progress=window_progress)
+                                  overlap=opts.overlap, sw_batch_size=sw_batch_size, progress=window_progress)
             first = self.predictors[0] if self.predictors else predictor
             if (predictor.in_channels, predictor.label_values) != (first.in_channels, first.label_values):
                 raise PredictionError(
@@ -228,7 +233,7 @@ class Segmenter:
         self.description = descriptions[0] if len(models) == 1 else (
             f"ensemble of {len(models)} models, probabilities averaged: " + " + ".join(descriptions))
         self.description += "".join(f" [{note}]" for _, note in chosen if note)
-        self.resample = None if resample is None else bool(resample)
+        self.resample = None if opts.resample is None else bool(opts.resample)
         if keep_largest is None:
             keep_largest = (card.get("postprocess") or {}).get("keep_largest", False)
         if require_contact is None:
@@ -377,9 +382,10 @@ def read_input(image, n_channels: int) -> tuple[np.ndarray, ImageGeometry]:
 def segment(
     image,
     model: str | os.PathLike = "acdc",
-    device: str = "auto",
+    device: str | None = None,
     statistics: bool = False,
-    **options,
+    options: PredictOptions | None = None,
+    **keywords,
 ):
     """Segment one image with ``model`` and return the label map as a NIfTI image in the input's geometry.
 
@@ -392,9 +398,11 @@ def segment(
             case's channel files ``{case}_{XXXX}.ext``, a DICOM series folder, or a nibabel image
             (3D, or 4D ``(x, y, z, channel)``).
         model: shipped model name, run folder, model file or ``.onnx`` file.
-        device: ``auto`` (GPU if present), ``cpu``, ``cuda``, ``cuda:N`` or ``gpu``.
-        **options: ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact``,
-            ``reference``, ``backend``, ``precision``, ``forward_fn``, ``ensemble`` (see :class:`Segmenter`).
+        device: ``auto`` (GPU if present), ``cpu``, ``cuda``, ``cuda:N`` or ``gpu``; ``None``: ``options``'
+            (default ``auto``).
+        options: a :class:`~lightmedseg.inference.options.PredictOptions`; ``**keywords`` replace its fields:
+            ``tta``, ``overlap``, ``sw_batch_size``, ``resample``, ``keep_largest``, ``require_contact``,
+            ``reference``, ``backend``, ``precision``, ``ensemble``, and ``forward_fn`` (see :class:`Segmenter`).
 
     Resamples to the training spacing and back when the input's differs by more than
     :data:`lightmedseg.inference.geometry.RESAMPLE_TOLERANCE` (``resample=False`` turns it off; the decision
@@ -402,7 +410,9 @@ def segment(
     orientation differs from the training geometry (by more than
     :data:`lightmedseg.inference.geometry.SPACING_WARN_FACTOR` for spacing).
     """
-    segmenter = Segmenter(model, device, **options)
+    if device is not None:
+        keywords["device"] = device
+    segmenter = Segmenter(model, options, **keywords)
     seg = segmenter(image)
     if not statistics:
         return seg
@@ -413,6 +423,6 @@ def segment(
 
 
 __all__ = [
-    "segment", "Segmenter", "expand_ensembles", "GeometryWarning", "pick_device", "label_names", "label_image", "write_prediction",
+    "segment", "Segmenter", "PredictOptions", "expand_ensembles", "GeometryWarning", "pick_device", "label_names", "label_image", "write_prediction",
     "write_label_sidecars", "label_sidecars", "output_ending", "read_input", "OUTPUT_FORMATS", "DEVICES_HELP",
 ]

@@ -32,6 +32,11 @@ class GlobalAnchorDetector(nn.Module):
         self.phi = nn.Sequential(*layers)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, 3 * num_anchors))
 
+    @property
+    def conv_blocks(self) -> list[tuple[nn.Conv3d, nn.GroupNorm]]:
+        """phi's (conv, GN_4) pairs in order, each followed by a SiLU (a view: ``phi`` keeps the checkpoint names)."""
+        return [(self.phi[i], self.phi[i + 1]) for i in range(0, len(self.phi), 3)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         descriptor = self.phi(x).mean(dim=(2, 3, 4))  # GAP3D
         return torch.sigmoid(self.mlp(descriptor)).view(x.shape[0], self.num_anchors, 3)  # Eq. 1

@@ -81,6 +81,17 @@ class ConvNormAct(nn.Sequential):
     def __init__(self, conv: nn.Module, channels: int) -> None:
         super().__init__(conv, group_norm(channels), nn.SiLU())
 
+    # Named views of the three children (state_dict keys stay "0", "1", "2": checkpoint names unchanged).
+    @property
+    def conv(self) -> nn.Module:
+        """The convolution (a Conv3d or a GhostConv3d)."""
+        return self[0]
+
+    @property
+    def norm(self) -> nn.GroupNorm:
+        """The GN_4 after the convolution."""
+        return self[1]
+
 
 class SqueezeExcite3d(nn.Module):
     """Squeeze-and-excitation (Eq. 10): ``sigma(W2 SiLU(W1 GAP(x))) * x`` with b = max(4, C // 8)."""

@@ -6,7 +6,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from lightmedseg.model.blocks import (
     ConvKind,
@@ -20,6 +19,7 @@ from lightmedseg.model.blocks import (
     group_norm,
     make_conv3,
 )
+from lightmedseg.model.skip_router import resample
 
 
 class EncoderStage(nn.Module):
@@ -100,9 +100,7 @@ class Encoder(nn.Module):
                 x = self.pools[i - 1](x)
             t_i = None
             if texture is not None:
-                t_i = texture if texture.shape[2:] == x.shape[2:] else F.interpolate(
-                    texture, size=x.shape[2:], mode="trilinear", align_corners=False
-                )
+                t_i = resample(texture, x.shape[2:])
             x = stage(x, anchors_flat, t_i)
             skips.append(x)
         return skips

@@ -44,6 +44,16 @@ class SpatialGatingHead(nn.Module):
             conv1x1(wide, 1),
         )
 
+    @property
+    def hidden_blocks(self) -> list[ConvNormAct]:
+        """psi's 3^3 (conv, GN_4, SiLU) blocks, in order (a view: ``psi`` keeps the checkpoint names)."""
+        return list(self.psi[:-1])
+
+    @property
+    def collapse(self) -> nn.Conv3d:
+        """psi's final 1x1x1 conv to one channel."""
+        return self.psi[-1]
+
     def forward(self, f0: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.psi(f0))
 

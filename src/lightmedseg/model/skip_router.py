@@ -63,6 +63,16 @@ class MultiScaleSkipRouter(nn.Module):
         n = len(encoder_channels)
         self.controller = nn.Sequential(conv1x1(n * width, width), nn.SiLU(), conv1x1(width, n))
 
+    @property
+    def controller_hidden(self) -> nn.Conv3d:
+        """The controller's first 1x1 (M*width -> width), followed by a SiLU (``controller`` keeps the checkpoint names)."""
+        return self.controller[0]
+
+    @property
+    def controller_out(self) -> nn.Conv3d:
+        """The controller's second 1x1 (width -> M): the per-stage logits of Eq. 12."""
+        return self.controller[2]
+
     def forward(self, skips: Sequence[torch.Tensor], size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse ``skips`` at spatial ``size``; returns (SKIP_j with ``width`` channels, weights B x M x size)."""
         aligned = [resample(proj(e), size, self.downsample) for proj, e in zip(self.project, skips)]  # Eq. 11 + resampling
