@@ -180,7 +180,8 @@ def predict(
     out = Path(output)
     ending = image_ending(out.name)
     folder, prefix = (out.parent, out.name[: -len(ending)] + ".") if ending else (out, "")
-    record = provenance_record(segmenter, output_format, {"backend": backend, "precision": precision,
+    record = provenance_record(segmenter, output_format, {"backend": segmenter.options.backend,
+                                                          "precision": segmenter.options.precision,
                                                           "sw_batch_size": predictor.sw_batch_size})
     if ending is None:  # a folder: outputs of another model or other options are refused (one file: exists -> refused)
         check_provenance(provenance_path(folder, prefix), record,
