@@ -26,10 +26,12 @@ SAMPLE_STEP = 11  # logits at a sparse voxel lattice, 64 values: catches local c
 
 
 def model_files(root: Path = ROOT) -> list[str]:
-    """The committed ``*.safetensors`` / ``*.pt`` model files, relative to the repository root."""
+    """The committed ``*.safetensors`` / ``*.pt`` model files of the product (the shipped model, the test fixtures),
+    relative to the repository root. A running experiment's ``checkpoint_last.pt`` under ``experiments/`` is not
+    one: nothing there is read by the tests (experiments/README.md)."""
     out = subprocess.run(["git", "ls-files", "*.safetensors", "*.pt"], cwd=root, check=True,
                          capture_output=True, text=True).stdout.split()
-    return sorted(out)
+    return sorted(f for f in out if not f.startswith("experiments/"))
 
 
 def fingerprint(path: Path) -> dict:

@@ -47,9 +47,14 @@ def one_sample_graph(module: torch.nn.Module) -> bool:
     return isinstance(module, InferenceGraph)
 
 
-def per_sample(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """``run`` for a one-sample graph, applied to a batch of any size one sample at a time."""
-    return lambda x: run(x) if len(x) == 1 else np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+def per_sample(run: Callable) -> Callable:
+    """``run`` for a one-sample graph, applied to a batch (numpy array or torch tensor) one sample at a time."""
+    def batched(x):
+        if len(x) == 1:
+            return run(x)
+        parts = [run(x[i : i + 1]) for i in range(len(x))]
+        return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
+    return batched
 
 
 def example_input(config: dict, size: tuple[int, int, int] = EXAMPLE_SIZE, batch: int = 2, seed: int = 0) -> torch.Tensor:

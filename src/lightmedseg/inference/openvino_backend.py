@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from lightmedseg.inference.cards import IR_CONFIG_PATH
+from lightmedseg.inference.conversion import per_sample
 from lightmedseg.inference.options import PRECISIONS
 from lightmedseg.inference.predictor import ForwardFn, PredictionError
 
@@ -134,17 +135,11 @@ def ir_one_sample(ov_model: Any) -> bool:
     return batch.is_static and batch.get_length() == 1
 
 
-def _by_sample(fn: ForwardFn, one_sample: bool) -> ForwardFn:
-    """``fn`` on a batch of any size, one sample per call when the graph holds one sample."""
-    if not one_sample:
-        return fn
-    return lambda x: fn(x) if x.shape[0] == 1 else torch.cat([fn(x[i : i + 1]) for i in range(x.shape[0])])
-
-
 def ov_forward(compiled: Any) -> ForwardFn:
     """A predictor ``forward_fn`` around a compiled model: float32 B x C x D x H x W in, float32 logits out."""
     request = compiled.create_infer_request()
-    return _by_sample(lambda x: _infer(request, x), ir_one_sample(compiled))
+    run = lambda x: _infer(request, x)  # noqa: E731
+    return per_sample(run) if ir_one_sample(compiled) else run
 
 
 class StaticShapeForward:
@@ -163,6 +158,7 @@ class StaticShapeForward:
         self.requests: dict[tuple[int, ...], Any] = {}
         self.compile_seconds = 0.0
         self.one_sample = ir_one_sample(model)
+        self._run = per_sample(self._one_call) if self.one_sample else self._one_call
 
     def request(self, shape: tuple[int, ...]) -> Any:
         """The infer request compiled for ``shape`` (compiling it on first use)."""
@@ -185,8 +181,9 @@ class StaticShapeForward:
         return req
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.one_sample and x.shape[0] > 1:
-            return torch.cat([self(x[i : i + 1]) for i in range(x.shape[0])])
+        return self._run(x)
+
+    def _one_call(self, x: torch.Tensor) -> torch.Tensor:
         return _infer(self.request(tuple(x.shape)), x)
 
 
