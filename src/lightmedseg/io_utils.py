@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -134,6 +135,15 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> No
         raise NotADirectoryError(errno.ENOTDIR, f"{folder}: {what} cannot be created, {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, f"{folder}: {what} is not writable (no permission to create files in {probe})")
+
+
+def hash_file(path: str | os.PathLike, h: "hashlib._Hash | None" = None) -> "hashlib._Hash":
+    """Feed a file's bytes, in 1 MiB blocks, into ``h`` (a new SHA-256 when None) and return it."""
+    h = hashlib.sha256() if h is None else h
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:

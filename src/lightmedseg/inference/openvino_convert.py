@@ -123,10 +123,9 @@ def _source_digest() -> str:
 
 def cache_key(model_file: Path) -> str:
     """Key of a model file's cached IR: its bytes, the model code, the OpenVINO version, :data:`IR_FORMAT`."""
-    h = hashlib.sha256()
-    with open(model_file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    from lightmedseg.io_utils import hash_file
+
+    h = hash_file(model_file)
     h.update(_source_digest().encode())
     h.update(f"openvino {_ov().__version__} format {IR_FORMAT}".encode())
     return h.hexdigest()[:24]

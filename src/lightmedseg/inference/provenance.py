@@ -23,11 +23,12 @@ PROVENANCE_NAME = "provenance.json"
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    for part in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
-        with open(part, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+    """SHA-256 of a model file's bytes (an OpenVINO IR: its .xml and .bin together)."""
+    from lightmedseg.io_utils import hash_file
+
+    h = hash_file(path)
+    if path.suffix == ".xml":
+        hash_file(path.with_suffix(".bin"), h)
     return h.hexdigest()
 
 
