@@ -730,6 +730,9 @@ def test_a_rank_waiting_for_its_peers_stops_on_a_signal(tmp_path, capsys, datase
     never = threading.Event()
 
     def peer_never_comes(*args, **kwargs):  # the rendezvous blocks (in C++ in reality) until the timeout
+        # The signal comes once the rank is waiting (not after a wall-clock delay, which raced with a slow
+        # set-up on a loaded CI machine): sent from the rendezvous thread, handled by the main thread.
+        os.kill(os.getpid(), getattr(signal, sig))
         if not never.wait(120):
             raise RuntimeError("DistStoreError: timed out")
 
@@ -738,12 +741,9 @@ def test_a_rank_waiting_for_its_peers_stops_on_a_signal(tmp_path, capsys, datase
                        "MASTER_PORT": "29999"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), getattr(signal, sig)))
-    timer.start()
     try:
         rc, err = _train(capsys, dataset, run, "--resume", "--max-steps", "2", "--device", "cpu")
     finally:
-        timer.cancel()
         never.set()
     assert rc == 75, err  # stopped, resume me: the checkpoint of step 1 is there
     assert f"stopped by {sig} while waiting for the job's other processes" in err
