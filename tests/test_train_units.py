@@ -40,7 +40,7 @@ def test_adamw_settings_from_config() -> None:
     g = opt.param_groups[0]
     assert g["weight_decay"] == 1e-5 and tuple(g["betas"]) == (0.9, 0.999)
     with pytest.raises(ValueError, match="adamw"):
-        build_optimizer(torch.nn.Linear(2, 2).parameters(), {"optimizer": {"name": "sgd"}})
+        build_optimizer(torch.nn.Linear(2, 2).parameters(), {"optimizer": {"name": "rmsprop"}})
 
 
 def test_warmup_then_cosine_per_iteration() -> None:
@@ -69,6 +69,40 @@ def test_scheduler_state_round_trips_weights_only() -> None:
     opt2.load_state_dict(blob["opt"])
     sched2.load_state_dict(blob["sched"])
     assert _lrs(opt, sched, 20) == _lrs(opt2, sched2, 20)
+
+
+NNUNET_CFG = {
+    "iterations_per_epoch": 10,
+    "optimizer": {"name": "sgd", "lr": 1e-2, "weight_decay": 3e-5},
+    "scheduler": {"name": "poly", "warmup_epochs": 0, "t_max_epochs": 5},
+}
+
+
+def test_sgd_nesterov_with_poly_decay_follows_nnunet() -> None:
+    """nnU-Net's recipe (issue 28): SGD, Nesterov momentum 0.99, lr * (1 - t/T)^0.9, 0 at T and after."""
+    opt = build_optimizer(torch.nn.Linear(2, 2).parameters(), NNUNET_CFG)
+    assert isinstance(opt, torch.optim.SGD)
+    group = opt.param_groups[0]
+    assert group["nesterov"] and group["momentum"] == 0.99 and group["weight_decay"] == 3e-5
+    lrs = _lrs(opt, build_scheduler(opt, NNUNET_CFG), 60)
+    assert lrs[0] == pytest.approx(1e-2)
+    assert lrs[25] == pytest.approx(1e-2 * (1 - 25 / 50) ** 0.9, rel=1e-6)
+    assert lrs[50] == 0 and lrs[59] == 0
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_poly_after_a_warm_up_and_bad_settings_are_named() -> None:
+    cfg = {**NNUNET_CFG, "scheduler": {"name": "poly", "warmup_epochs": 1, "t_max_epochs": 5, "exponent": 2.0}}
+    opt = build_optimizer(torch.nn.Linear(2, 2).parameters(), cfg)
+    lrs = _lrs(opt, build_scheduler(opt, cfg), 70)
+    assert max(lrs) == pytest.approx(1e-2) and lrs[0] < 1e-4  # warm-up from (nearly) zero
+    assert lrs[10 + 25] == pytest.approx(1e-2 * (1 - 25 / 50) ** 2.0, rel=1e-6)  # T counted after the warm-up
+    with pytest.raises(ValueError, match="momentum"):
+        build_optimizer(torch.nn.Linear(2, 2).parameters(), {"optimizer": {"name": "sgd", "momentum": 1.5}})
+    with pytest.raises(ValueError, match="exponent"):
+        build_scheduler(opt, {"iterations_per_epoch": 10, "scheduler": {"name": "poly", "exponent": 0}})
+    with pytest.raises(ValueError, match="sgd"):  # an unknown optimiser lists the known ones
+        build_optimizer(torch.nn.Linear(2, 2).parameters(), {"optimizer": {"name": "adam"}})
 
 
 def test_rng_state_round_trip() -> None:

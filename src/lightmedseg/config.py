@@ -78,22 +78,34 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    """``train.optimizer``: AdamW with the paper's settings (Section 4)."""
+    """``train.optimizer``: AdamW with the paper's settings (Section 4), or SGD with Nesterov momentum
+    (nnU-Net's recipe, issue 28: ``{name: sgd, lr: 1.0e-2, weight_decay: 3.0e-5}`` with the ``poly`` schedule).
 
-    name: Literal["adamw"] = "adamw"
+    ``betas`` apply to AdamW only, ``momentum`` and ``nesterov`` to SGD only.
+    """
+
+    name: Literal["adamw", "sgd"] = "adamw"
     lr: float = 2.0e-4
     weight_decay: float = 1.0e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.99  # nnU-Net's SGD momentum
+    nesterov: bool = True
 
 
 @dataclass
 class SchedulerConfig:
-    """``train.scheduler``: linear warm-up, then cosine annealing, stepped per iteration."""
+    """``train.scheduler``: linear warm-up, then cosine annealing (``warmup_cosine``, the paper's) or polynomial
+    decay ``lr * (1 - t / T)^exponent`` (``poly``, nnU-Net's), stepped per iteration; ``t_max_epochs`` is T,
+    counted from the end of the warm-up.
 
-    name: Literal["warmup_cosine"] = "warmup_cosine"
+    ``eta_min`` applies to the cosine only, ``exponent`` to poly only.
+    """
+
+    name: Literal["warmup_cosine", "poly"] = "warmup_cosine"
     warmup_epochs: float = 5
     t_max_epochs: float = 100
     eta_min: float = 1.0e-9
+    exponent: float = 0.9  # nnU-Net's poly exponent
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the paper's Section 4, built from ``config["train"]``.
+"""Optimiser and learning-rate schedule of the paper's Section 4 (or nnU-Net's), built from ``config["train"]``.
 
 AdamW (lr 2e-4, weight decay 1e-5, betas 0.9/0.999) and a short linear warm-up followed by cosine annealing
 (T_max = 100 epochs, eta_min = 1e-9), stepped once per **iteration** so the warm-up is smooth even when it
@@ -6,6 +6,10 @@ lasts one epoch. Epoch quantities are converted with ``train.iterations_per_epoc
 PyTorch's own ``LinearLR`` -> ``CosineAnnealingLR`` chained by ``SequentialLR``; after T_max the cosine
 continues periodically (rises back towards the base lr), exactly as ``CosineAnnealingLR`` does when a run
 is longer than T_max (300 epochs with T_max = 100 in the paper).
+
+nnU-Net's recipe, for paired comparisons (issue 28): SGD with Nesterov momentum 0.99 and the ``poly`` schedule
+``lr * (1 - t / T)^0.9`` (PyTorch's ``PolynomialLR``), T = ``t_max_epochs``; the lr stays at 0 after T. Both schedules count T from the
+end of the warm-up.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, PolynomialLR, SequentialLR
 
 from lightmedseg.config import TrainConfig, section_defaults
 
@@ -22,24 +26,39 @@ WARMUP_START_FACTOR = 1e-3
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], train_cfg: dict) -> torch.optim.Optimizer:
-    """AdamW from ``train.optimizer`` ({name: adamw, lr, weight_decay, betas}; defaults in lightmedseg.config)."""
+    """AdamW or SGD+Nesterov from ``train.optimizer`` (fields and defaults in lightmedseg.config.OptimizerConfig)."""
     cfg = section_defaults("train.optimizer", train_cfg.get("optimizer"))
-    lr, wd, betas = float(cfg["lr"]), float(cfg["weight_decay"]), tuple(float(b) for b in cfg["betas"])
-    if lr <= 0 or len(betas) != 2:
-        raise ValueError(f"train.optimizer: need lr > 0 and two betas, got lr={lr}, betas={list(betas)}")
+    lr, wd = float(cfg["lr"]), float(cfg["weight_decay"])
+    if lr <= 0:
+        raise ValueError(f"train.optimizer.lr must be > 0, got {lr}")
+    if cfg["name"] == "sgd":
+        momentum = float(cfg["momentum"])
+        if not 0 <= momentum < 1:
+            raise ValueError(f"train.optimizer.momentum must be in [0, 1), got {momentum}")
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum,  # type: ignore[arg-type]
+                               nesterov=bool(cfg["nesterov"]) and momentum > 0)
+    betas = tuple(float(b) for b in cfg["betas"])
+    if len(betas) != 2:
+        raise ValueError(f"train.optimizer.betas: need two betas, got {list(betas)}")
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)  # type: ignore[arg-type]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> LRScheduler:
-    """Per-iteration warm-up + cosine schedule from ``train.scheduler`` and ``train.iterations_per_epoch``."""
+    """Per-iteration warm-up + cosine or poly schedule from ``train.scheduler`` and ``train.iterations_per_epoch``."""
     cfg = section_defaults("train.scheduler", train_cfg.get("scheduler"))
     iters = int(train_cfg.get("iterations_per_epoch", TrainConfig.iterations_per_epoch))
     if iters < 1:
         raise ValueError(f"train.iterations_per_epoch must be >= 1, got {iters}")
     warmup = int(round(float(cfg["warmup_epochs"]) * iters))
     t_max = max(1, int(round(float(cfg["t_max_epochs"]) * iters)))
-    cosine = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=float(cfg["eta_min"]))
+    if cfg["name"] == "poly":
+        exponent = float(cfg["exponent"])
+        if exponent <= 0:
+            raise ValueError(f"train.scheduler.exponent must be > 0, got {exponent}")
+        decay: LRScheduler = PolynomialLR(optimizer, total_iters=t_max, power=exponent)
+    else:
+        decay = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=float(cfg["eta_min"]))
     if warmup <= 0:
-        return cosine
+        return decay
     warm = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, end_factor=1.0, total_iters=warmup)
-    return SequentialLR(optimizer, schedulers=[warm, cosine], milestones=[warmup])
+    return SequentialLR(optimizer, schedulers=[warm, decay], milestones=[warmup])
