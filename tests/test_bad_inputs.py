@@ -574,6 +574,16 @@ def test_merge_resumed_config_rules():
     with pytest.raises(ConfigError, match=r"train.optimizer .*start a new run"):
         merge_resumed_config(stored, {"train": {"optimizer": {"lr": 1e-2}}}, explicit=["train.optimizer"])
     assert merge_resumed_config(stored, {"train": {"optimizer": {"lr": 1e-3}}}, explicit=[])["train"]["epochs"] == 2
+    # a key added to the schema after the run was stored resumes as its default, not as a change
+    from lightmedseg.config import load_config
+
+    given = load_config("acdc")
+    older = {s: {k: (dict(v) if isinstance(v, dict) else v) for k, v in given[s].items()} for s in ("model", "data", "train")}
+    del older["train"]["loss"]["class_emphasis"], older["train"]["optimizer"]["momentum"]
+    assert merge_resumed_config(older, given, explicit=[])["train"]["loss"] == older["train"]["loss"]
+    with pytest.raises(ConfigError, match="class_emphasis"):  # a real change of it is still refused
+        changed = load_config("acdc", overrides=["train.loss.class_emphasis=[1,2,1,1]"])
+        merge_resumed_config(older, changed, explicit=[])
 
 
 def test_dicom_output_name_is_refused_not_made_a_folder(tmp_path, capsys, model1):

@@ -173,3 +173,16 @@ def test_separable_cube_max_equals_max_pool3d() -> None:
     x = torch.randn(2, 3, 9, 11, 7)
     for r in (1, 2, 3):
         assert torch.equal(cube_max(x, r), F.max_pool3d(x, 2 * r + 1, 1, r))
+
+
+def test_class_emphasis_scales_one_class_in_every_term() -> None:
+    """Issue 28's emphasis on a hard class: fixed factors times the inverse-frequency w_c, in all three terms."""
+    torch.manual_seed(0)
+    t = torch.randint(0, 4, (2, 1, 8, 8, 8))
+    logits = torch.randn(2, 4, 8, 8, 8)
+    plain, rv = LightMedSegLoss(4), LightMedSegLoss(4, class_emphasis=[1, 3, 1, 1])
+    assert torch.allclose(rv.class_weights(t), plain.class_weights(t) * torch.tensor([1.0, 3.0, 1.0, 1.0]))
+    assert not torch.isclose(rv(logits, t), plain(logits, t))
+    assert torch.isclose(LightMedSegLoss(4, class_emphasis=[2, 2, 2, 2])(logits, t), plain(logits, t))  # scale-free
+    with pytest.raises(ValueError, match="4 positive factors"):
+        LightMedSegLoss(4, class_emphasis=[1, 0, 1, 1])

@@ -25,6 +25,8 @@ the weights and the masked BCE are new code (no library offers them).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
@@ -85,6 +87,8 @@ class LightMedSegLoss(nn.Module):
         dice, ce, boundary: weights of the three terms (1, 1, 0.5 in the paper).
         boundary_dilation: radius d of the l-infinity dilation of the class boundaries (3).
         class_weighting: ``inverse_frequency`` (paper) or ``none`` (all w_c = 1, for ablations).
+        class_emphasis: optional fixed factors, one per class, multiplied into the w_c of every term (issue 28's
+            emphasis on a hard class, e.g. ``[1, 2, 1, 1]`` doubles ACDC's RV); None: all 1 (the paper).
 
     ``forward(logits, target)`` takes logits (B, N_cls, *S) and class indices (B, 1, *S) and returns the
     total loss; the last terms are kept in :attr:`last_terms` (detached tensors) for logging.
@@ -98,10 +102,16 @@ class LightMedSegLoss(nn.Module):
         boundary: float = 0.5,
         boundary_dilation: int = 3,
         class_weighting: str = "inverse_frequency",
+        class_emphasis: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if class_weighting not in ("inverse_frequency", "none"):
             raise ValueError(f"loss.class_weighting must be 'inverse_frequency' or 'none', got {class_weighting!r}")
+        if class_emphasis is not None and (len(class_emphasis) != num_classes
+                                           or any(not float(f) > 0 for f in class_emphasis)):
+            raise ValueError(f"loss.class_emphasis must be {num_classes} positive factors (one per class), "
+                             f"got {list(class_emphasis)}")
+        self.emphasis = None if class_emphasis is None else torch.tensor([float(f) for f in class_emphasis])
         if boundary_dilation < 0:
             raise ValueError(f"loss.boundary_dilation must be >= 0, got {boundary_dilation}")
         self.num_classes = int(num_classes)
@@ -117,16 +127,19 @@ class LightMedSegLoss(nn.Module):
     def from_config(cls, num_classes: int, loss_cfg: dict | None) -> "LightMedSegLoss":
         """Build from the ``train.loss`` section of a preset."""
         cfg = dict(loss_cfg or {})
-        known = {"dice", "ce", "boundary", "boundary_dilation", "class_weighting"}
+        known = {"dice", "ce", "boundary", "boundary_dilation", "class_weighting", "class_emphasis"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise ValueError(f"train.loss: unknown keys {unknown}; expected some of {sorted(known)}")
         return cls(num_classes, **cfg)
 
     def class_weights(self, target: torch.Tensor) -> torch.Tensor:
+        """w_c of Eq. 22 for this batch, times the fixed ``class_emphasis`` when one is set."""
         if self.class_weighting == "none":
-            return torch.ones(self.num_classes, device=target.device)
-        return inverse_frequency_weights(target, self.num_classes).to(target.device)
+            w = torch.ones(self.num_classes, device=target.device)
+        else:
+            w = inverse_frequency_weights(target, self.num_classes).to(target.device)
+        return w if self.emphasis is None else w * self.emphasis.to(target.device)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.shape[1] != self.num_classes:

@@ -57,7 +57,8 @@ def merge_resumed_config(stored: dict, given: dict | None, explicit: Collection[
     for key in RESUME_OVERRIDABLE:
         if key in given_train and key in chosen:
             out["train"][key] = given_train[key]
-    changed = [(f"{section}.{key}", old, new) for section, key, old, new in _differences(stored, given or {})
+    changed = [(f"{section}.{key}", old, new) for section, key, old, new in _differences(_with_defaults(stored),
+                                                                                         given or {})
                if not (section == "train" and key in chosen and key in RESUME_OVERRIDABLE)]
     if changed:
         detail = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changed[:6])
@@ -69,6 +70,15 @@ def merge_resumed_config(stored: dict, given: dict | None, explicit: Collection[
                if budget else "")
             + ("; other keys cannot change on resume (start a new run)" if len(budget) < len(changed) else ""))
     return out
+
+
+def _with_defaults(stored: dict) -> dict:
+    """``stored`` completed with today's schema defaults, for comparison only: a key added to the schema after the
+    run was stored (e.g. ``train.loss.class_emphasis``) counts as its default, not as a change on resume."""
+    try:
+        return validate_config(stored, strict=False, fill=True)
+    except (ConfigError, ValueError, TypeError):
+        return stored  # compared as stored; the run's own checks name what is wrong
 
 
 def _differences(stored: dict, given: dict) -> list[tuple[str, str, object, object]]:
