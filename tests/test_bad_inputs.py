@@ -740,9 +740,10 @@ def test_a_rank_waiting_for_its_peers_stops_on_a_signal(tmp_path, capsys, datase
     never = threading.Event()
 
     def peer_never_comes(*args, **kwargs):  # the rendezvous blocks (in C++ in reality) until the timeout
-        # The signal comes once the rank is waiting (not after a wall-clock delay, which raced with a slow
-        # set-up on a loaded CI machine): sent from the rendezvous thread, handled by the main thread.
-        os.kill(os.getpid(), getattr(signal, sig))
+        # The signal comes once the rank is waiting, addressed to the main thread: a process-directed
+        # os.kill may land on any thread of this test process, including the native worker threads that
+        # earlier tests' engines (OpenVINO) left behind, and that crashed pytest with SIGSEGV now and then.
+        signal.pthread_kill(threading.main_thread().ident, getattr(signal, sig))
         if not never.wait(120):
             raise RuntimeError("DistStoreError: timed out")
 
