@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("/work/nnunet"), help="nnU-Net's folders (outside the repo)")
     parser.add_argument("--split", type=Path, default=SPLIT_FILE, help="our split JSON (train/validation used)")
     args = parser.parse_args(argv)
-    raw = make_raw(args.data, args.root, args.split)
+    try:
+        raw = make_raw(args.data, args.root, args.split)
+    except (OSError, ValueError, KeyError) as exc:  # a missing file or folder, a malformed split or dataset.json
+        print(f"make_raw: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     n = len(list((raw / "imagesTr").iterdir()))
     print(f"{raw}: {n} images linked; splits_final.json fold 0 = our train / validation")
     return 0

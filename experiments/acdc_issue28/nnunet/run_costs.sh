@@ -51,11 +51,11 @@ for step in "${STEPS[@]}"; do
       in="$NNUNET_ROOT/predict_in"; rm -rf "$in" "$NNUNET_ROOT"/predict_out_*; mkdir -p "$in"
       for c in $CASES; do ln -s "$nnUNet_raw/$DATASET/imagesTr/${c}_0000.nii.gz" "$in/"; done
       for tta in "" "--disable_tta"; do
-        out="$NNUNET_ROOT/predict_out_${tta:-tta}"
+        name=tta; [ -n "$tta" ] && name=no_tta
         /usr/bin/time -f "nnUNetv2_predict $tta: %e s wall for $(echo $CASES | wc -w) volumes" \
-          "$PY" "$HERE/one_thread.py" predict -i "$in" -o "$out" -d 27 -c 3d_fullres -f 0 \
-          -chk checkpoint_untrained.pth -device cpu -npp 1 -nps 1 $tta > "$LOGS/cli_predict${tta}.log" 2>&1
-        tail -1 "$LOGS/cli_predict${tta}.log"
+          "$PY" "$HERE/one_thread.py" predict -i "$in" -o "$NNUNET_ROOT/predict_out_$name" -d 27 -c 3d_fullres \
+          -f 0 -chk checkpoint_untrained.pth -device cpu -npp 1 -nps 1 $tta > "$LOGS/cli_predict_$name.log" 2>&1
+        tail -1 "$LOGS/cli_predict_$name.log"
       done ;;
     *) echo "unknown step: $step (install raw plan train predict cli)" >&2; exit 2 ;;
   esac
