@@ -221,9 +221,11 @@ class AmpPolicy:
 def amp_policy(amp: str | bool | None, device: torch.device) -> AmpPolicy:
     """Resolve ``train.amp`` (auto | bf16 | fp16 | none) for ``device``.
 
-    CPU: ``auto`` = fp32: measured on an AVX512-BF16/AMX CPU (docs/benchmarks.md, CPU speed), a bf16
-    training step was several times slower than the fp32 fast path (bf16 backward of the depthwise and
-    grouped 3D convolutions has no fast kernel); ``bf16`` still selects bf16 autocast. ``fp16`` is refused.
+    CPU: ``auto`` = fp32. On an AVX512-BF16/AMX Xeon (docs/performance.md, "Training step: profile") a bf16
+    autocast step of the fast path was 1.76x slower than fp32 with torch's kernels (oneDNN's bf16 backward of
+    depthwise convs and channels-last group norms is slow); with lightmedseg.fast.autograd's backwards it is
+    within a few percent of fp32 (measured 0.96x-1.0x, loaded machine), not a clear win, so fp32 stays the
+    default and no learning-curve check for bf16 was needed. ``bf16`` still selects bf16 autocast. ``fp16`` is refused.
     CUDA: ``auto`` = bf16 when the GPU supports it, else fp16 with a GradScaler.
     """
     choice = "none" if amp in (None, False, "off", "false") else ("auto" if amp is True else str(amp).lower())
