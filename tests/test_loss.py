@@ -173,3 +173,21 @@ def test_separable_cube_max_equals_max_pool3d() -> None:
     x = torch.randn(2, 3, 9, 11, 7)
     for r in (1, 2, 3):
         assert torch.equal(cube_max(x, r), F.max_pool3d(x, 2 * r + 1, 1, r))
+
+
+def test_boundary_band_equals_max_pool_definition() -> None:
+    """The shifted-maximum band on integer labels is the max_pool3d definition on float labels, voxel for voxel."""
+    import torch.nn.functional as F
+
+    from lightmedseg.training.loss import _cube_reduce
+
+    torch.manual_seed(0)
+    for classes in (2, 4, 300):  # 300: labels beyond int8
+        t = torch.randint(0, classes, (2, 1, 5, 9, 7))
+        f = t.float()
+        edges = F.max_pool3d(f, 3, 1, 1) != -F.max_pool3d(-f, 3, 1, 1)
+        for r in (0, 1, 3):
+            ref = edges if r == 0 else F.max_pool3d(edges.float(), 2 * r + 1, 1, r) > 0
+            assert torch.equal(boundary_band(t, r), ref)
+    x = torch.randint(-5, 5, (1, 2, 4, 6, 5), dtype=torch.int16)
+    assert torch.equal(_cube_reduce(x, 1, take_max=False).float(), -F.max_pool3d(-x.float(), 3, 1, 1))
