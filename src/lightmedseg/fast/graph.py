@@ -201,7 +201,7 @@ def _conv_norm_act(x: torch.Tensor, block: nn.Sequential, inplace: bool) -> torc
 
 def _se_scale(se: SqueezeExcite3d, x: torch.Tensor) -> torch.Tensor:
     """The B x C excitation of Eq. 10 (not yet applied)."""
-    squeeze = x.float().mean(dim=(2, 3, 4))
+    squeeze = x.mean(dim=(2, 3, 4), dtype=torch.float32)  # no full-size float copy of bf16 x
     return torch.sigmoid(F.linear(F.silu(F.linear(squeeze, se.w1.weight.float())), se.w2.weight.float()))
 
 
@@ -239,7 +239,7 @@ def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool)
         h = x
         for conv, norm in det.conv_blocks:
             h = _norm_act(_layout(_conv(h, conv), channels_last), norm, inplace)
-        descriptor = h.float().mean(dim=(2, 3, 4))
+        descriptor = h.mean(dim=(2, 3, 4), dtype=torch.float32)
         anchors = torch.sigmoid(det.mlp(descriptor)).view(x.shape[0], det.num_anchors, 3)
     texture = None
     features = f0

@@ -221,11 +221,12 @@ class AmpPolicy:
 def amp_policy(amp: str | bool | None, device: torch.device) -> AmpPolicy:
     """Resolve ``train.amp`` (auto | bf16 | fp16 | none) for ``device``.
 
-    CPU: ``auto`` = fp32. On an AVX512-BF16/AMX Xeon (docs/performance.md, "Training step: profile") a bf16
-    autocast step of the fast path was 1.76x slower than fp32 with torch's kernels (oneDNN's bf16 backward of
-    depthwise convs and channels-last group norms is slow); with lightmedseg.fast.autograd's backwards it is
-    within a few percent of fp32 (measured 0.96x-1.0x, loaded machine), not a clear win, so fp32 stays the
-    default and no learning-curve check for bf16 was needed. ``bf16`` still selects bf16 autocast. ``fp16`` is refused.
+    CPU: ``auto`` = fp32. On an AVX512-BF16 + AMX Xeon (docs/performance.md, "Training step: profile and
+    levers") a bf16 autocast step of the fast path was 1.8-1.9x slower than fp32 with torch's kernels (oneDNN's
+    bf16 backward of depthwise convs and channels-last group norms); with :mod:`lightmedseg.fast.autograd` it
+    is on par with fp32 (0.94x-1.00x in three interleaved runs) and a paired 150-step run gave the same loss
+    curve (within 0.15%), but a tie does not justify changing the default. ``bf16`` still selects bf16
+    autocast; ``fp16`` is refused.
     CUDA: ``auto`` = bf16 when the GPU supports it, else fp16 with a GradScaler.
     """
     choice = "none" if amp in (None, False, "off", "false") else ("auto" if amp is True else str(amp).lower())
