@@ -100,3 +100,28 @@ def test_depthwise_conv3d_falls_back_where_it_does_not_apply() -> None:
         y = depthwise_conv3d(x, w, None, stride, pad, (1, 1, 1), groups)
         assert "DepthwiseConv3d" not in type(y.grad_fn).__name__
         torch.testing.assert_close(y, F.conv3d(x, w, None, stride, pad, 1, groups))
+
+
+def test_pointwise_convs_route_to_a_gemm_in_float32_training_only() -> None:
+    """fp32 1x1x1 convs under autograd run as F.linear on the channels-last view: same values and gradients."""
+    from lightmedseg.fast import graph
+
+    torch.manual_seed(5)
+    x = torch.randn(2, 6, 3, 5, 4).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    w = torch.randn(3, 6, 1, 1, 1, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    y = graph._conv_op(x, w, b)
+    assert "Conv" not in type(y.grad_fn).__name__  # the GEMM route
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    ref = F.conv3d(x, w, b)
+    torch.testing.assert_close(y, ref)
+    go = torch.randn_like(ref)
+    for g, r in zip(torch.autograd.grad(y, (x, w, b), go), torch.autograd.grad(ref, (x, w, b), go)):
+        torch.testing.assert_close(g, r)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: oneDNN's conv stays
+        assert "Convolution" in type(graph._conv_op(x, w, b).grad_fn).__name__
+    token = graph._TRAIN_KERNELS.set(False)
+    try:
+        assert "Convolution" in type(graph._conv_op(x, w, b).grad_fn).__name__
+    finally:
+        graph._TRAIN_KERNELS.reset(token)
