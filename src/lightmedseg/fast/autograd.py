@@ -12,7 +12,9 @@ obtained differs, each chosen because it measured faster on an AVX512-BF16 + AMX
   reductions and one affine map. Torch's group-norm kernels are 2-9x slower on channels-last input than
   on contiguous input; reductions and elementwise ops run at memory speed in any layout. Only the input is
   saved; the normalised tensor and the activation are recomputed in backward (cheap, memory-bound).
-  Statistics are float32 whatever the activation dtype.
+  Statistics are float32 whatever the activation dtype; the variance is E[x^2] - mean^2, accurate while a
+  group's |mean| is not orders of magnitude above its std (true of the conv outputs it normalises here;
+  torch's Welford-style kernel would be the safer choice for arbitrary inputs).
 """
 
 from __future__ import annotations
