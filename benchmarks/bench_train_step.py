@@ -1,9 +1,13 @@
 """Seconds per training step on this CPU: LightMedSeg (a preset's network, fast path) vs MONAI's UNet with the
-same strides, batch 2 at 16 x 160 x 160 (the ACDC recipe), fp32, in one process, interleaved, medians.
+same strides, batch 2 at 16 x 160 x 160 (the ACDC recipe), in one process, interleaved, medians.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_step.py --threads 1 [--preset acdc] [--steps 8]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_step.py --threads 1 [--preset acdc] [--steps 8] \
+        [--amp none bf16] [--torch-kernels]
 
-Prints one JSON object; used for the per-CPU-hour comparison in docs/results.md. Run on an idle machine.
+``--amp``: the precisions to time (``bf16`` = ``torch.autocast(cpu, bfloat16)`` around forward and loss, as
+``train.amp=bf16`` does); every configuration runs interleaved in the same process, so the ratios hold on a
+loaded machine. ``--torch-kernels`` adds rows of the fast path without the hand-written backwards of
+``lightmedseg.fast.autograd`` (the before/after ratio). Prints one JSON object (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 from lightmedseg.fast import fast_train_forward
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss
+from lightmedseg.training.runtime import amp_policy, autocast
 
 
-def make_step(config: dict, fast: bool, batch: int, size: tuple[int, int, int]):
+def make_step(config: dict, fast: bool, batch: int, size: tuple[int, int, int], amp: str = "none",
+              train_kernels: bool = True):
+    """A closure running one timed training step (forward, Eq. 22 loss, backward, AdamW); returns its seconds."""
     torch.manual_seed(0)
     model = build_model(config)
-    net = fast_train_forward(model) if fast else model
+    net = fast_train_forward(model, train_kernels=train_kernels) if fast else model
     net.train()
     loss_fn = DeepSupervisionLoss(LightMedSegLoss(int(config["model"]["num_classes"])))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -35,7 +42,8 @@ def make_step(config: dict, fast: bool, batch: int, size: tuple[int, int, int]):
 
     def step() -> float:
         t0 = time.perf_counter()
-        loss = loss_fn(net(x), y)
+        with autocast(torch.device("cpu"), amp_policy(amp, torch.device("cpu")).dtype):
+            loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -60,12 +68,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--amp", nargs="+", default=["none"], choices=["none", "bf16"])
+    parser.add_argument("--torch-kernels", action="store_true",
+                        help="also time the fast path with torch's own depthwise-conv / group-norm backwards")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = tuple(load_config(args.preset)["data"]["patch_size"])
     lms = load_config(args.preset)
     unet = load_config(args.preset, overrides=["model.architecture=unet", "model.deep_supervision=0"])
-    steps = {"lightmedseg_fast": make_step(lms, True, args.batch, size), "unet": make_step(unet, False, args.batch, size)}
+    steps = {}
+    for amp in args.amp:
+        steps[f"lightmedseg_fast_{amp}"] = make_step(lms, True, args.batch, size, amp)
+        if args.torch_kernels:
+            steps[f"lightmedseg_fast_torchkernels_{amp}"] = make_step(lms, True, args.batch, size, amp, False)
+        steps[f"unet_{amp}"] = make_step(unet, False, args.batch, size, amp)
     for fn in steps.values():  # warm-up (oneDNN primitive creation)
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in steps}
@@ -76,7 +92,11 @@ def main() -> None:
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "cpu": cpu_name(), "threads": args.threads, "preset": args.preset,
         "batch": args.batch, "size": list(size), "s_per_step_median": {k: round(v, 3) for k, v in med.items()},
-        "unet_steps_per_lightmedseg_step": round(med["lightmedseg_fast"] / med["unet"], 2),
+        "amp": args.amp, "torch_kernels": args.torch_kernels,
+        "lightmedseg_over_unet": {f"{a}/{b}": round(med[f"lightmedseg_fast_{a}"] / med[f"unet_{b}"], 2)
+                                  for a in args.amp for b in args.amp},
+        "command": "OMP_NUM_THREADS=%d python benchmarks/bench_train_step.py --threads %d --steps %d --amp %s%s" % (
+            args.threads, args.threads, args.steps, " ".join(args.amp), " --torch-kernels" if args.torch_kernels else ""),
     }))
 
 

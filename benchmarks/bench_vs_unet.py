@@ -8,7 +8,7 @@ Two tables, each configuration measured the way a user runs it:
   picks for a model file (so this table follows the product, whatever the conversion route is);
   argmax agreement with the fp32 reference forward is printed beside each LightMedSeg row.
 * **training step** (forward, Eq. 22 loss, backward, AdamW): the ``acdc`` preset's network on its training
-  path (``train.fast``) vs the UNet with the same strides, batch 2 x 1 x 16 x 160 x 160, fp32, 1 and 2
+  path (``train.fast``) vs the UNet with the same strides, batch 2 x 1 x 16 x 160 x 160, fp32 and bf16, 1 and 2
   threads; both models in ONE process, interleaved, so load from elsewhere hits them alike
   (``benchmarks/bench_train_step.py`` does the stepping).
 
@@ -160,16 +160,20 @@ def run_predict(threads: int, repeats: int) -> dict[str, dict]:
     return results
 
 
+TRAIN_AMPS = ("none", "bf16")  # fp32 and bf16 autocast rows of the training table, timed interleaved in one process
+
+
 def run_train(threads: int, steps: int) -> dict:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py"), "--threads", str(threads),
-                           "--steps", str(steps)], capture_output=True, text=True, cwd=ROOT,
+                           "--steps", str(steps), "--amp", *TRAIN_AMPS], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     med = out["s_per_step_median"]
-    print(f"  {threads} thread(s): LightMedSeg {med['lightmedseg_fast']:.2f} s, UNet {med['unet']:.2f} s, "
-          f"ratio {out['unet_steps_per_lightmedseg_step']:.2f}", flush=True)
+    for amp in TRAIN_AMPS:
+        print(f"  {threads} thread(s), amp={amp}: LightMedSeg {med[f'lightmedseg_fast_{amp}']:.2f} s, "
+              f"UNet {med[f'unet_{amp}']:.2f} s, ratio {out['lightmedseg_over_unet'][f'{amp}/{amp}']:.2f}", flush=True)
     return out
 
 
@@ -185,11 +189,21 @@ def section(predict: dict, train: list[dict], threads: int, repeats: int, when: 
             agree = f"{100 * r['agreement']:.2f}%" if r["agreement"] is not None else "-"
             lines.append(f"| {PREDICT[name]} | {r['median_s']:.3f} | {ratio} | {agree} |")
         lines.append("")
-    for t in train:
-        med = t["s_per_step_median"]
-        lines.append(f"Training step, `{t['preset']}` network (fast path) vs UNet with the same strides, batch "
-                     f"{t['batch']} x 1 x {' x '.join(map(str, t['size']))}, fp32, {t['threads']} thread(s), interleaved: "
-                     f"**{med['lightmedseg_fast']:.2f} s vs {med['unet']:.2f} s ({t['unet_steps_per_lightmedseg_step']:.2f}x)**.")
+    if train:
+        t0 = train[0]
+        lines += [f"Training step, `{t0['preset']}` network (fast path) vs UNet with the same strides, batch "
+                  f"{t0['batch']} x 1 x {' x '.join(map(str, t0['size']))}, all rows of one thread count interleaved "
+                  "in one process:", "",
+                  "| threads | precision | LightMedSeg s | UNet s | LightMedSeg / UNet (same precision) | "
+                  "LightMedSeg / fastest UNet |", "|---:|---|---:|---:|---:|---:|"]
+        for t in train:
+            med = t["s_per_step_median"]
+            best = min(med[f"unet_{a}"] for a in TRAIN_AMPS)
+            for amp in TRAIN_AMPS:
+                lms = med[f"lightmedseg_fast_{amp}"]
+                lines.append(f"| {t['threads']} | {'fp32' if amp == 'none' else 'bf16 autocast'} | {lms:.2f} | "
+                             f"{med[f'unet_{amp}']:.2f} | {t['lightmedseg_over_unet'][f'{amp}/{amp}']:.2f}x | "
+                             f"{lms / best:.2f}x |")
     return "\n".join(lines) + "\n"
 
 

@@ -186,3 +186,21 @@ def test_class_emphasis_scales_one_class_in_every_term() -> None:
     assert torch.isclose(LightMedSegLoss(4, class_emphasis=[2, 2, 2, 2])(logits, t), plain(logits, t))  # scale-free
     with pytest.raises(ValueError, match="4 positive factors"):
         LightMedSegLoss(4, class_emphasis=[1, 0, 1, 1])
+
+
+def test_boundary_band_equals_max_pool_definition() -> None:
+    """The shifted-maximum band on integer labels is the max_pool3d definition on float labels, voxel for voxel."""
+    import torch.nn.functional as F
+
+    from lightmedseg.training.loss import _cube_reduce
+
+    torch.manual_seed(0)
+    for classes in (2, 4, 300):  # 300: labels beyond int8
+        t = torch.randint(0, classes, (2, 1, 5, 9, 7))
+        f = t.float()
+        edges = F.max_pool3d(f, 3, 1, 1) != -F.max_pool3d(-f, 3, 1, 1)
+        for r in (0, 1, 3):
+            ref = edges if r == 0 else F.max_pool3d(edges.float(), 2 * r + 1, 1, r) > 0
+            assert torch.equal(boundary_band(t, r), ref)
+    x = torch.randint(-5, 5, (1, 2, 4, 6, 5), dtype=torch.int16)
+    assert torch.equal(_cube_reduce(x, 1, take_max=False).float(), -F.max_pool3d(-x.float(), 3, 1, 1))

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act
 from lightmedseg.fast.folding import (
     axis_ramps,
     compose_pointwise,
@@ -134,15 +135,28 @@ NORM_FORMS = ("fused", "reduce")
 _NORM_FORM: contextvars.ContextVar[str] = contextvars.ContextVar("lightmedseg_fast_norm_form", default="fused")
 
 
-def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+# Set by fast_logits for one call: whether training (autograd) runs the depthwise convs and group norms through
+# lightmedseg.fast.autograd's hand-written backwards (issue 25; docs/performance.md has the measured ratios).
+_TRAIN_KERNELS: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_train_kernels", default=True)
+
+
+def _use_train_kernels(x: torch.Tensor) -> bool:
+    return _TRAIN_KERNELS.get() and torch.is_grad_enabled() and x.dim() == 5
+
+
+def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                silu: bool = False) -> torch.Tensor:
     """GN_g(x) (Section 3.1's GN_4), in the form :data:`_NORM_FORM` says.
 
     The "reduce" form keeps every full-size op elementwise or a reduction over the spatial axes: per-channel
     means, their group averages (a B x C x 1 x 1 x 1 tensor), then the same for the centred squares, and one
     per-channel scale and shift. Mathematically GN itself; float rounding differs (~1e-4 on logits).
     """
+    if _NORM_FORM.get() == "fused" and _use_train_kernels(x) and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return group_norm_act(x, num_groups, weight, bias, eps, silu)
     if _NORM_FORM.get() == "fused":
-        return F.group_norm(x, num_groups, weight.to(x.dtype), bias.to(x.dtype), eps)
+        y = F.group_norm(x, num_groups, weight.to(x.dtype), bias.to(x.dtype), eps)
+        return F.silu(y, inplace=not y.requires_grad) if silu else y
     b, c = x.shape[:2]
 
     def group_mean(t: torch.Tensor) -> torch.Tensor:  # B x C per-channel values -> each channel's group average
@@ -150,7 +164,8 @@ def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor, bias: to
 
     centred = x - group_mean(x.mean(dim=(2, 3, 4)))[:, :, None, None, None]
     scale = torch.rsqrt(group_mean((centred * centred).mean(dim=(2, 3, 4))) + eps) * weight.to(x.dtype)
-    return torch.addcmul(bias.to(x.dtype)[None, :, None, None, None], centred, scale[:, :, None, None, None])
+    y = torch.addcmul(bias.to(x.dtype)[None, :, None, None, None], centred, scale[:, :, None, None, None])
+    return F.silu(y) if silu else y
 
 
 def _conv(x: torch.Tensor, conv: nn.Conv3d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,8 +173,27 @@ def _conv(x: torch.Tensor, conv: nn.Conv3d, weight: torch.Tensor | None = None, 
         x = x.contiguous(memory_format=torch.channels_last_3d)
     w = conv.weight if weight is None else weight
     b = conv.bias if bias is None else bias
-    y = F.conv3d(x, w.to(x.dtype), None if b is None else b.to(x.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
-    return _cl_grad(y)
+    b = None if b is None else b.to(x.dtype)
+    return _cl_grad(_conv_op(x, w.to(x.dtype), b, conv.stride, conv.padding, conv.dilation, conv.groups))
+
+
+def _conv_op(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride=(1, 1, 1), padding=(0, 0, 0),
+             dilation=(1, 1, 1), groups: int = 1) -> torch.Tensor:
+    """``F.conv3d``, routed (training only, :data:`_TRAIN_KERNELS`) to the faster equivalent where one was measured:
+
+    * depthwise: :func:`lightmedseg.fast.autograd.depthwise_conv3d`;
+    * 1x1x1, float32 outside autocast, channels-last: ``F.linear`` on the channels-last view, a plain GEMM
+      forward and backward. Torch sends fp32 1x1x1 Conv3d to its im2col ``slow_conv3d``; fwd+bwd measured
+      3.5-5x slower than the GEMM (8 -> 4 channels at 2 x 16 x 160 x 160: 137 vs 39 ms). In bf16 oneDNN's
+      conv is the faster of the two, so it stays.
+    """
+    if _use_train_kernels(x):
+        if (w.shape[2:] == (1, 1, 1) and groups == 1 and tuple(stride) == (1, 1, 1) and tuple(padding) == (0, 0, 0)
+                and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+                and x.is_contiguous(memory_format=torch.channels_last_3d)):
+            return F.linear(x.permute(0, 2, 3, 4, 1), w.flatten(1), b).permute(0, 4, 1, 2, 3)
+        return depthwise_conv3d(x, w, b, stride, padding, dilation, groups)
+    return F.conv3d(x, w, b, stride, padding, dilation, groups)
 
 
 def _conv3(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
@@ -171,8 +205,7 @@ def _conv3(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
 
 
 def _norm_act(x: torch.Tensor, norm: nn.GroupNorm, inplace: bool) -> torch.Tensor:
-    y = _group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
-    return F.silu(y, inplace=inplace)
+    return _group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=True)
 
 
 def _conv_norm_act(x: torch.Tensor, block: nn.Sequential, inplace: bool) -> torch.Tensor:
@@ -183,7 +216,7 @@ def _conv_norm_act(x: torch.Tensor, block: nn.Sequential, inplace: bool) -> torc
 
 def _se_scale(se: SqueezeExcite3d, x: torch.Tensor) -> torch.Tensor:
     """The B x C excitation of Eq. 10 (not yet applied)."""
-    squeeze = x.float().mean(dim=(2, 3, 4))
+    squeeze = x.mean(dim=(2, 3, 4), dtype=torch.float32)  # no full-size float copy of bf16 x
     return torch.sigmoid(F.linear(F.silu(F.linear(squeeze, se.w1.weight.float())), se.w2.weight.float()))
 
 
@@ -201,7 +234,7 @@ def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     finer = is_finer(x.shape[2:], size)
     if finer:
         x = resample(x, size, downsample)
-    y = _cl_grad(F.conv3d(x, weight.to(x.dtype), bias.to(x.dtype)))
+    y = _cl_grad(_conv_op(x, weight.to(x.dtype), bias.to(x.dtype)))
     return y if finer else resample(y, size)
 
 
@@ -221,7 +254,7 @@ def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool)
         h = x
         for conv, norm in det.conv_blocks:
             h = _norm_act(_layout(_conv(h, conv), channels_last), norm, inplace)
-        descriptor = h.float().mean(dim=(2, 3, 4))
+        descriptor = h.mean(dim=(2, 3, 4), dtype=torch.float32)
         anchors = torch.sigmoid(det.mlp(descriptor)).view(x.shape[0], det.num_anchors, 3)
     texture = None
     features = f0
@@ -240,7 +273,7 @@ def _stem_and_priors(model, x: torch.Tensor, inplace: bool, channels_last: bool)
         wt, bt = mixer.to_weights.weight.flatten(), _bias(mixer.to_weights)
         alpha1 = torch.sigmoid(gate * (wt[0] - wt[1]).to(x.dtype) + (bt[0] - bt[1]).to(x.dtype))
         w1, w2 = mixer.expert1.weight, mixer.expert2.weight
-        z = F.conv3d(f0, torch.cat([w2, w1 - w2]).to(x.dtype),
+        z = _conv_op(f0, torch.cat([w2, w1 - w2]).to(x.dtype),
                      torch.cat([_bias(mixer.expert2), _bias(mixer.expert1) - _bias(mixer.expert2)]).to(x.dtype))
         c = f0.shape[1]
         features = torch.addcmul(z[:, :c], alpha1, z[:, c:])
@@ -394,7 +427,7 @@ def _decoder_stage(
 
 def fast_logits(
     model, x: torch.Tensor, inplace: bool = False, dtype: torch.dtype | None = None, channels_last: bool = True,
-    norm: str = "fused",
+    norm: str = "fused", train_kernels: bool = True,
 ) -> torch.Tensor:
     """Logits (float32, contiguous) of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph.
 
@@ -407,15 +440,20 @@ def fast_logits(
             pointwise convs here); a layout change only, the values are the same.
         norm: "fused" (torch's group-norm kernel) or "reduce" (reductions and a per-channel affine, for graph
             engines; see :func:`_group_norm`).
+        train_kernels: with autograd, run depthwise convs and channels-last group norms (+SiLU) through the
+            hand-written backwards of :mod:`lightmedseg.fast.autograd` (same function; False: torch's own,
+            kept for the benchmark's before/after ratio).
     """
     if norm not in NORM_FORMS:
         raise ValueError(f"norm must be one of {NORM_FORMS}, got {norm!r}")
     token, norm_token = _CHANNELS_LAST.set(channels_last), _NORM_FORM.set(norm)
+    kernel_token = _TRAIN_KERNELS.set(train_kernels)
     try:
         return _fast_logits(model, x, inplace, dtype, channels_last)
     finally:
         _CHANNELS_LAST.reset(token)
         _NORM_FORM.reset(norm_token)
+        _TRAIN_KERNELS.reset(kernel_token)
 
 
 def _fast_logits(model, x: torch.Tensor, inplace: bool, dtype: torch.dtype | None, channels_last: bool):

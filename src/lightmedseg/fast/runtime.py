@@ -52,14 +52,17 @@ class FastTrainForward(nn.Module):
     ``dtype=torch.bfloat16`` casts activations (use the trainer's autocast instead if it has one).
     """
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True,
+                 train_kernels: bool = True) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
         self.channels_last = channels_last
+        self.train_kernels = train_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fast_logits(self.model, x, inplace=False, dtype=self.dtype, channels_last=self.channels_last)
+        return fast_logits(self.model, x, inplace=False, dtype=self.dtype, channels_last=self.channels_last,
+                           train_kernels=self.train_kernels)
 
 
 class InferenceGraph(nn.Module):
@@ -81,6 +84,10 @@ class InferenceGraph(nn.Module):
             return fast_logits(self.model, x, inplace=False, channels_last=False, norm="reduce")
 
 
-def fast_train_forward(model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True) -> FastTrainForward:
-    """The training-step forward: ``trainer.forward_fn = fast_train_forward(model)`` (see docs/performance.md)."""
-    return FastTrainForward(model, dtype=dtype, channels_last=channels_last)
+def fast_train_forward(model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True,
+                       train_kernels: bool = True) -> FastTrainForward:
+    """The training-step forward: ``trainer.forward_fn = fast_train_forward(model)`` (see docs/performance.md).
+
+    ``train_kernels``: the hand-written depthwise-conv and group-norm backwards (:mod:`lightmedseg.fast.autograd`).
+    """
+    return FastTrainForward(model, dtype=dtype, channels_last=channels_last, train_kernels=train_kernels)

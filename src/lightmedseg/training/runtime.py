@@ -221,9 +221,12 @@ class AmpPolicy:
 def amp_policy(amp: str | bool | None, device: torch.device) -> AmpPolicy:
     """Resolve ``train.amp`` (auto | bf16 | fp16 | none) for ``device``.
 
-    CPU: ``auto`` = fp32: measured on an AVX512-BF16/AMX CPU (docs/benchmarks.md, CPU speed), a bf16
-    training step was several times slower than the fp32 fast path (bf16 backward of the depthwise and
-    grouped 3D convolutions has no fast kernel); ``bf16`` still selects bf16 autocast. ``fp16`` is refused.
+    CPU: ``auto`` = fp32. On an AVX512-BF16 + AMX Xeon (docs/performance.md, "Training step: profile and
+    levers") a bf16 autocast step of the fast path was 1.8-1.9x slower than fp32 with torch's kernels (oneDNN's
+    bf16 backward of depthwise convs and channels-last group norms); with :mod:`lightmedseg.fast.autograd` it
+    is on par with fp32 (0.94x-1.00x in three interleaved runs) and a paired 150-step run gave the same loss
+    curve (within 0.15%), but a tie does not justify changing the default. ``bf16`` still selects bf16
+    autocast; ``fp16`` is refused.
     CUDA: ``auto`` = bf16 when the GPU supports it, else fp16 with a GradScaler.
     """
     choice = "none" if amp in (None, False, "off", "false") else ("auto" if amp is True else str(amp).lower())

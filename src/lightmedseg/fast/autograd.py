@@ -1,0 +1,148 @@
+"""Hand-written backward passes for the training step's slowest ops on CPU (issue 25, docs/performance.md).
+
+Both compute exactly the function of the PyTorch op they stand in for; only the way the gradient is
+obtained differs, each chosen because it measured faster on an AVX512-BF16 + AMX Xeon (1 thread):
+
+* :func:`depthwise_conv3d` -- ``F.conv3d`` with ``groups == in == out channels`` and stride 1. oneDNN's
+  depthwise backward is 5-20x slower than its forward (bf16 worst); the input gradient of a stride-1
+  "same" depthwise conv is the forward conv of the output gradient with the spatially flipped kernel,
+  so it runs on the fast forward kernel. The weight gradient stays oneDNN's, in float32 (its bf16
+  version was about 10x slower than casting up).
+* :func:`group_norm_act` -- ``F.group_norm`` (optionally followed by SiLU) written as per-channel
+  reductions and one affine map. Torch's group-norm kernels are 2-9x slower on channels-last input than
+  on contiguous input; reductions and elementwise ops run at memory speed in any layout. Only the input is
+  saved; the normalised tensor and the activation are recomputed in backward (cheap, memory-bound).
+  Statistics are float32 whatever the activation dtype; the variance is E[x^2] - mean^2, accurate while a
+  group's |mean| is not orders of magnitude above its std (true of the conv outputs it normalises here;
+  torch's Welford-style kernel would be the safer choice for arbitrary inputs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+_SPATIAL = (2, 3, 4)
+
+
+def _fast_depthwise_ok(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups: int) -> bool:
+    """True when :func:`depthwise_conv3d` can replace ``F.conv3d`` (stride 1, 'same' padding, one filter per channel)."""
+    k = weight.shape[2:]
+    return (x.dim() == 5 and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1
+            and tuple(stride) == (1, 1, 1)
+            and all(p * 2 == d * (n - 1) for p, d, n in zip(padding, dilation, k)))
+
+
+class _DepthwiseConv3d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding, dilation):  # noqa: D102
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (tuple(padding), tuple(dilation), bias is not None)
+        return F.conv3d(x, weight, bias, 1, padding, dilation, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        x, weight = ctx.saved_tensors
+        padding, dilation, has_bias = ctx.conf
+        c = x.shape[1]
+        fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+        grad = grad.contiguous(memory_format=fmt)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:  # correlation with the flipped kernel = transpose of a stride-1 'same' conv
+            gx = F.conv3d(grad, weight.flip(2, 3, 4).to(grad.dtype), None, 1, padding, dilation, c)
+        if ctx.needs_input_grad[1]:
+            acc = _acc(x)
+            gw = torch.ops.aten.convolution_backward(
+                grad.to(acc), x.to(acc), weight.to(acc), None, [1, 1, 1], list(padding), list(dilation), False, [0, 0, 0], c,
+                [False, True, False])[1].to(weight.dtype)
+        if has_bias and ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=(0, *_SPATIAL), dtype=_acc(grad)).to(weight.dtype)
+        return gx, gw, gb, None, None
+
+
+def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
+                     groups: int) -> torch.Tensor:
+    """``F.conv3d(x, weight, bias, stride, padding, dilation, groups)``, with the faster backward of
+    :class:`_DepthwiseConv3d` where it applies (stride 1, 'same' padding, depthwise), else torch's."""
+    if not _fast_depthwise_ok(x, weight, stride, padding, dilation, groups) or not torch.is_grad_enabled():
+        return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    return _DepthwiseConv3d.apply(x, weight, bias, padding, dilation)
+
+
+def _group_stats(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, group) mean and 1/std of ``x`` (accumulated in float32 or wider), each expanded to B x C.
+
+    From per-channel sums of x and x^2 (two plain reductions: ``torch.var_mean`` over the spatial axes of a
+    channels-last tensor measured 5x slower than both together).
+    """
+    b, c = x.shape[:2]
+    acc, m = _acc(x), x[0, 0].numel()
+    mean_g = x.sum(dim=_SPATIAL, dtype=acc).view(b, groups, -1).mean(-1) / m
+    sq_g = (x * x).sum(dim=_SPATIAL, dtype=acc).view(b, groups, -1).mean(-1) / m
+    rstd_g = torch.rsqrt((sq_g - mean_g * mean_g).clamp_min(0.0) + eps)
+    per = c // groups
+    return mean_g.repeat_interleave(per, dim=1), rstd_g.repeat_interleave(per, dim=1)
+
+
+def _acc(x: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype: float32 for bf16/fp16 activations, else the activations' own (float64 in gradchecks)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _bc(t: torch.Tensor) -> torch.Tensor:
+    return t[:, :, None, None, None]
+
+
+class _GroupNormAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float, silu: bool):  # noqa: D102
+        mean, rstd = _group_stats(x, groups, eps)
+        scale = rstd * weight.to(rstd.dtype)[None]
+        shift = bias.to(rstd.dtype)[None] - mean * scale
+        y = torch.addcmul(_bc(shift).to(x.dtype), x, _bc(scale).to(x.dtype))
+        ctx.save_for_backward(x, weight, mean, rstd, scale, shift)
+        ctx.conf = (groups, silu)
+        return F.silu(y, inplace=True) if silu else y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        x, weight, mean, rstd, scale, shift = ctx.saved_tensors
+        groups, silu = ctx.conf
+        b, c = x.shape[:2]
+        fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+        grad = grad.contiguous(memory_format=fmt)
+        if silu:  # recompute the pre-activation instead of having stored it
+            y = torch.addcmul(_bc(shift).to(x.dtype), x, _bc(scale).to(x.dtype))
+            grad = torch.ops.aten.silu_backward(grad, y)
+            del y
+        m = x[0, 0].numel()
+        sum_g = grad.sum(dim=_SPATIAL, dtype=mean.dtype)  # B x C
+        sum_gx = (grad * x).sum(dim=_SPATIAL, dtype=mean.dtype)
+        # d beta, d gamma (per channel): sum g, sum g * xhat with xhat = (x - mean) rstd
+        g_beta = sum_g.sum(0)
+        g_gamma = ((sum_gx - mean * sum_g) * rstd).sum(0)
+        # dx = rstd*gamma*g - per-group terms: rstd/(M_g) * [sum_c gamma_c (sum g)_c + xhat * sum_c gamma_c (sum g xhat)_c]
+        wg = weight.to(mean.dtype)[None]
+        per = c // groups
+        a = (wg * sum_g).view(b, groups, per).sum(-1)                                # sum_c gamma g
+        d = (wg * (sum_gx - mean * sum_g) * rstd).view(b, groups, per).sum(-1)        # sum_c gamma g xhat
+        count = m * per
+        rstd_g = rstd.view(b, groups, per)[..., 0]
+        mean_g = mean.view(b, groups, per)[..., 0]
+        # dx = scale * g + coef_x * x + coef_0, with coef_x = -rstd^2 d / count, coef_0 = -rstd a/count - coef_x * mean
+        coef_x = -rstd_g * rstd_g * d / count
+        coef_0 = -rstd_g * a / count - coef_x * mean_g
+        coef_x = coef_x.repeat_interleave(per, dim=1)
+        coef_0 = coef_0.repeat_interleave(per, dim=1)
+        gx = torch.addcmul(_bc(coef_0).to(x.dtype), x, _bc(coef_x).to(x.dtype))
+        gx.addcmul_(grad, _bc(scale).to(x.dtype))
+        return gx, g_gamma.to(weight.dtype), g_beta.to(weight.dtype), None, None, None
+
+
+def group_norm_act(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                   silu: bool) -> torch.Tensor:
+    """``F.group_norm(x, groups, weight, bias, eps)``, then SiLU when ``silu``; the output has ``x``'s dtype and
+    layout. Forward and backward as :class:`_GroupNormAct` (see the module docstring)."""
+    if x.shape[1] % groups:
+        raise ValueError(f"group_norm_act: {x.shape[1]} channels do not split into {groups} groups")
+    return _GroupNormAct.apply(x, weight, bias, groups, float(eps), bool(silu))

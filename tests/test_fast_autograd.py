@@ -1,0 +1,127 @@
+"""The hand-written backwards of lightmedseg.fast.autograd: same function and gradients as torch's ops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act
+
+LAYOUTS = (torch.contiguous_format, torch.channels_last_3d)
+
+
+def _x(fmt: torch.memory_format, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.randn(2, 4, 4, 8, 8, dtype=dtype).contiguous(memory_format=fmt).requires_grad_()
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+@pytest.mark.parametrize("silu", [False, True])
+def test_group_norm_act_gradcheck(fmt: torch.memory_format, silu: bool) -> None:
+    torch.manual_seed(0)
+    x = _x(fmt)
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: group_norm_act(x, 2, w, b, 1e-5, silu), (x, w, b))
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+@pytest.mark.parametrize("silu", [False, True])
+def test_group_norm_act_matches_torch(fmt: torch.memory_format, silu: bool) -> None:
+    torch.manual_seed(1)
+    x = (3.0 + 2.0 * _x(fmt, torch.float32)).detach().requires_grad_()  # offset mean: E[x^2] - mean^2 stays accurate
+    w, b = torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)
+    go = torch.randn(2, 4, 4, 8, 8)
+    ours = group_norm_act(x, 2, w, b, 1e-5, silu)
+    ref = F.group_norm(x, 2, w, b, 1e-5)
+    ref = F.silu(ref) if silu else ref
+    assert ours.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+    for g, r in zip(torch.autograd.grad(ours, (x, w, b), go), torch.autograd.grad(ref, (x, w, b), go)):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_group_norm_act_bf16_close_to_float32() -> None:
+    torch.manual_seed(2)
+    x = _x(torch.channels_last_3d, torch.float32).detach()
+    w, b = torch.randn(4), torch.randn(4)
+    xb = x.bfloat16().requires_grad_()
+    out = group_norm_act(xb, 2, w, b, 1e-5, True)
+    assert out.dtype == torch.bfloat16
+    ref = F.silu(F.group_norm(xb.detach().float(), 2, w, b, 1e-5))
+    assert (out.float() - ref).abs().max() < 0.05
+    (gx,) = torch.autograd.grad(out.float().sum(), xb)
+    xr = xb.detach().float().requires_grad_()
+    (gr,) = torch.autograd.grad(F.silu(F.group_norm(xr, 2, w, b, 1e-5)).sum(), xr)
+    assert (gx.float() - gr).abs().max() < 0.05 * gr.abs().max()
+
+
+def test_group_norm_act_rejects_bad_groups() -> None:
+    with pytest.raises(ValueError, match="groups"):
+        group_norm_act(torch.randn(1, 6, 2, 2, 2), 4, torch.ones(6), torch.zeros(6), 1e-5, False)
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+@pytest.mark.parametrize("kernel,padding,dilation", [((3, 3, 3), (1, 1, 1), (1, 1, 1)),
+                                                     ((5, 3, 1), (4, 2, 0), (2, 2, 1))])
+def test_depthwise_conv3d_gradcheck(fmt, kernel, padding, dilation) -> None:
+    torch.manual_seed(3)
+    x = _x(fmt)
+    w = torch.randn(4, 1, *kernel, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: depthwise_conv3d(x, w, b, (1, 1, 1), padding, dilation, 4), (x, w, b))
+    ours = depthwise_conv3d(x, w, b, (1, 1, 1), padding, dilation, 4)
+    ref = F.conv3d(x, w, b, 1, padding, dilation, 4)
+    torch.testing.assert_close(ours, ref)
+    go = torch.randn_like(ref)
+    for g, r in zip(torch.autograd.grad(ours, (x, w, b), go), torch.autograd.grad(ref, (x, w, b), go)):
+        torch.testing.assert_close(g, r)
+
+
+def test_depthwise_conv3d_bf16_gradients_close_to_float32() -> None:
+    torch.manual_seed(4)
+    x = torch.randn(2, 4, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
+    w = torch.randn(4, 1, 3, 3, 3)
+    xb, wb = x.bfloat16().requires_grad_(), w.bfloat16().requires_grad_()
+    gx, gw = torch.autograd.grad(depthwise_conv3d(xb, wb, None, (1, 1, 1), (1, 1, 1), (1, 1, 1), 4).float().sum(), (xb, wb))
+    assert gx.dtype == gw.dtype == torch.bfloat16
+    xr, wr = xb.detach().float().requires_grad_(), wb.detach().float().requires_grad_()
+    rx, rw = torch.autograd.grad(F.conv3d(xr, wr, None, 1, 1, 1, 4).sum(), (xr, wr))
+    torch.testing.assert_close(gx.float(), rx, rtol=2e-2, atol=2e-2 * rx.abs().max().item())
+    torch.testing.assert_close(gw.float(), rw, rtol=1e-2, atol=1e-2 * rw.abs().max().item())
+
+
+def test_depthwise_conv3d_falls_back_where_it_does_not_apply() -> None:
+    """Strided, grouped-but-not-depthwise or 'valid' convs are torch's own op (no custom node)."""
+    x = torch.randn(1, 4, 4, 6, 6, requires_grad=True)
+    for w, stride, pad, groups in ((torch.randn(4, 1, 3, 3, 3), (2, 2, 2), (1, 1, 1), 4),
+                                   (torch.randn(4, 2, 3, 3, 3), (1, 1, 1), (1, 1, 1), 2),
+                                   (torch.randn(4, 1, 3, 3, 3), (1, 1, 1), (0, 0, 0), 4)):
+        y = depthwise_conv3d(x, w, None, stride, pad, (1, 1, 1), groups)
+        assert "DepthwiseConv3d" not in type(y.grad_fn).__name__
+        torch.testing.assert_close(y, F.conv3d(x, w, None, stride, pad, 1, groups))
+
+
+def test_pointwise_convs_route_to_a_gemm_in_float32_training_only() -> None:
+    """fp32 1x1x1 convs under autograd run as F.linear on the channels-last view: same values and gradients."""
+    from lightmedseg.fast import graph
+
+    torch.manual_seed(5)
+    x = torch.randn(2, 6, 3, 5, 4).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    w = torch.randn(3, 6, 1, 1, 1, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    y = graph._conv_op(x, w, b)
+    assert "Conv" not in type(y.grad_fn).__name__  # the GEMM route
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    ref = F.conv3d(x, w, b)
+    torch.testing.assert_close(y, ref)
+    go = torch.randn_like(ref)
+    for g, r in zip(torch.autograd.grad(y, (x, w, b), go), torch.autograd.grad(ref, (x, w, b), go)):
+        torch.testing.assert_close(g, r)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: oneDNN's conv stays
+        assert "Convolution" in type(graph._conv_op(x, w, b).grad_fn).__name__
+    token = graph._TRAIN_KERNELS.set(False)
+    try:
+        assert "Convolution" in type(graph._conv_op(x, w, b).grad_fn).__name__
+    finally:
+        graph._TRAIN_KERNELS.reset(token)
