@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, TypeVar, Union
@@ -94,10 +95,12 @@ def _plain(value: Any) -> Any:
     return value.to_dict() if isinstance(value, Section) else copy.deepcopy(value)
 
 
+@functools.lru_cache(maxsize=None)
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {name: hints[name] for name in _field_names(cls)}

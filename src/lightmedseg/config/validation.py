@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import inspect
 import typing
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ def _loss_fields() -> dict[str, _Field]:
 _SPECIAL = {("model",): _model_fields, ("train", "loss"): _loss_fields}
 
 
-def _fields(spec: Any, path: tuple[str, ...]) -> dict[str, _Field]:
+@functools.lru_cache(maxsize=None)  # the schema and the signatures do not change while running: read them once
+def _fields(spec: Any, path: tuple[str, ...]) -> Mapping[str, _Field]:
     if callable(spec) and not dataclasses.is_dataclass(spec):
         return spec()
     hints = typing.get_type_hints(spec)

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from lightmedseg.config import prediction_window
+from lightmedseg.config import prediction_window, typed_config
 from lightmedseg.io_utils import atomic_path
 from lightmedseg.model.network import PAPER_SIZE_DIVISOR
 
@@ -278,7 +278,7 @@ def save_anchor_texture_figure(
         image = image[None]
     info = None
     if config is not None:
-        image, info = preprocess_image(image, config["data"])
+        image, info = preprocess_image(image, typed_config(config).data)
         if label is not None:
             label = np.asarray(label)[tuple(slice(s, e) for s, e in zip(info.bbox_start, info.bbox_end))]
     if label is not None and np.asarray(label).shape != image.shape[1:]:
