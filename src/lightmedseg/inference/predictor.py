@@ -43,16 +43,17 @@ class Prediction:
     probabilities: np.ndarray | None  # (N, Z, Y, X) float32 softmax, class order = label_values
 
 
-def output_label_values(config: Mapping) -> list[int]:
-    """Dataset label value of each network output index (config["labels"] as in dataset.json).
+def output_label_values(config: Mapping | Config) -> list[int]:
+    """Dataset label value of each network output index (the config's ``labels``, as in dataset.json).
 
     Without a ``labels`` entry the indices themselves are written (0..N-1), with a warning.
     """
-    n = int(config["model"]["num_classes"])
-    if "labels" not in config:
+    cfg = typed_config(config)
+    n = int(cfg.model["num_classes"])
+    if cfg.labels is None:
         warnings.warn("model config has no 'labels' mapping; writing class indices 0..N-1 as label values", stacklevel=2)
         return list(range(n))
-    values = L.label_values(config)
+    values = L.label_values({"labels": cfg.labels})
     if len(values) != n:
         raise PredictionError(f"model config: 'labels' declares {len(values)} values {values} but the network has {n} classes")
     return values
@@ -134,7 +135,7 @@ class Predictor:
             raise PredictionError(why)
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
-        self.label_values = output_label_values(self.config)
+        self.label_values = output_label_values(cfg)
         self.progress = bool(progress)
 
     @property
