@@ -2,7 +2,7 @@
 and optional resampling to the training grid and back (MONAI ``Orientation`` + ``Spacing``, then
 ``SpatialResample`` onto the input's own grid).
 
-A model's training geometry lives in its config (``config["geometry"]``, written by training from the
+A model's training geometry lives in its config (its ``geometry`` key, written by training from the
 dataset's image headers) or, for shipped models trained before that existed, in the model card
 (``card.json`` beside the weights, see :mod:`lightmedseg.inference.cards`)::
 

@@ -43,7 +43,7 @@ def plan_steps(budget_s: float, step_s: float, schedule_steps: int, share: float
     return max(1, min(schedule_steps, max(min_steps, fit)))
 
 
-def sized_schedule(train_cfg: Mapping | TrainConfig, steps: int) -> dict:
+def sized_schedule(train_cfg: Mapping | TrainConfig, steps: int) -> Mapping:
     """``train_cfg`` with epochs, warm-up and cosine length shrunk to at most ``steps`` optimiser steps (about
     ``steps / iterations_per_epoch`` epochs, each shortened to fill the steps; the warm-up keeps its share of
     the schedule), and the cosine ending exactly at the last step, so the learning rate decays to ``eta_min``.
@@ -51,7 +51,7 @@ def sized_schedule(train_cfg: Mapping | TrainConfig, steps: int) -> dict:
     out = copy.deepcopy(typed_section("train", train_cfg, TrainConfig))
     iters, epochs = out.iterations_per_epoch, out.epochs
     if epochs * iters <= steps:
-        return out.to_dict()
+        return train_cfg if isinstance(train_cfg, Mapping) else out.to_dict()
     new_epochs = max(1, min(epochs, round(steps / iters)))  # epochs of about the preset's length
     new_iters = max(1, steps // new_epochs)  # ... filled so that no more than `steps` are planned
     warm_fraction = out.scheduler.warmup_epochs / max(epochs, 1)

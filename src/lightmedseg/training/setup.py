@@ -1,6 +1,6 @@
 """Run set-up that depends on the dataset: the train/validation split and the dataset-derived config.
 
-``config["labels"]``, ``regions``, ``channel_names`` and the geometry come from ``dataset.json`` so a run
+The config's ``labels``, ``regions``, ``channel_names`` and the geometry come from ``dataset.json`` so a run
 folder is self-describing: predict writes the dataset's label values without seeing the dataset. The
 model's ``in_channels``/``num_classes`` are filled from it when the config leaves them out; a config (preset
 or ``--set``) that states other values is refused, naming the ``--set`` that matches the dataset.
