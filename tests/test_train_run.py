@@ -177,7 +177,7 @@ def test_bad_inputs_are_clear_errors(dataset, tmp_path, capsys) -> None:
     assert main(["train", "--data", str(dataset), "--out", str(tmp_path / "r")]) == 2
     assert "--preset is required" in capsys.readouterr().err
     assert main(["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--preset", "demo",
-                 "--set", "train.batch_size=3", "--set", "train.optimizer.name=sgd"]) == 2
+                 "--set", "train.batch_size=3", "--set", "train.optimizer.name=rmsprop"]) == 2
     assert "adamw" in capsys.readouterr().err
 
 

@@ -29,15 +29,16 @@ from lightmedseg.config import ConfigError, load_stored_config
 from lightmedseg.io_utils import atomic_path
 from lightmedseg.model.factory import build_model
 
-CONFIG_KEY = "lightmedseg_config"
+CONFIG_KEY = "lightmedseg_config"  # the config JSON in safetensors metadata and ONNX metadata_props
+CHECKPOINT_CONFIG_KEY = "config_json"  # the config JSON in a training checkpoint (.pt)
 SHIPPED_MODELS_DIR = Path(str(resources.files("lightmedseg") / "pretrained"))
-RUN_DIR_CANDIDATES = (
-    "model.safetensors",  # written by lightmedseg finalize (training.finalize): the run's chosen model
-    "model_best.safetensors",
-    "checkpoint_best.pt",
-    "model_last.safetensors",
-    "checkpoint_last.pt",
-)
+# The model files of a run folder (written by lightmedseg.training.checkpointing and .finalize); named once here.
+FINAL_MODEL = "model.safetensors"  # written by lightmedseg finalize: the run's chosen model
+MODEL_BEST = "model_best.safetensors"
+CHECKPOINT_BEST = "checkpoint_best.pt"
+MODEL_LAST = "model_last.safetensors"
+CHECKPOINT_LAST = "checkpoint_last.pt"
+RUN_DIR_CANDIDATES = (FINAL_MODEL, MODEL_BEST, CHECKPOINT_BEST, MODEL_LAST, CHECKPOINT_LAST)  # -m RUN: first found
 
 
 class CheckpointError(ValueError):
@@ -128,10 +129,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, di
             f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
             "it may be truncated or corrupt - use another model file or checkpoint"
         ) from None
-    if not isinstance(blob, dict) or "model" not in blob or "config_json" not in blob:
-        raise CheckpointError(f"{path}: not a LightMedSeg checkpoint (expected keys 'model' and 'config_json')")
-    extra = {k: v for k, v in blob.items() if k not in ("model", "config_json")}
-    return blob["model"], _parse_config(blob["config_json"], path), extra
+    if not isinstance(blob, dict) or "model" not in blob or CHECKPOINT_CONFIG_KEY not in blob:
+        raise CheckpointError(f"{path}: not a LightMedSeg checkpoint (expected keys 'model' and '{CHECKPOINT_CONFIG_KEY}')")
+    extra = {k: v for k, v in blob.items() if k not in ("model", CHECKPOINT_CONFIG_KEY)}
+    return blob["model"], _parse_config(blob[CHECKPOINT_CONFIG_KEY], path), extra
 
 
 def unsafe_reason(exc: Exception) -> str:

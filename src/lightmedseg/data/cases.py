@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from lightmedseg.config import Config, DataConfig, typed_section
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import read_image_channels, read_label
@@ -16,12 +17,16 @@ from lightmedseg.data.layout import case_files, load_dataset_json
 from lightmedseg.data.preprocess import preprocess_case
 
 
-def data_section(config: Mapping) -> Mapping:
-    """The ``data`` section of a full config, or ``config`` itself when it is one already."""
-    return config.get("data", config) if isinstance(config, Mapping) else {}
+def data_section(config: Mapping | Config | DataConfig) -> DataConfig:
+    """The typed ``data`` section of a full config, or of ``config`` itself when it is one already
+    (a mapping without a ``data`` key); checked, absent keys read as the schema's defaults."""
+    if isinstance(config, Config):
+        return config.data
+    raw = config.get("data", config) if isinstance(config, Mapping) else config
+    return typed_section("data", raw, DataConfig)
 
 
-def load_preprocessed_case(dataset_dir: str | os.PathLike, case_id: str, config: Mapping,
+def load_preprocessed_case(dataset_dir: str | os.PathLike, case_id: str, config: Mapping | Config | DataConfig,
                            subset: str = "Tr") -> dict:
     """One case ready for the network: ``image`` (C, z, y, x) float32 (cropped, normalised),
     ``label`` (z, y, x) int64 class indices or None, ``info`` (PreprocessInfo), ``geometry`` (of the

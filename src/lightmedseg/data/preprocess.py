@@ -22,7 +22,7 @@ import numpy as np
 from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles
 from monai.transforms.utils import generate_spatial_bounding_box
 
-from lightmedseg.config import DataConfig
+from lightmedseg.config import DataConfig, typed_section
 from lightmedseg.data.errors import DataError
 
 NORMALIZATIONS = ("zscore_nonzero", "percentile_clip_01", "none")
@@ -70,24 +70,26 @@ def normalize(image: np.ndarray, method: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def preprocess_case(image: np.ndarray, label: np.ndarray | None, data_cfg: Mapping
+def preprocess_case(image: np.ndarray, label: np.ndarray | None, data_cfg: Mapping | DataConfig
                     ) -> tuple[np.ndarray, np.ndarray | None, PreprocessInfo]:
-    """Crop (if ``crop_nonzero``) then normalise ``image`` (C, Z, Y, X); crop ``label`` (Z, Y, X) alike."""
+    """Crop (if ``crop_nonzero``) then normalise ``image`` (C, Z, Y, X); crop ``label`` (Z, Y, X) alike.
+    ``data_cfg``: the ``data`` section (a mapping is checked and read with the schema's defaults)."""
+    cfg = typed_section("data", data_cfg, DataConfig)
     if image.ndim != 4:
         raise DataError(f"preprocess: expected an image of shape (C, Z, Y, X), got {image.shape}")
     shape = tuple(int(s) for s in image.shape[1:])
-    if data_cfg.get("crop_nonzero", DataConfig.crop_nonzero):
+    if cfg.crop_nonzero:
         start, end = nonzero_bbox(image)
     else:
         start, end = (0, 0, 0), shape
     box = tuple(slice(s, e) for s, e in zip(start, end))
-    method = data_cfg.get("normalization", DataConfig.normalization)
+    method = cfg.normalization
     out = normalize(np.ascontiguousarray(image[(slice(None),) + box]), method)
     lab = None if label is None else np.ascontiguousarray(label[box])
     return out, lab, PreprocessInfo(shape, start, end, method)
 
 
-def preprocess_image(image: np.ndarray, data_cfg: Mapping) -> tuple[np.ndarray, PreprocessInfo]:
+def preprocess_image(image: np.ndarray, data_cfg: Mapping | DataConfig) -> tuple[np.ndarray, PreprocessInfo]:
     """Preprocess an image alone (prediction time); see :func:`preprocess_case`."""
     out, _, info = preprocess_case(image, None, data_cfg)
     return out, info

@@ -7,10 +7,12 @@ needs only ``openvino``, the ONNX route (:mod:`lightmedseg.inference.export`) ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
+
+from lightmedseg.config import Config, typed_config
 
 ORT_ATOL = 1e-4  # max |logit difference| accepted between a converted model and PyTorch (float32 re-association)
 EXAMPLE_SIZE = (32, 32, 32)  # conversion example; batch 2 so the batch axis is not specialised to 1
@@ -57,17 +59,18 @@ def per_sample(run: Callable) -> Callable:
     return batched
 
 
-def example_input(config: dict, size: tuple[int, int, int] = EXAMPLE_SIZE, batch: int = 2, seed: int = 0) -> torch.Tensor:
+def example_input(config: Mapping | Config, size: tuple[int, int, int] = EXAMPLE_SIZE, batch: int = 2,
+                  seed: int = 0) -> torch.Tensor:
     """A seeded random ``batch x C x size`` float32 input for the model of ``config``."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, int(config["model"]["in_channels"]), *size, generator=g)
+    return torch.randn(batch, int(typed_config(config).model["in_channels"]), *size, generator=g)
 
 
-def size_divisor(config: dict) -> tuple[int, int, int]:
+def size_divisor(config: Mapping | Config) -> tuple[int, int, int]:
     """Per-axis multiple every spatial input size must be (from the model's strides)."""
     from lightmedseg.model.network import size_divisors
 
-    return size_divisors(config["model"])
+    return size_divisors(typed_config(config).model)
 
 
 def verify_logits(

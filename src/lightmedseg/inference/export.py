@@ -41,6 +41,7 @@ from lightmedseg.inference.options import EXPORT_FORMATS, EXPORT_SUFFIX, EXPORTE
 from lightmedseg.io_utils import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+TORCHSCRIPT_CONFIG_FILE = f"{CONFIG_KEY}.json"  # the extra file of a TorchScript archive that holds the config
 
 
 @dataclass
@@ -137,7 +138,7 @@ def export_onnx(
 def export_torchscript(model: torch.nn.Module, config: dict, out_path: str | os.PathLike) -> ExportResult:
     """Trace ``model`` to TorchScript (scripting fails on Optional-typed submodule inputs), verify at a 2nd size.
 
-    The config JSON travels as the extra file ``lightmedseg_config.json`` inside the archive.
+    The config JSON travels as the extra file :data:`TORCHSCRIPT_CONFIG_FILE` inside the archive.
     """
     out_path = Path(out_path)
     model = module_to_convert(model)
@@ -150,7 +151,7 @@ def export_torchscript(model: torch.nn.Module, config: dict, out_path: str | os.
     if diff > ORT_ATOL:
         raise ExportError(f"{out_path}: traced TorchScript differs from the model by {diff:.3g} at size {CHECK_SIZE}")
     with atomic_path(out_path, suffix=".pt") as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={"lightmedseg_config.json": json.dumps(config)})
+        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_CONFIG_FILE: json.dumps(config)})
     return ExportResult(out_path, "torchscript-trace", diff, [])
 
 

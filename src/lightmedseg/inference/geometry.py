@@ -2,7 +2,7 @@
 and optional resampling to the training grid and back (MONAI ``Orientation`` + ``Spacing``, then
 ``SpatialResample`` onto the input's own grid).
 
-A model's training geometry lives in its config (``config["geometry"]``, written by training from the
+A model's training geometry lives in its config (its ``geometry`` key, written by training from the
 dataset's image headers) or, for shipped models trained before that existed, in the model card
 (``card.json`` beside the weights, see :mod:`lightmedseg.inference.cards`)::
 
@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lightmedseg.config import Config, typed_config
 from lightmedseg.data.geometry_checks import check_allocation, resampled_voxels
 from lightmedseg.data.io import ImageGeometry
 
@@ -41,10 +42,10 @@ RESAMPLE_TOLERANCE = 0.10
 RESAMPLE_BYTES_PER_VOXEL = 4 * 3
 
 
-def training_geometry(config: Mapping) -> dict | None:
-    """``{"spacing": (z, y, x), "orientation": "RAS"}`` from ``config["geometry"]``, or None if unknown."""
-    geo = config.get("geometry")
-    if not isinstance(geo, Mapping) or "spacing" not in geo:
+def training_geometry(config: Mapping | Config) -> dict | None:
+    """``{"spacing": (z, y, x), "orientation": "RAS"}`` from the config's ``geometry``, or None if unknown."""
+    geo = typed_config(config).geometry
+    if geo is None or "spacing" not in geo:
         return None
     spacing = tuple(float(s) for s in geo["spacing"])
     if len(spacing) != 3 or min(spacing) <= 0:

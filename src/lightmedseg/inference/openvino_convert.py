@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from lightmedseg.config import typed_config
 from lightmedseg.inference.cards import IR_CARD_PATH, IR_CONFIG_PATH
 from lightmedseg.inference.conversion import (
     ExportError, example_input, module_to_convert, one_sample_graph, per_sample, verify_logits)
@@ -80,7 +81,7 @@ def convert_module(model: torch.nn.Module, config: dict, card: dict | None = Non
     fails or the IR does not reproduce the PyTorch logits."""
     ov = _ov()
     module = module_to_convert(model, one_sample=True)
-    channels = int(config["model"]["in_channels"])
+    channels = int(typed_config(config).model["in_channels"])
     batch = 1 if one_sample_graph(module) else 2  # 2: the example must not specialise a dynamic batch axis
     try:
         # TracerWarnings about size-independent branches (verified below at a second size); conversion chatter

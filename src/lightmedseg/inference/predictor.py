@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
-from lightmedseg.config import ConfigError, load_stored_config
+from lightmedseg.config import Config, ConfigError, load_stored_config, typed_config
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
@@ -43,16 +43,17 @@ class Prediction:
     probabilities: np.ndarray | None  # (N, Z, Y, X) float32 softmax, class order = label_values
 
 
-def output_label_values(config: Mapping) -> list[int]:
-    """Dataset label value of each network output index (config["labels"] as in dataset.json).
+def output_label_values(config: Mapping | Config) -> list[int]:
+    """Dataset label value of each network output index (the config's ``labels``, as in dataset.json).
 
     Without a ``labels`` entry the indices themselves are written (0..N-1), with a warning.
     """
-    n = int(config["model"]["num_classes"])
-    if "labels" not in config:
+    cfg = typed_config(config)
+    n = int(cfg.model["num_classes"])
+    if cfg.labels is None:
         warnings.warn("model config has no 'labels' mapping; writing class indices 0..N-1 as label values", stacklevel=2)
         return list(range(n))
-    values = L.label_values(config)
+    values = L.label_values({"labels": cfg.labels})
     if len(values) != n:
         raise PredictionError(f"model config: 'labels' declares {len(values)} values {values} but the network has {n} classes")
     return values
@@ -81,15 +82,15 @@ class Predictor:
         device: where windows are evaluated and aggregated.
         tta: test-time augmentation: ``True`` or ``"mirror"`` (8 mirrored passes per window), ``"rot90"``
             (the 8 in-plane rotations/mirrors of a square window), ``False`` for none; default
-            ``config["infer"]["tta"]`` (see :mod:`lightmedseg.inference.tta`).
-        overlap: sliding-window overlap; default ``config["infer"]["overlap"]`` (defaults: :mod:`lightmedseg.config`).
+            ``infer.tta`` of the config (see :mod:`lightmedseg.inference.tta`).
+        overlap: sliding-window overlap; default ``infer.overlap`` (defaults: :mod:`lightmedseg.config.schema`).
         progress: a tqdm bar over the windows of volumes much larger than one window (a terminal's user
             otherwise waits minutes without a sign on one large CPU volume).
     """
 
     def __init__(
         self,
-        config: Mapping,
+        config: Mapping | Config,
         forward_fn: ForwardFn,
         device: str | torch.device = "cpu",
         tta: bool | str | None = None,
@@ -98,27 +99,27 @@ class Predictor:
         progress: bool = False,
     ) -> None:
         try:  # defaults and the window (infer.roi_size, else data.patch_size) from the schema
-            config = load_stored_config(config)
+            cfg = typed_config(load_stored_config(config.to_dict() if isinstance(config, Config) else config))
         except ConfigError as exc:
             raise PredictionError(f"model config: {exc}") from None
-        infer = config["infer"]
-        self.config = config
+        infer = cfg.infer
+        self.cfg, self.config = cfg, cfg.to_dict()
         self.forward_fn = forward_fn
         self.device = torch.device(device)
         try:
-            self.in_channels = int(config["model"]["in_channels"])
-            self.num_classes = int(config["model"]["num_classes"])
-            self.overlap = float(infer["overlap"] if overlap is None else overlap)
-            self.sw_batch_size = int(sw_batch_size or infer["sw_batch_size"])
-            roi = infer["roi_size"]
+            self.in_channels = int(cfg.model["in_channels"])
+            self.num_classes = int(cfg.model["num_classes"])
+            self.overlap = float(infer.overlap if overlap is None else overlap)
+            self.sw_batch_size = int(sw_batch_size or infer.sw_batch_size)
+            roi = cfg.window
             self.roi_size = [int(r) for r in roi]
         except KeyError as exc:
             raise PredictionError(f"model config: missing key {exc}") from None
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"model config: a value of the 'model' or 'infer' section has the wrong type ({exc})") from None
-        self.mode = str(infer["mode"])
+        self.mode = infer.mode
         try:
-            self.divisors = size_divisors(config["model"])
+            self.divisors = size_divisors(cfg.model)
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"model config: model.strides is not valid ({exc})") from None
         if len(self.roi_size) != 3 or any(r <= 0 or r % m for r, m in zip(self.roi_size, self.divisors)):
@@ -127,14 +128,14 @@ class Predictor:
                 f"{list(self.divisors)} (d, h, w)"
             )
         try:
-            self.tta_mode = T.tta_mode(infer.get("tta") if tta is None else tta)
+            self.tta_mode = T.tta_mode(infer.tta if tta is None else tta)
         except ValueError as exc:
             raise PredictionError(str(exc)) from None
         if why := T.check_window(self.tta_mode, self.roi_size):
             raise PredictionError(why)
         if not 0 <= self.overlap < 1:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
-        self.label_values = output_label_values(config)
+        self.label_values = output_label_values(cfg)
         self.progress = bool(progress)
 
     @property
@@ -190,7 +191,7 @@ class Predictor:
                 f"volume of size {tuple(image.shape[1:])} (z, y, x) is too small: every axis needs at least "
                 f"{MIN_SPATIAL_SIZE} voxels for this 3D model"
             )
-        pre, info = preprocess_image(image, self.config["data"])
+        pre, info = preprocess_image(image, self.cfg.data)
         logits = self.predict_logits(pre)
         probs = torch.softmax(logits.float(), dim=0)
         indices = probs.argmax(dim=0).cpu().numpy().astype(np.int16)

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lightmedseg.config import Config, typed_config
 from lightmedseg.data.io import ImageGeometry, _geometry, _nifti, default_file_mode
 from lightmedseg.data.labels import LABELS_JSON  # the sidecar's name, shared with evaluate
 from lightmedseg.data.readers import NIFTI_ENDINGS, image_ending, label_dtype, write_labels
@@ -35,12 +36,12 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30
            (245, 130, 48), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
 
 
-def label_names(config: Mapping) -> dict[int, str]:
+def label_names(config: Mapping | Config) -> dict[int, str]:
     """Label value -> name from the model config's ``labels`` (name -> value); values as names without it."""
-    labels = config.get("labels")
-    if isinstance(labels, Mapping) and labels:
-        return {int(v): str(k) for k, v in sorted(labels.items(), key=lambda kv: kv[1])}
-    n = int(config["model"]["num_classes"])
+    cfg = typed_config(config)
+    if cfg.labels:
+        return {int(v): str(k) for k, v in sorted(cfg.labels.items(), key=lambda kv: kv[1])}
+    n = int(cfg.model["num_classes"])
     return {i: ("background" if i == 0 else f"label_{i}") for i in range(n)}
 
 

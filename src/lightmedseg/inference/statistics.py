@@ -40,6 +40,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from lightmedseg.data.acdc_info import INFO_CFG, phase_frames
+from lightmedseg.data.errors import DataError
+
 MYOCARDIUM_DENSITY = 1.05  # g/ml, the usual value in cardiac MRI (e.g. the ACDC challenge's mass definition)
 CARDIAC_LABELS: tuple[str, ...] = ("RV", "Myo", "LV")
 STATISTICS_JSON = "statistics.json"
@@ -47,7 +50,6 @@ STATISTICS_CSV = "statistics.csv"
 CSV_FIELDS = ("subject", "kind", "label", "quantity", "value", "unit")
 FRAME_NAME = re.compile(r"^(?P<patient>.+?)_frame(?P<frame>\d+)$")
 PHASE_NAME = re.compile(r"^(?P<patient>.+?)_(?P<phase>ED|ES)$", re.IGNORECASE)
-INFO_CFG = "Info.cfg"
 
 
 class StatisticsError(ValueError):
@@ -119,18 +121,6 @@ def cardiac_function(ed: Mapping[str, Mapping], es: Mapping[str, Mapping]) -> di
     out["Myo"] = {"mass_ED_g": float(ed["Myo"]["volume_ml"]) * MYOCARDIUM_DENSITY,
                   "mass_ES_g": float(es["Myo"]["volume_ml"]) * MYOCARDIUM_DENSITY}
     return out
-
-
-def read_info_cfg(path: str | os.PathLike) -> dict[str, int]:
-    """``{"ED": frame, "ES": frame}`` from an ACDC ``Info.cfg`` (lines ``ED: 1``, ``ES: 12``)."""
-    found = {}
-    for line in Path(path).read_text(errors="replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("ED", "ES") and value.strip().isdigit():
-            found[key.strip()] = int(value.strip())
-    if set(found) != {"ED", "ES"}:
-        raise StatisticsError(f"{path}: expected lines 'ED: <frame>' and 'ES: <frame>' (ACDC Info.cfg)")
-    return found
 
 
 def parse_phases(spec: Sequence[str] | str | os.PathLike | None) -> dict[str, tuple[str, str]]:
@@ -212,7 +202,10 @@ def find_info_cfgs(case_files: Mapping[str, Sequence[str | os.PathLike]]) -> dic
             continue
         cfg = Path(files[0]).parent / INFO_CFG
         if cfg.is_file():
-            info[m["patient"]] = read_info_cfg(cfg)
+            try:
+                info[m["patient"]] = phase_frames(cfg)
+            except DataError as exc:
+                raise StatisticsError(str(exc)) from None
     return info
 
 
@@ -316,7 +309,7 @@ def folder_statistics(
 
 __all__ = [
     "MYOCARDIUM_DENSITY", "CARDIAC_LABELS", "STATISTICS_JSON", "STATISTICS_CSV", "StatisticsError", "PhasePair",
-    "voxel_volume_ml", "label_volumes", "case_statistics", "is_cardiac", "cardiac_function", "read_info_cfg",
+    "voxel_volume_ml", "label_volumes", "case_statistics", "is_cardiac", "cardiac_function",
     "parse_phases", "pair_phases", "find_info_cfgs", "statistics_report", "report_rows", "write_statistics",
     "folder_statistics",
 ]

@@ -40,6 +40,9 @@ def stage_strides(strides: Sequence[StrideLike] | None, num_stages: int) -> list
     return values
 
 
+DEFAULT_ARCHITECTURE = "lightmedseg"  # model.architecture when a config names none (else a MONAI baseline)
+
+
 def size_divisors(model_config: Mapping[str, Any]) -> tuple[int, int, int]:
     """What each spatial size (d, h, w) must be a multiple of for the network in ``model_config``.
 
@@ -48,7 +51,7 @@ def size_divisors(model_config: Mapping[str, Any]) -> tuple[int, int, int]:
     anisotropic ACDC plan. The UNet baseline downsamples with the same ``strides``; the other baselines
     use the paper's divisor.
     """
-    if model_config.get("architecture", "lightmedseg") not in ("lightmedseg", "unet"):
+    if model_config.get("architecture", DEFAULT_ARCHITECTURE) not in (DEFAULT_ARCHITECTURE, "unet"):
         return PAPER_SIZE_DIVISOR
     n = len(model_config.get("encoder_channels", DEFAULT_ENCODER_CHANNELS))
     return size_divisor(stage_strides(model_config.get("strides"), n))

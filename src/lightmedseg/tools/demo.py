@@ -19,11 +19,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from lightmedseg.config import load_config
+from lightmedseg.config import TrainConfig, load_config, typed_config, typed_section
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 
 
@@ -43,24 +43,24 @@ def plan_steps(budget_s: float, step_s: float, schedule_steps: int, share: float
     return max(1, min(schedule_steps, max(min_steps, fit)))
 
 
-def sized_schedule(train_cfg: dict, steps: int) -> dict:
+def sized_schedule(train_cfg: Mapping | TrainConfig, steps: int) -> Mapping:
     """``train_cfg`` with epochs, warm-up and cosine length shrunk to at most ``steps`` optimiser steps (about
     ``steps / iterations_per_epoch`` epochs, each shortened to fill the steps; the warm-up keeps its share of
     the schedule), and the cosine ending exactly at the last step, so the learning rate decays to ``eta_min``.
     Returned unchanged when the schedule already has at most ``steps`` steps."""
-    iters, epochs = int(train_cfg["iterations_per_epoch"]), int(train_cfg["epochs"])
+    out = copy.deepcopy(typed_section("train", train_cfg, TrainConfig))
+    iters, epochs = out.iterations_per_epoch, out.epochs
     if epochs * iters <= steps:
-        return train_cfg
-    out = copy.deepcopy(train_cfg)
+        return train_cfg if isinstance(train_cfg, Mapping) else out.to_dict()
     new_epochs = max(1, min(epochs, round(steps / iters)))  # epochs of about the preset's length
     new_iters = max(1, steps // new_epochs)  # ... filled so that no more than `steps` are planned
-    sched = out["scheduler"]
-    warm_fraction = float(sched.get("warmup_epochs", 0)) / max(epochs, 1)
+    warm_fraction = out.scheduler.warmup_epochs / max(epochs, 1)
     warmup = round(warm_fraction * new_epochs * new_iters) / new_iters  # in (new) epochs, whole steps
-    out.update(epochs=new_epochs, iterations_per_epoch=new_iters)
-    sched.update(warmup_epochs=warmup, t_max_epochs=max(new_epochs - warmup, 1.0 / new_iters))
-    out["val_every"] = max(1, min(int(out.get("val_every", 1)), new_epochs))
-    return out
+    out.epochs, out.iterations_per_epoch = new_epochs, new_iters
+    out.scheduler.warmup_epochs = warmup
+    out.scheduler.t_max_epochs = max(new_epochs - warmup, 1.0 / new_iters)
+    out.val_every = max(1, min(out.val_every, new_epochs))
+    return out.to_dict()
 
 
 def measure_step_seconds(config: dict, data_dir: Path, probe_dir: Path, steps: int = PROBE_STEPS) -> float:
@@ -183,7 +183,8 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Path
     log(f"[2/6] training the 'demo' preset for up to {settings.minutes:g} minutes")
     config = load_config("demo", overrides=list(settings.overrides))
     t = time.perf_counter()
-    schedule = int(config["train"]["epochs"]) * int(config["train"]["iterations_per_epoch"])
+    planned = typed_config(config).train
+    schedule = planned.epochs * planned.iterations_per_epoch
     if settings.max_steps is not None:
         steps = min(settings.max_steps, schedule)
     else:

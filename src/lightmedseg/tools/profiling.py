@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from lightmedseg.config import load_config
+from lightmedseg.config import load_config, typed_config
 from lightmedseg.model import LightMedSeg
 
 MEASURES = ("params", "macs", "memory", "latency")  # what profile() can measure (``lightmedseg profile --only``)
@@ -209,13 +209,13 @@ def profile(
     measure: Sequence[str] = MEASURES,
 ) -> dict[str, Any]:
     """Profile one variant; returns a JSON-serialisable dict (see module docstring for the methods)."""
-    config = load_config(preset, variant=variant, overrides=overrides)
-    model_cfg = dict(config["model"])
+    config = typed_config(load_config(preset, variant=variant, overrides=overrides))
+    model_cfg = dict(config.model)
     model_cfg["in_channels"] = int(shape[1])
     model = LightMedSeg(**model_cfg).eval().to(device)
     x = torch.randn(*shape, device=device)
     model.check_input(x)
-    variant_name = config["variant"]
+    variant_name = config.variant
     report: dict[str, Any] = {
         "variant": variant_name,
         "model": model.config,

@@ -22,14 +22,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightmedseg.checkpoint import CheckpointError, read_checkpoint, save_model
+from lightmedseg.checkpoint import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_CONFIG_KEY,
+    CHECKPOINT_LAST,
+    MODEL_BEST,
+    MODEL_LAST,
+    CheckpointError,
+    read_checkpoint,
+    save_model,
+)
 from lightmedseg.io_utils import atomic_path, write_failure
 
 FORMAT_VERSION = 1
-LAST = "checkpoint_last.pt"
-BEST = "checkpoint_best.pt"
-MODEL_LAST = "model_last.safetensors"
-MODEL_BEST = "model_best.safetensors"
+LAST, BEST = CHECKPOINT_LAST, CHECKPOINT_BEST  # the run folder's file names: lightmedseg.checkpoint
+RUN_CONFIG = "config.yaml"  # the run's config as trained (the same dict is stored in each checkpoint)
+RUN_SPLIT = "split.json"  # the run's train/validation case IDs
 SNAPSHOTS = "snapshots"  # train.snapshots: one weights file per validated model, named by its step
 REQUIRED_KEYS = ("optimizer", "scheduler", "scaler", "rng", "step", "epoch", "step_in_epoch")
 
@@ -66,7 +74,7 @@ def save_training_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (must hold ``model`` and ``config``) atomically as a weights-only-loadable .pt file."""
     path = Path(path)
     blob = {k: v for k, v in state.items() if k != "config"}
-    blob["config_json"] = json.dumps(state["config"])
+    blob[CHECKPOINT_CONFIG_KEY] = json.dumps(state["config"])
     blob["format_version"] = FORMAT_VERSION
     with atomic_path(path, suffix=".pt") as tmp:
         try:

@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from lightmedseg.checkpoint import CheckpointError, read_checkpoint, resolve_model_path, save_model
+from lightmedseg.checkpoint import FINAL_MODEL, CheckpointError, read_checkpoint, resolve_model_path, save_model
+from lightmedseg.config import Config, typed_config
 from lightmedseg.data.io import ImageGeometry, read_label
 from lightmedseg.data.layout import case_files, load_dataset_json
 from lightmedseg.data.readers import read_channels
@@ -37,11 +38,11 @@ from lightmedseg.inference.options import TTA_MODES, TTA_PASSES
 from lightmedseg.inference.postprocess import keep_largest_component, postprocess_labels, remove_detached_components
 from lightmedseg.io_utils import read_json_object, write_json_atomic, write_text_atomic
 from lightmedseg.model.factory import build_model
+from lightmedseg.training.checkpointing import RUN_SPLIT
 
 FINALIZE_DIR = "finalize"  # RUN/finalize/: the tables and the averaged model
 CHECKPOINTS_CSV = "checkpoints.csv"
 DEFAULTS_CSV = "defaults.csv"
-FINAL_MODEL = "model.safetensors"  # the first of checkpoint.RUN_DIR_CANDIDATES: what -m RUN loads
 AVERAGE_NAME = "average_best_last.safetensors"
 EVAL_MODE = "strict"
 NO_TTA = "none"
@@ -77,9 +78,9 @@ class Options:
 def validation_set(run_dir: str | os.PathLike, data_dir: str | os.PathLike, max_cases: int | None = None) -> ValidationSet:
     """The validation cases named by ``RUN/split.json`` (the trainer's split), read from ``data_dir``."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
-    split_file = run_dir / "split.json"
+    split_file = run_dir / RUN_SPLIT
     if not split_file.is_file():
-        raise FinalizeError(f"{run_dir}: no split.json; expected a run folder written by lightmedseg train")
+        raise FinalizeError(f"{run_dir}: no {RUN_SPLIT}; expected a run folder written by lightmedseg train")
     cases = read_json_object(split_file, "'train' and 'validation' case lists", error=FinalizeError).get("validation") or []
     if not cases:
         raise FinalizeError(f"{split_file}: no validation cases; choices are made on validation, never on training "
@@ -182,7 +183,7 @@ def average_weights(models: Sequence[str | os.PathLike], out: str | os.PathLike)
     paths = [resolve_model_path(m) for m in models]
     states, configs = zip(*[read_checkpoint(p)[:2] for p in paths])
     for path, config in zip(paths[1:], configs[1:]):
-        if config.get("model") != configs[0].get("model"):
+        if typed_config(config).model != typed_config(configs[0]).model:
             raise CheckpointError(f"{path}: its network config differs from {paths[0]}'s; average model files "
                                   "of one network (checkpoints of one run, or of runs started from the same config)")
     if any(set(s) != set(states[0]) for s in states[1:]):
@@ -234,7 +235,6 @@ def determine_defaults(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     """
     from lightmedseg.inference.segment import label_names
     from lightmedseg.inference.tta import check_window
-    from lightmedseg.config import prediction_window
 
     run_dir, options = Path(run_dir), options or Options()
     model_path = resolve_model_path(model if model is not None else run_dir)
@@ -242,7 +242,7 @@ def determine_defaults(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     config = read_checkpoint(model_path)[1]
     names = label_names(config)
     values = {name: value for value, name in names.items() if value != 0}
-    window = prediction_window(config)
+    window = typed_config(config).window
     rows, results = [], {}
     for mode in tta_modes:
         if mode not in TTA_CANDIDATES:
@@ -274,16 +274,17 @@ def determine_defaults(run_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     return card
 
 
-def write_card(run_dir: Path, model_path: Path, config: Mapping, cases: ValidationSet, mode: str, keep: list[int],
+def write_card(run_dir: Path, model_path: Path, config: Mapping | Config, cases: ValidationSet, mode: str, keep: list[int],
                contact: Mapping[int, list[int]], final: Mapping, results: Mapping, names: Mapping[int, str]) -> dict:
     """``RUN/card.json`` with the chosen defaults and their validation scores; fields it does not set
     (``task``, ``not_for``... written by hand) are kept from the existing card."""
     path = run_dir / CARD_NAME
     card = read_json_object(path, "the model card's fields") if path.is_file() else {}
     card.setdefault("name", run_dir.name)
-    for key, field_name in (("labels", "labels"), ("channel_names", "channels"), ("geometry", "geometry")):
-        if config.get(key) is not None:
-            card[field_name] = config[key]
+    cfg = typed_config(config)
+    for field_name, value in (("labels", cfg.labels), ("channels", cfg.channel_names), ("geometry", cfg.geometry)):
+        if value is not None:
+            card[field_name] = value
     post = ([f"largest {names[v]} component kept" for v in keep]
             + [f"{names[v]} components touching no {'/'.join(names[a] for a in anchors)} removed" for v, anchors in contact.items()])
     card["validation"] = {

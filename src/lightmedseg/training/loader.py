@@ -26,7 +26,7 @@ import torch
 from monai import transforms as T
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 
-from lightmedseg.config import AUGMENT_DEFAULTS, DataConfig, check_augment, section_defaults
+from lightmedseg.config import AUGMENT_DEFAULTS, Config, DataConfig, check_augment, typed_config
 from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.cases import data_section, load_preprocessed_case
@@ -47,21 +47,21 @@ def default_cache_dir(dataset_dir: str | os.PathLike) -> Path:
 class LoadCased(T.Transform):
     """MONAI-style transform: ``{"case_id", ...}`` -> ``{"image": (C,...), "label": (1,...)}``."""
 
-    def __init__(self, dataset_dir: str | os.PathLike, config: Mapping):
+    def __init__(self, dataset_dir: str | os.PathLike, config: Mapping | Config | DataConfig):
         self.dataset_dir = str(dataset_dir)
-        self.config = {"data": dict(data_section(config))}
+        self.data = data_section(config)
 
     def __call__(self, item: Mapping) -> dict:
-        case = load_preprocessed_case(self.dataset_dir, item["case_id"], self.config)
+        case = load_preprocessed_case(self.dataset_dir, item["case_id"], self.data)
         if case["label"] is None:
             raise DataError(f"{self.dataset_dir}: case {item['case_id']!r} has no label; training needs labels")
         return {"case_id": item["case_id"], "image": case["image"], "label": case["label"][None]}
 
 
-def _augment_cfg(data_cfg: Mapping) -> dict:
+def _augment_cfg(data_cfg: DataConfig) -> dict:
     """The enabled augmentations of ``data.augment`` with their defaults filled in (names checked by the config's
     :func:`~lightmedseg.config.check_augment`, also for a config that did not come through ``load_config``)."""
-    augment = data_cfg.get("augment") or {}
+    augment = data_cfg.augment
     check_augment(augment)
     out = {}
     for name, value in augment.items():
@@ -81,10 +81,11 @@ def _augment_axes(setting: str, patch: Sequence[int]) -> str:
     return setting
 
 
-def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
-    """(deterministic transforms after loading, random transforms) for training patches."""
-    patch = [int(p) for p in data_cfg["patch_size"]]
-    fg = float(data_cfg.get("foreground_oversample", DataConfig.foreground_oversample))
+def train_transforms(data_cfg: Mapping | DataConfig) -> tuple[list, list]:
+    """(deterministic transforms after loading, random transforms) for training patches, from the ``data`` section."""
+    data_cfg = data_section(data_cfg)
+    patch = list(data_cfg.patch_size)
+    fg = data_cfg.foreground_oversample
     if not 0.0 <= fg <= 1.0:
         raise DataError(f"data.foreground_oversample must lie in [0, 1], got {fg}")
     keys = ["image", "label"]
@@ -127,9 +128,9 @@ def train_transforms(data_cfg: Mapping) -> tuple[list, list]:
     return deterministic, rand
 
 
-def check_model_matches_dataset(dataset_dir: str | os.PathLike, meta: Mapping, config: Mapping) -> None:
+def check_model_matches_dataset(dataset_dir: str | os.PathLike, meta: Mapping, config: Mapping | Config) -> None:
     """Refuse a ``model.in_channels`` / ``model.num_classes`` that differs from what dataset.json declares."""
-    model = config.get("model", {}) if isinstance(config, Mapping) else {}
+    model = typed_config(config).model
     n_ch, n_cls = len(meta["channel_names"]), len(L.label_values(meta))
     if "in_channels" in model and int(model["in_channels"]) != n_ch:
         raise DataError(f"{dataset_dir}/dataset.json declares {n_ch} channels {list(meta['channel_names'].values())} "
@@ -141,19 +142,18 @@ def check_model_matches_dataset(dataset_dir: str | os.PathLike, meta: Mapping, c
                         f"add --set model.num_classes={n_cls}")
 
 
-def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], config: Mapping,
+def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], config: Mapping | Config,
                       batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A loader of ``{"image": (B, C, *patch) float32, "label": (B, 1, *patch) int64}`` batches.
 
-    One pass yields ``train.iterations_per_epoch`` batches (default: :class:`lightmedseg.config.TrainConfig`), sampling cases with replacement. With ``world_size > 1`` each rank draws only from
+    One pass yields ``train.iterations_per_epoch`` batches, sampling cases with replacement. With ``world_size > 1`` each rank draws only from
     its shard ``case_ids[rank::world_size]`` with seed ``seed + rank``.
     """
     dataset_dir = Path(dataset_dir)
     meta = load_dataset_json(dataset_dir)
-    check_model_matches_dataset(dataset_dir, meta, config)
-    data_cfg = dict(data_section(config))
-    if "patch_size" not in data_cfg:
-        raise DataError("config data.patch_size is missing; expected [Z, Y, X]")
+    cfg = typed_config(config)
+    check_model_matches_dataset(dataset_dir, meta, cfg)
+    data_cfg = cfg.data
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} must lie in [0, world_size={world_size})")
     case_ids = list(case_ids)
@@ -164,28 +164,26 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
     if not shard:
         raise DataError(f"{len(case_ids)} training cases cannot be shared by {world_size} ranks")
     deterministic, rand = train_transforms(data_cfg)
-    prep_key = {k: data_cfg.get(k) for k in ("normalization", "crop_nonzero", "patch_size")}
+    prep_key = {k: getattr(data_cfg, k) for k in ("normalization", "crop_nonzero", "patch_size")}
     items = [{"case_id": c, "prep": repr(sorted(prep_key.items()))} for c in shard]
-    pre = [LoadCased(dataset_dir, {"data": data_cfg})] + deterministic
-    cache = data_cfg.get("cache") or "none"
+    pre = [LoadCased(dataset_dir, data_cfg)] + deterministic
+    cache = data_cfg.cache or "none"
     if cache == "memory":
         ds = CacheDataset(items, T.Compose(pre + rand), num_workers=0, progress=False)
     elif cache == "disk":
-        cache_dir = Path(data_cfg.get("cache_dir") or default_cache_dir(dataset_dir))
+        cache_dir = Path(data_cfg.cache_dir or default_cache_dir(dataset_dir))
         ds = PersistentDataset(items, T.Compose(pre + rand), cache_dir=cache_dir)
     elif cache == "none":
         ds = Dataset(items, T.Compose(pre + rand))
     else:
         raise DataError(f"data.cache {cache!r} is unknown; expected null, 'memory' or 'disk'")
     ds.transform.set_random_state(seed=seed + rank)
-    train_cfg = section_defaults("train", {k: v for k, v in config.get("train", {}).items()
-                                           if k in ("iterations_per_epoch", "num_workers")})
-    iters = int(train_cfg["iterations_per_epoch"])
+    iters = cfg.train.iterations_per_epoch
     if iters < 1 or batch_size < 1:
         raise ValueError(f"train.iterations_per_epoch ({iters}) and batch_size ({batch_size}) must be >= 1")
     generator = torch.Generator().manual_seed(seed + rank)
     sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=iters * batch_size,
                                              generator=generator)
-    workers = int(train_cfg["num_workers"])
+    workers = cfg.train.num_workers
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                       generator=generator, persistent_workers=workers > 0)

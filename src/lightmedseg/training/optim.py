@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the paper's Section 4 (or nnU-Net's), built from ``config["train"]``.
+"""Optimiser and learning-rate schedule of the paper's Section 4 (or nnU-Net's), built from the ``train`` section.
 
 AdamW (lr 2e-4, weight decay 1e-5, betas 0.9/0.999) and a short linear warm-up followed by cosine annealing
 (T_max = 100 epochs, eta_min = 1e-9), stepped once per **iteration** so the warm-up is smooth even when it
@@ -14,50 +14,47 @@ end of the warm-up.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, PolynomialLR, SequentialLR
 
-from lightmedseg.config import TrainConfig, section_defaults
+from lightmedseg.config import TrainConfig, typed_section
 
 # Warm-up starts at this fraction of the base lr (LinearLR needs a strictly positive start factor).
 WARMUP_START_FACTOR = 1e-3
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], train_cfg: dict) -> torch.optim.Optimizer:
-    """AdamW or SGD+Nesterov from ``train.optimizer`` (fields and defaults in lightmedseg.config.OptimizerConfig)."""
-    cfg = section_defaults("train.optimizer", train_cfg.get("optimizer"))
-    lr, wd = float(cfg["lr"]), float(cfg["weight_decay"])
-    if lr <= 0:
-        raise ValueError(f"train.optimizer.lr must be > 0, got {lr}")
-    if cfg["name"] == "sgd":
-        momentum = float(cfg["momentum"])
-        if not 0 <= momentum < 1:
-            raise ValueError(f"train.optimizer.momentum must be in [0, 1), got {momentum}")
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum,  # type: ignore[arg-type]
-                               nesterov=bool(cfg["nesterov"]) and momentum > 0)
-    betas = tuple(float(b) for b in cfg["betas"])
+def build_optimizer(params: Iterable[torch.nn.Parameter], train_cfg: Mapping | TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD+Nesterov from ``train.optimizer`` (fields and defaults: lightmedseg.config.OptimizerConfig)."""
+    cfg = typed_section("train", train_cfg, TrainConfig).optimizer
+    if cfg.lr <= 0:
+        raise ValueError(f"train.optimizer.lr must be > 0, got {cfg.lr}")
+    if cfg.name == "sgd":
+        if not 0 <= cfg.momentum < 1:
+            raise ValueError(f"train.optimizer.momentum must be in [0, 1), got {cfg.momentum}")
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay,  # type: ignore[arg-type]
+                               momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    betas = tuple(float(b) for b in cfg.betas)
     if len(betas) != 2:
         raise ValueError(f"train.optimizer.betas: need two betas, got {list(betas)}")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)  # type: ignore[arg-type]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=betas)  # type: ignore[arg-type]
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> LRScheduler:
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: Mapping | TrainConfig) -> LRScheduler:
     """Per-iteration warm-up + cosine or poly schedule from ``train.scheduler`` and ``train.iterations_per_epoch``."""
-    cfg = section_defaults("train.scheduler", train_cfg.get("scheduler"))
-    iters = int(train_cfg.get("iterations_per_epoch", TrainConfig.iterations_per_epoch))
+    train = typed_section("train", train_cfg, TrainConfig)
+    cfg, iters = train.scheduler, train.iterations_per_epoch
     if iters < 1:
         raise ValueError(f"train.iterations_per_epoch must be >= 1, got {iters}")
-    warmup = int(round(float(cfg["warmup_epochs"]) * iters))
-    t_max = max(1, int(round(float(cfg["t_max_epochs"]) * iters)))
-    if cfg["name"] == "poly":
-        exponent = float(cfg["exponent"])
-        if exponent <= 0:
-            raise ValueError(f"train.scheduler.exponent must be > 0, got {exponent}")
-        decay: LRScheduler = PolynomialLR(optimizer, total_iters=t_max, power=exponent)
+    warmup = int(round(cfg.warmup_epochs * iters))
+    t_max = max(1, int(round(cfg.t_max_epochs * iters)))
+    if cfg.name == "poly":
+        if cfg.exponent <= 0:
+            raise ValueError(f"train.scheduler.exponent must be > 0, got {cfg.exponent}")
+        decay: LRScheduler = PolynomialLR(optimizer, total_iters=t_max, power=cfg.exponent)
     else:
-        decay = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=float(cfg["eta_min"]))
+        decay = CosineAnnealingLR(optimizer, T_max=t_max, eta_min=cfg.eta_min)
     if warmup <= 0:
         return decay
     warm = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, end_factor=1.0, total_iters=warmup)

@@ -15,9 +15,10 @@ from typing import Collection
 import torch
 
 from lightmedseg.checkpoint import CheckpointError, read_checkpoint, resolve_model_path
-from lightmedseg.config import ConfigError, validate_config
+from lightmedseg.config import ConfigError, typed_config, validate_config
 from lightmedseg.io_utils import json_plain
 from lightmedseg.model import LightMedSeg
+from lightmedseg.model.network import DEFAULT_ARCHITECTURE
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.setup import config_for_dataset, training_split
 
@@ -104,7 +105,7 @@ def network_keys(model_cfg: dict) -> dict:
     """A model section with every constructor default filled in (LightMedSeg), initialisation keys removed,
     so that two configs compare equal exactly when they build the same network."""
     cfg = dict(model_cfg)
-    if cfg.get("architecture", "lightmedseg") == "lightmedseg":
+    if cfg.get("architecture", DEFAULT_ARCHITECTURE) == DEFAULT_ARCHITECTURE:
         try:
             cfg = dict(LightMedSeg(**cfg).config)
         except (TypeError, ValueError):
@@ -116,7 +117,7 @@ def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.T
     """The weights in ``source`` and the file they came from, for a new run; the networks must match."""
     path = resolve_model_path(source)
     weights, stored, _ = read_checkpoint(path)
-    mine, theirs = network_keys(config["model"]), network_keys(stored.get("model", {}))
+    mine, theirs = network_keys(typed_config(config).model), network_keys(stored.get("model", {}))
     differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if differing:
         detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
@@ -136,7 +137,7 @@ def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | P
     if resume and last.exists():
         state = C.load_training_checkpoint(last)
         config = merge_resumed_config(state["config"], config, explicit, where=str(last))
-        split_ids = state.get("split") or training_split(data_dir, split, fold, int(config["train"]["seed"]))
+        split_ids = state.get("split") or training_split(data_dir, split, fold, typed_config(config).train.seed)
         return RunStart(config, split_ids, state=state)
     if last.exists():
         raise FileExistsError(f"{run_dir} already holds a run ({C.LAST}); pass --resume to continue it "
@@ -144,7 +145,7 @@ def run_start(config: dict | None, data_dir: Path, run_dir: Path, split: str | P
     if config is None or (resume and "model" not in config):  # only budget keys: nothing to start from
         raise ValueError(f"nothing to resume in {run_dir}; give a --preset to start a new run")
     config = config_for_dataset(validate_config(config), data_dir)
-    split_ids = training_split(data_dir, split, fold, int(config["train"]["seed"]))
+    split_ids = training_split(data_dir, split, fold, typed_config(config).train.seed)
     weights = None
     if init_weights is not None:
         weights, source = initial_weights(init_weights, config)

@@ -1,6 +1,6 @@
 """Run set-up that depends on the dataset: the train/validation split and the dataset-derived config.
 
-``config["labels"]``, ``regions``, ``channel_names`` and the geometry come from ``dataset.json`` so a run
+The config's ``labels``, ``regions``, ``channel_names`` and the geometry come from ``dataset.json`` so a run
 folder is self-describing: predict writes the dataset's label values without seeing the dataset. The
 model's ``in_channels``/``num_classes`` are filled from it when the config leaves them out; a config (preset
 or ``--set``) that states other values is refused, naming the ``--set`` that matches the dataset.
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Mapping
+
+from lightmedseg.config import Config, typed_config
 
 from lightmedseg.data import labels as L
 from lightmedseg.data.layout import list_cases, load_dataset_json
@@ -17,76 +20,65 @@ from lightmedseg.data.layout import list_cases, load_dataset_json
 DEFAULT_VAL_FRACTION = 0.2
 
 
-def _positive_int(config: dict, section: str, key: str, default: object = None) -> None:
-    value = config.get(section, {}).get(key, default)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"config {section}.{key}={value!r}: expected a positive integer")
-
-
-def check_train_config(config: dict) -> None:
+def check_train_config(config: Mapping | Config) -> None:
     """Check the settings a run needs before anything is written, so a typo never leaves a half-made run folder.
 
-    Checked: ``data.patch_size`` (and ``infer.roi_size``) 3 positive multiples of the network's
-    :func:`~lightmedseg.model.network.size_divisors` (16 for the paper's strides), positive integer
+    Types and unknown keys are the schema's (:func:`~lightmedseg.config.typed_config`, a ConfigError); here the
+    ranges: ``data.patch_size`` (and ``infer.roi_size``) 3 positive multiples of the network's
+    :func:`~lightmedseg.model.network.size_divisors` (16 for the paper's strides), positive
     ``train.batch_size``/``epochs``/``iterations_per_epoch``/``val_every``, ``train.amp`` one of the
-    choices, a numeric ``train.optimizer.lr`` > 0, and sections that are mappings.
+    choices, ``train.optimizer.lr`` > 0.
     """
     from lightmedseg.training.runtime import AMP_CHOICES
 
     from lightmedseg.model.network import size_divisors
 
-    for section in ("model", "data", "train", "infer"):
-        if not isinstance(config.get(section, {}), dict):
-            raise ValueError(f"config {section}: expected a section of key: value settings, got {config[section]!r}")
+    cfg = typed_config(config)
     try:
-        divisors = size_divisors(config.get("model", {}))
+        divisors = size_divisors(cfg.model)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config model.strides={config.get('model', {}).get('strides')!r}: {exc}") from None
-    for section, key in (("data", "patch_size"), ("infer", "roi_size")):
-        size = config.get(section, {}).get(key)
-        if size is None and section == "infer":
+        raise ValueError(f"config model.strides={cfg.model.get('strides')!r}: {exc}") from None
+    for key, size in (("data.patch_size", cfg.data.patch_size), ("infer.roi_size", cfg.infer.roi_size)):
+        if size is None and key == "infer.roi_size":
             continue
-        if (not isinstance(size, (list, tuple)) or len(size) != 3
-                or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 or s % m for s, m in zip(size, divisors))):
-            raise ValueError(f"config {section}.{key}={size!r}: expected 3 positive multiples of {list(divisors)} "
+        if len(size) != 3 or any(s < 1 or s % m for s, m in zip(size, divisors)):
+            raise ValueError(f"config {key}={size!r}: expected 3 positive multiples of {list(divisors)} "
                              f"(d, h, w; the network's strides), e.g. {[2 * m for m in divisors]}")
     for key in ("batch_size", "epochs", "iterations_per_epoch", "val_every"):
-        _positive_int(config, "train", key)
-    amp = config.get("train", {}).get("amp", "auto")
+        if (value := getattr(cfg.train, key)) < 1:
+            raise ValueError(f"config train.{key}={value!r}: expected a positive integer")
+    amp = cfg.train.amp
     if not (amp in (None, False, True) or str(amp).lower() in AMP_CHOICES + ("off", "false")):
         raise ValueError(f"config train.amp={amp!r}: expected one of {list(AMP_CHOICES)}")
-    optimizer = config.get("train", {}).get("optimizer")
-    lr = optimizer.get("lr") if isinstance(optimizer, dict) else None
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
-        raise ValueError(f"config train.optimizer.lr={lr!r}: expected a number > 0")
+    if cfg.train.optimizer.lr <= 0:
+        raise ValueError(f"config train.optimizer.lr={cfg.train.optimizer.lr!r}: expected a number > 0")
 
 
-def config_for_dataset(config: dict, data_dir: str | Path) -> dict:
+def config_for_dataset(config: Mapping | Config, data_dir: str | Path) -> dict:
     """A copy of ``config`` with ``labels``, ``regions`` (and model in/out channels where the config leaves
     them out) from ``dataset.json``; the settings are checked first (:func:`check_train_config`), and model
     in/out channels that differ from the dataset's are refused (a DataError with the ``--set`` to use)."""
     from lightmedseg.training.loader import check_model_matches_dataset
 
-    check_train_config(config)
+    cfg = copy.deepcopy(typed_config(config))
+    check_train_config(cfg)
     meta = load_dataset_json(data_dir)
-    check_model_matches_dataset(data_dir, meta, config)
-    out = copy.deepcopy(config)
-    out.setdefault("model", {})
-    out["model"].setdefault("in_channels", len(meta["channel_names"]))
-    out["model"].setdefault("num_classes", len(L.label_values(meta)))
-    out["labels"] = dict(meta["labels"])
-    out["regions"] = L.regions(meta)
-    out["label_convention"] = L.convention(meta)
-    out["channel_names"] = [meta["channel_names"][k] for k in sorted(meta["channel_names"], key=int)]
+    check_model_matches_dataset(data_dir, meta, cfg)
+    model = dict(cfg.model)
+    model.setdefault("in_channels", len(meta["channel_names"]))
+    model.setdefault("num_classes", len(L.label_values(meta)))
+    cfg.model = model
+    cfg.labels = dict(meta["labels"])
+    cfg.regions = L.regions(meta)
+    cfg.label_convention = L.convention(meta)
+    cfg.channel_names = [meta["channel_names"][k] for k in sorted(meta["channel_names"], key=int)]
     # and the training images' median spacing and orientation, which predict checks inputs against
     from lightmedseg.inference.geometry import dataset_geometry_of
 
     geometry = dataset_geometry_of(data_dir)
     if geometry is not None:
-        out["geometry"] = geometry
-    return out
+        cfg.geometry = geometry
+    return cfg.to_dict()
 
 
 def default_split(case_ids: list[str], seed: int, val_fraction: float = DEFAULT_VAL_FRACTION) -> dict:

@@ -34,15 +34,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lightmedseg.checkpoint import CheckpointError
+from lightmedseg.config import Config, typed_config
 from lightmedseg.data.integrity import check_split_complete
 from lightmedseg.fast import fast_train_forward, supports
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.model.factory import build_model
 from lightmedseg.training import checkpointing as C
-from lightmedseg.training.logs import RunLogger
+from lightmedseg.training.logs import METRICS_CSV, STEPS_CSV, RunLogger
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss
 from lightmedseg.training.optim import build_optimizer, build_scheduler
-from lightmedseg.training.plots import plot_curves
+from lightmedseg.training.plots import CURVES_PNG, plot_curves
 from lightmedseg.training.runlock import run_folder_lock
 from lightmedseg.training.runtime import (
     DistInfo,
@@ -147,27 +148,28 @@ def _stop_on_signals(flag: dict) -> Iterator[None]:
 class Trainer:
     """Holds the model, optimiser state and loop of one run; use :func:`train`."""
 
-    def __init__(self, config: dict, data_dir: Path, run_dir: Path, split: dict, info: DistInfo,
+    def __init__(self, config: dict | Config, data_dir: Path, run_dir: Path, split: dict, info: DistInfo,
                  state: dict | None = None, reference: bool = False, progress: bool = True,
                  init_weights: dict[str, torch.Tensor] | None = None) -> None:
-        self.config, self.data_dir, self.run_dir, self.split, self.info = config, data_dir, run_dir, split, info
-        tcfg = config["train"]
-        self.tcfg = tcfg
+        self.cfg = typed_config(config)  # read typed; the defaults are the schema's (lightmedseg.config.schema)
+        self.config = self.cfg.to_dict()  # the serialised form: stored in checkpoints, given to validation
+        self.data_dir, self.run_dir, self.split, self.info = data_dir, run_dir, split, info
+        tcfg = self.cfg.train
         self.device = info.device
-        self.seed = int(tcfg["seed"])  # the config is complete (lightmedseg.config holds the defaults)
-        self.epochs = int(tcfg["epochs"])
-        self.iters = int(tcfg["iterations_per_epoch"])
-        self.val_every = max(1, int(tcfg["val_every"]))
-        self.grad_clip = float(tcfg["grad_clip"] or 0.0)
-        self.progress = progress and bool(tcfg["progress"])
-        global_batch = int(tcfg["batch_size"])
+        self.seed = tcfg.seed
+        self.epochs = tcfg.epochs
+        self.iters = tcfg.iterations_per_epoch
+        self.val_every = max(1, tcfg.val_every)
+        self.grad_clip = float(tcfg.grad_clip or 0.0)
+        self.progress = progress and tcfg.progress
+        global_batch = tcfg.batch_size
         if global_batch % info.world_size:
             raise ValueError(f"train.batch_size={global_batch} (global) is not divisible by the "
                              f"{info.world_size} processes; choose a multiple of {info.world_size}")
         self.batch_size = global_batch // info.world_size
-        self.amp = amp_policy(tcfg["amp"], self.device)
+        self.amp = amp_policy(tcfg.amp, self.device)
 
-        self.model = build_model(config).to(self.device)
+        self.model = build_model(self.cfg).to(self.device)
         weights = state["model"] if state is not None else init_weights  # a resumed run, or --init-weights
         if weights is not None:
             try:
@@ -175,7 +177,7 @@ class Trainer:
             except RuntimeError as exc:
                 raise CheckpointError(f"checkpoint weights do not match the config ({str(exc)[:300]})") from None
         # The one place the network is called from; train.fast plugs in the fast path (same parameters).
-        use_fast = bool(tcfg["fast"]) and not reference
+        use_fast = tcfg.fast and not reference
         if use_fast:
             use_fast, why = supports(self.model)
             if not use_fast and info.is_main:
@@ -189,7 +191,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), tcfg)
         self.scheduler = build_scheduler(self.optimizer, tcfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
-        self.loss_fn = DeepSupervisionLoss(LightMedSegLoss.from_config(config["model"]["num_classes"], tcfg["loss"]))
+        self.loss_fn = DeepSupervisionLoss(LightMedSegLoss.from_config(self.cfg.model["num_classes"], tcfg.loss))
 
         self.step = 0
         self.epoch = 0
@@ -212,14 +214,14 @@ class Trainer:
 
         from lightmedseg.training.loader import make_train_loader
 
-        self.base_loader = make_train_loader(data_dir, split["train"], config, self.batch_size, self.seed,
+        self.base_loader = make_train_loader(data_dir, split["train"], self.cfg, self.batch_size, self.seed,
                                              info.rank, info.world_size)
         if len(self.base_loader.sampler) != self.iters * self.batch_size:
             raise ValueError("the training loader does not yield train.iterations_per_epoch batches per epoch")
         val_ids = list(split.get("validation", []))
-        max_val = tcfg["val_max_cases"]
-        self.val_ids = val_ids[: int(max_val)] if max_val else val_ids
-        self.metric_fields = metric_names(config)
+        max_val = tcfg.val_max_cases
+        self.val_ids = val_ids[:max_val] if max_val else val_ids
+        self.metric_fields = metric_names(self.config)
 
     # -- pieces ---------------------------------------------------------------------------------------
     def _autocast(self) -> ContextManager:
@@ -312,7 +314,7 @@ class Trainer:
         info = self.info
         t0 = time.monotonic()
         self.logger = RunLogger(self.run_dir if info.is_main else None, EPOCH_FIELDS + self.metric_fields,
-                                self.step, self.epoch, tensorboard=bool(self.tcfg["tensorboard"]))
+                                self.step, self.epoch, tensorboard=self.cfg.train.tensorboard)
         planned = self.epochs * self.iters if max_steps is None else min(self.epochs * self.iters, max_steps)
         bar = tqdm(total=planned, initial=min(self.step, planned), unit="it", dynamic_ncols=True,
                    disable=not (info.is_main and self.progress), file=sys.stderr, desc="train")
@@ -394,7 +396,7 @@ class Trainer:
                                "lr": self.optimizer.param_groups[0]["lr"],
                                **{f"train_{k}": self.epoch_sums[k] / n for k in TERMS}}
         if partial:
-            validated = bool(self.tcfg["validate_on_stop"])
+            validated = self.cfg.train.validate_on_stop
         else:
             validated = (epoch + 1) % self.val_every == 0 or epoch + 1 == self.epochs
         metrics = self._validate() if validated else {n_: math.nan for n_ in self.metric_fields}
@@ -412,15 +414,15 @@ class Trainer:
             self.epoch += 1
             self.step_in_epoch = 0
             self.epoch_sums = {k: 0.0 for k in TERMS}
-        self._save(best=best, snapshot=validated and bool(self.tcfg["snapshots"]))
+        self._save(best=best, snapshot=validated and self.cfg.train.snapshots)
         if validated and self.info.is_main:
             plot_curves(self.run_dir)
 
 
 def _remove_stale_temp_files(run_dir: Path) -> None:
     """Delete temp files of our atomic writes left by a process killed mid-write (SIGKILL, power loss)."""
-    for name in (C.LAST, C.BEST, C.MODEL_LAST, C.MODEL_BEST, "steps.csv", "metrics.csv", "curves.png",
-                 "config.yaml", "split.json"):
+    for name in (C.LAST, C.BEST, C.MODEL_LAST, C.MODEL_BEST, STEPS_CSV, METRICS_CSV, CURVES_PNG,
+                 C.RUN_CONFIG, C.RUN_SPLIT):
         for tmp in run_dir.glob(f".{name}.*"):
             tmp.unlink(missing_ok=True)
     for tmp in (run_dir / C.SNAPSHOTS).glob(".model_step*.safetensors.*"):
@@ -490,7 +492,8 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
     # effect after the first step of this invocation.
     with _stop_on_signals(signal_flag):
         try:
-            info = init_distributed(config["train"]["device"], config["train"]["dist_timeout_minutes"],
+            tcfg = typed_config(config).train
+            info = init_distributed(tcfg.device, tcfg.dist_timeout_minutes,
                                     stop=lambda: signal_flag.get("requested"))
         except StoppedWhileJoining as exc:  # scancel / Ctrl-C while the peers are awaited: stop now
             print(f"lightmedseg train: {exc}", file=sys.stderr)
@@ -501,12 +504,13 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
                 if _run_folder_state(run_dir) != seen:  # another run wrote here before we held the lock:
                     start = begin()  # decide again, under the lock (refused now if it left a run)
                     config, state = start.config, start.state
-                set_deterministic(bool(config["train"]["deterministic"]))
-                seed_everything(int(config["train"]["seed"]) + info.rank)
+                tcfg = typed_config(config).train
+                set_deterministic(tcfg.deterministic)
+                seed_everything(tcfg.seed + info.rank)
                 if info.is_main:
                     _remove_stale_temp_files(run_dir)
-                    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-                    write_json_atomic(run_dir / "split.json", start.split)
+                    write_text_atomic(run_dir / C.RUN_CONFIG, yaml.safe_dump(config, sort_keys=False))
+                    write_json_atomic(run_dir / C.RUN_SPLIT, start.split)
                 barrier(info)
                 trainer = Trainer(config, data_dir, run_dir, start.split, info, state=state, reference=reference,
                                   progress=progress, init_weights=start.weights)

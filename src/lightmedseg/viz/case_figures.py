@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from lightmedseg.config import typed_config
 from lightmedseg.data.io import read_image_channels, read_label
 from lightmedseg.viz.overlays import save_anchor_texture_figure, save_overlay_figure
 
@@ -40,7 +41,7 @@ def save_case_figures(
     else:
         pred = Predictor(config, plain_forward(model), device=device).predict_image(image).labels
     name = case_id or Path(image_files[0]).name.split(".")[0].rsplit("_", 1)[0]
-    names = {v: n for n, v in config.get("labels", {}).items() if v}
+    names = {v: n for n, v in (typed_config(config).labels or {}).items() if v}
     out_dir = Path(out_dir)
     overlay = save_overlay_figure(image, label, pred, out_dir / f"{name}_overlay.png", n_slices=n_slices,
                                   spacing=geometry.spacing, class_names=names or None, title=name,

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from lightmedseg.config import prediction_window
+from lightmedseg.config import typed_config
 from lightmedseg.io_utils import atomic_path
 from lightmedseg.model.network import PAPER_SIZE_DIVISOR
 
@@ -267,7 +267,7 @@ def save_anchor_texture_figure(
     """Learned anchors S (markers, projected onto three orthogonal slices) and texture map T on one case.
 
     ``image`` is the raw (C, Z, Y, X) case; with ``config`` it is preprocessed the model's way (and the ROI
-    is ``config['infer']['roi_size']``). The window is centred on the label's foreground when given.
+    is the config's window, ``infer.roi_size``). The window is centred on the label's foreground when given.
     Row 1: image with anchors (and the label outline); row 2: T in [0, 1] with anchors. Slices pass through
     the label's foreground centroid (else the window centre).
     """
@@ -278,12 +278,12 @@ def save_anchor_texture_figure(
         image = image[None]
     info = None
     if config is not None:
-        image, info = preprocess_image(image, config["data"])
+        image, info = preprocess_image(image, typed_config(config).data)
         if label is not None:
             label = np.asarray(label)[tuple(slice(s, e) for s, e in zip(info.bbox_start, info.bbox_end))]
     if label is not None and np.asarray(label).shape != image.shape[1:]:
         raise FigureError(f"label shape {np.asarray(label).shape} differs from image {image.shape[1:]}")
-    roi = prediction_window(config or {})
+    roi = typed_config(config or {}).window
     center = None
     if label is not None and np.any(label):
         center = [int(round(c)) for c in np.argwhere(np.asarray(label) > 0).mean(axis=0)]

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from lightmedseg.data import labels as L
+from lightmedseg.data.acdc_info import INFO_CFG, read_info_cfg
 from lightmedseg.data.convert import progress
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import geometry_difference, read_image_channels, read_label
@@ -23,19 +24,6 @@ _PATIENT = re.compile(r"^patient\d{3}$")
 _ACDC_MAP = {v: v for v in L.ACDC_LABELS.values()}
 
 
-def read_info_cfg(path: Path) -> dict[str, str]:
-    """Parse ACDC's ``Info.cfg`` (``key: value`` lines)."""
-    info = {}
-    for line in path.read_text().splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            info[k.strip()] = v.strip()
-    for key in ("ED", "ES"):
-        if not info.get(key, "").isdigit():
-            raise DataError(f"{path}: missing or non-integer {key!r} entry (expected e.g. 'ED: 1')")
-    return info
-
-
 def convert_into(src: Path, out: Path, spacing=None) -> dict:
     patients = sorted((p for p in src.rglob("patient*") if p.is_dir() and _PATIENT.match(p.name)),
                       key=lambda p: p.name)
@@ -44,7 +32,7 @@ def convert_into(src: Path, out: Path, spacing=None) -> dict:
     writer = DatasetWriter(out, list(L.ACDC_MODALITIES), L.ACDC_LABELS, "acdc")
     case_info = {}
     for folder in progress(patients, "acdc"):
-        cfg = folder / "Info.cfg"
+        cfg = folder / INFO_CFG
         if not cfg.is_file():
             raise DataError(f"{cfg}: missing (needed to find the ED and ES frames)")
         info = read_info_cfg(cfg)
