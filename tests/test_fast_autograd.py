@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix
 
 LAYOUTS = (torch.contiguous_format, torch.channels_last_3d)
 
@@ -125,3 +125,46 @@ def test_pointwise_convs_route_to_a_gemm_in_float32_training_only() -> None:
         assert "Convolution" in type(graph._conv_op(x, w, b).grad_fn).__name__
     finally:
         graph._TRAIN_KERNELS.reset(token)
+
+
+def _router_reference(ys, width, ctrl_bias, w2, b2):
+    """Eqs. 12-13 as separate torch ops (graph._router_skip_term's unfused form)."""
+    pre = sum(y[:, :width] for y in ys) + ctrl_bias[None, :, None, None, None]
+    a = torch.softmax(F.conv3d(F.silu(pre), w2[:, :, None, None, None], b2), dim=1)
+    return sum(a[:, i : i + 1] * y[:, width:] for i, y in enumerate(ys))
+
+
+def _router_inputs(dtype: torch.dtype, m: int = 3, width: int = 4, c: int = 3):
+    ys = [torch.randn(2, width + c, 2, 3, 4, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
+          .requires_grad_() for _ in range(m)]
+    params = [torch.randn(width, dtype=dtype), torch.randn(m, width, dtype=dtype), torch.randn(m, dtype=dtype)]
+    return ys, [p.requires_grad_() for p in params]
+
+
+def test_router_mix_gradcheck() -> None:
+    torch.manual_seed(3)
+    ys, (bias, w2, b2) = _router_inputs(torch.float64)
+    assert torch.autograd.gradcheck(lambda bias, w2, b2, *ys: router_mix(list(ys), 4, bias, w2, b2),
+                                    (bias, w2, b2, *ys))
+
+
+def test_router_mix_matches_unfused_reference() -> None:
+    torch.manual_seed(4)
+    ys, (bias, w2, b2) = _router_inputs(torch.float32, m=4, width=8, c=5)
+    ours = router_mix(ys, 8, bias, w2, b2)
+    ref = _router_reference(ys, 8, bias, w2, b2)
+    assert ours.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    go = torch.randn_like(ref)
+    inputs = (bias, w2, b2, *ys)
+    for g, r in zip(torch.autograd.grad(ours, inputs, go), torch.autograd.grad(ref, inputs, go)):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+        assert g.shape == r.shape
+
+
+def test_router_mix_rejects_mismatched_inputs() -> None:
+    ys, (bias, w2, b2) = _router_inputs(torch.float32)
+    with pytest.raises(ValueError, match="w2"):
+        router_mix(ys[:2], 4, bias, w2, b2)
+    with pytest.raises(ValueError, match="same-shape"):
+        router_mix([ys[0], ys[1][:, :, :1]], 4, bias, w2[:2], b2[:2])

@@ -146,3 +146,81 @@ def group_norm_act(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: tor
     if x.shape[1] % groups:
         raise ValueError(f"group_norm_act: {x.shape[1]} channels do not split into {groups} groups")
     return _GroupNormAct.apply(x, weight, bias, groups, float(eps), bool(silu))
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """The (B*D*H*W) x C matrix of a channels-last 5-D tensor (a view; copies only if ``t`` is not channels-last)."""
+    return t.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 3, 4, 1).reshape(-1, t.shape[1])
+
+
+def _from_rows(m: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`_rows`: ``m`` (N x C) as a channels-last B x C x D x H x W view (``shape``, C from ``m``)."""
+    b, _, d, h, w = shape
+    return m.view(b, d, h, w, m.shape[1]).permute(0, 4, 1, 2, 3)
+
+
+class _RouterMix(torch.autograd.Function):
+    """Eqs. 12-13 at the decoder width on the (voxels x channels) matrices of channels-last inputs.
+
+    Each ``ys[i]`` holds ``[control part (width) | skip part (C)]`` of source i. Unfused, the channel slices of
+    channels-last tensors made torch write NCDHW results (a transposing pass each), and their backward
+    zero-filled and copied every 96-channel gradient twice; here every op is a row-major matrix op, the
+    mixing weights are recomputed nowhere (saved: N x M), and each source's gradient is written once.
+    """
+
+    @staticmethod
+    def forward(ctx, ctrl_bias: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, width: int, *ys: torch.Tensor):  # noqa: D102
+        with torch.autocast("cpu", enabled=False):
+            dt = ys[0].dtype
+            for y in ys[1:]:
+                dt = torch.promote_types(dt, y.dtype)
+            rows = [_rows(y).to(dt) for y in ys]
+            pre = rows[0][:, :width] + ctrl_bias.to(dt)
+            for r in rows[1:]:
+                pre.add_(r[:, :width])
+            h = F.silu(pre)
+            logits = torch.addmm(b2.to(dt), h, w2.to(dt).t())
+            a = torch.softmax(logits, dim=1, dtype=_acc(logits)).to(dt)  # N x M
+            out = rows[0][:, width:] * a[:, 0:1]
+            for i, r in enumerate(rows[1:], 1):
+                out.addcmul_(r[:, width:], a[:, i : i + 1])
+        ctx.save_for_backward(pre, a, w2, b2, ctrl_bias, *rows)
+        ctx.shape = ys[0].shape
+        ctx.width = width
+        return _from_rows(out, ys[0].shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        pre, a, w2, b2, ctrl_bias, *rows = ctx.saved_tensors
+        width = ctx.width
+        g = _rows(grad).to(a.dtype)
+        acc = _acc(a)
+        ga = torch.stack([(g * r[:, width:]).sum(1, dtype=acc) for r in rows], dim=1)  # N x M
+        af = a.to(acc)
+        glogits = (af * (ga - (ga * af).sum(1, keepdim=True))).to(a.dtype)  # softmax backward
+        h = F.silu(pre)
+        gw2 = (glogits.t().to(acc) @ h.to(acc)).to(w2.dtype)
+        gb2 = glogits.sum(0, dtype=acc).to(b2.dtype)
+        gpre = torch.ops.aten.silu_backward(glogits @ w2.to(a.dtype), pre)
+        gbias = gpre.sum(0, dtype=acc).to(ctrl_bias.dtype)
+        grads = []
+        for i, r in enumerate(rows):
+            gy = torch.empty_like(r)
+            gy[:, :width] = gpre
+            torch.mul(g, a[:, i : i + 1], out=gy[:, width:])
+            grads.append(_from_rows(gy, ctx.shape))
+        return (gbias, gw2, gb2, None, *grads)
+
+
+def router_mix(ys: list[torch.Tensor], width: int, ctrl_bias: torch.Tensor, w2: torch.Tensor,
+               b2: torch.Tensor) -> torch.Tensor:
+    """``sum_i softmax(W2 silu(sum_i ys[i][:, :width] + ctrl_bias) + b2)_i * ys[i][:, width:]`` (Eqs. 12-13).
+
+    ``ys``: M tensors B x (width + C) x D x H x W (one per router source, same shape); ``w2``: M x width;
+    returns B x C x D x H x W, channels-last, in ``ys``' dtype (the softmax runs in float32 at least).
+    """
+    if not ys or any(y.shape != ys[0].shape for y in ys) or ys[0].shape[1] <= width:
+        raise ValueError(f"router_mix: needs M same-shape inputs wider than width={width}")
+    if tuple(w2.shape) != (len(ys), width):
+        raise ValueError(f"router_mix: w2 must be {len(ys)} x {width}, got {tuple(w2.shape)}")
+    return _RouterMix.apply(ctrl_bias, w2, b2, width, *ys)

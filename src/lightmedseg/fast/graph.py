@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix
 from lightmedseg.fast.folding import (
     axis_ramps,
     compose_pointwise,
@@ -142,6 +142,17 @@ _TRAIN_KERNELS: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmeds
 
 def _use_train_kernels(x: torch.Tensor) -> bool:
     return _TRAIN_KERNELS.get() and torch.is_grad_enabled() and x.dim() == 5
+
+
+# Set by fast_logits for one call: whether training runs the fused elementwise chains of lightmedseg.fast.autograd
+# (router mixing, ...; issue 25). False keeps the autograd-of-torch-ops form, for the benchmark's before/after.
+_FUSED_CHAINS: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_fused_chains", default=True)
+
+
+def _use_fused(x: torch.Tensor) -> bool:
+    """True where a fused chain replaces torch's ops: training kernels on, fusion on, a channels-last 5-D input."""
+    return (_FUSED_CHAINS.get() and _use_train_kernels(x) and _CHANNELS_LAST.get()
+            and x.is_contiguous(memory_format=torch.channels_last_3d))
 
 
 def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
@@ -322,11 +333,15 @@ def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool
     pre = None
     branches = []
     ctrl_bias = _bias(ctrl1)
+    ys = []
     for i, (proj, e) in enumerate(zip(router.project, skips)):
         c1_i = c1[:, i * width : (i + 1) * width]
         outer = torch.cat([c1_i, fuse_skip])
         w, b = compose_pointwise(outer, proj)
-        y = _project_resampled(e, w, b, size, router.downsample)
+        ys.append(_project_resampled(e, w, b, size, router.downsample))
+    if all(_use_fused(y) for y in ys):  # training: Eqs. 12-13 as one autograd node on voxel x channel matrices
+        return router_mix(ys, width, ctrl_bias, ctrl2.weight.flatten(1), _bias(ctrl2))
+    for y in ys:
         ctrl_part, skip_part = y[:, :width], y[:, width:]
         pre = ctrl_part if pre is None else pre + ctrl_part
         branches.append(skip_part)
@@ -427,7 +442,7 @@ def _decoder_stage(
 
 def fast_logits(
     model, x: torch.Tensor, inplace: bool = False, dtype: torch.dtype | None = None, channels_last: bool = True,
-    norm: str = "fused", train_kernels: bool = True,
+    norm: str = "fused", train_kernels: bool = True, fused_chains: bool = True,
 ) -> torch.Tensor:
     """Logits (float32, contiguous) of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph.
 
@@ -443,14 +458,17 @@ def fast_logits(
         train_kernels: with autograd, run depthwise convs and channels-last group norms (+SiLU) through the
             hand-written backwards of :mod:`lightmedseg.fast.autograd` (same function; False: torch's own,
             kept for the benchmark's before/after ratio).
+        fused_chains: with ``train_kernels``, run the fused elementwise chains of :mod:`lightmedseg.fast.autograd`
+            (same function; False: the chains as separate torch ops, for the benchmark's before/after).
     """
     if norm not in NORM_FORMS:
         raise ValueError(f"norm must be one of {NORM_FORMS}, got {norm!r}")
     token, norm_token = _CHANNELS_LAST.set(channels_last), _NORM_FORM.set(norm)
-    kernel_token = _TRAIN_KERNELS.set(train_kernels)
+    kernel_token, fused_token = _TRAIN_KERNELS.set(train_kernels), _FUSED_CHAINS.set(fused_chains)
     try:
         return _fast_logits(model, x, inplace, dtype, channels_last)
     finally:
+        _FUSED_CHAINS.reset(fused_token)
         _CHANNELS_LAST.reset(token)
         _NORM_FORM.reset(norm_token)
         _TRAIN_KERNELS.reset(kernel_token)
