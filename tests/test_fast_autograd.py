@@ -168,3 +168,35 @@ def test_router_mix_rejects_mismatched_inputs() -> None:
         router_mix(ys[:2], 4, bias, w2, b2)
     with pytest.raises(ValueError, match="same-shape"):
         router_mix([ys[0], ys[1][:, :, :1]], 4, bias, w2[:2], b2[:2])
+
+
+@pytest.mark.parametrize("silu", [False, True])
+def test_group_norm_act_per_sample_affine_gradcheck(silu: bool) -> None:
+    torch.manual_seed(5)
+    x = _x(torch.channels_last_3d)
+    w = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: group_norm_act(x, 2, w, b, 1e-5, silu), (x, w, b))
+
+
+def test_group_norm_with_film_folded_matches_norm_then_film() -> None:
+    """``(1 + gamma) GN(x) + beta`` (Eq. 6 after a norm) equals the norm with per-sample affine, gradients included."""
+    torch.manual_seed(6)
+    x = (1.0 + _x(torch.channels_last_3d, torch.float32)).detach().requires_grad_()
+    w, b = torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)
+    gamma, beta = (0.3 * torch.randn(2, 4)).requires_grad_(), torch.randn(2, 4, requires_grad=True)
+    ours = group_norm_act(x, 2, w * (1 + gamma), torch.addcmul(beta, b, 1 + gamma), 1e-5, False)
+    ref = torch.addcmul(beta[:, :, None, None, None], F.group_norm(x, 2, w, b, 1e-5), 1 + gamma[:, :, None, None, None])
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+    go = torch.randn_like(ref)
+    inputs = (x, w, b, gamma, beta)
+    for g, r in zip(torch.autograd.grad(ours, inputs, go), torch.autograd.grad(ref, inputs, go)):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_group_norm_act_rejects_bad_affine_shapes() -> None:
+    x = _x(torch.channels_last_3d)
+    with pytest.raises(ValueError, match="weight must be"):
+        group_norm_act(x, 2, torch.ones(3, 4, dtype=x.dtype), torch.zeros(4, dtype=x.dtype), 1e-5, False)
+    with pytest.raises(ValueError, match="both"):
+        group_norm_act(x, 2, torch.ones(2, 4, dtype=x.dtype), torch.zeros(4, dtype=x.dtype), 1e-5, False)

@@ -97,8 +97,8 @@ class _GroupNormAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float, silu: bool):  # noqa: D102
         mean, rstd = _group_stats(x, groups, eps)
-        scale = rstd * weight.to(rstd.dtype)[None]
-        shift = bias.to(rstd.dtype)[None] - mean * scale
+        scale = rstd * _per_sample(weight, rstd)
+        shift = _per_sample(bias, rstd) - mean * scale
         y = torch.addcmul(_bc(shift).to(x.dtype), x, _bc(scale).to(x.dtype))
         ctx.save_for_backward(x, weight, mean, rstd, scale, shift)
         ctx.conf = (groups, silu)
@@ -119,10 +119,12 @@ class _GroupNormAct(torch.autograd.Function):
         sum_g = grad.sum(dim=_SPATIAL, dtype=mean.dtype)  # B x C
         sum_gx = (grad * x).sum(dim=_SPATIAL, dtype=mean.dtype)
         # d beta, d gamma (per channel): sum g, sum g * xhat with xhat = (x - mean) rstd
-        g_beta = sum_g.sum(0)
-        g_gamma = ((sum_gx - mean * sum_g) * rstd).sum(0)
+        g_beta = sum_g  # per sample (B x C): summed over the batch below for a shared affine
+        g_gamma = (sum_gx - mean * sum_g) * rstd
         # dx = rstd*gamma*g - per-group terms: rstd/(M_g) * [sum_c gamma_c (sum g)_c + xhat * sum_c gamma_c (sum g xhat)_c]
-        wg = weight.to(mean.dtype)[None]
+        wg = _per_sample(weight, mean)
+        if weight.dim() == 1:
+            g_beta, g_gamma = g_beta.sum(0), g_gamma.sum(0)
         per = c // groups
         a = (wg * sum_g).view(b, groups, per).sum(-1)                                # sum_c gamma g
         d = (wg * (sum_gx - mean * sum_g) * rstd).view(b, groups, per).sum(-1)        # sum_c gamma g xhat
@@ -139,12 +141,29 @@ class _GroupNormAct(torch.autograd.Function):
         return gx, g_gamma.to(weight.dtype), g_beta.to(weight.dtype), None, None, None
 
 
+def _per_sample(p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """An affine parameter, C (shared) or B x C (per sample), as a 1 x C or B x C tensor of ``like``'s dtype."""
+    p = p.to(like.dtype)
+    return p[None] if p.dim() == 1 else p
+
+
 def group_norm_act(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                    silu: bool) -> torch.Tensor:
     """``F.group_norm(x, groups, weight, bias, eps)``, then SiLU when ``silu``; the output has ``x``'s dtype and
-    layout. Forward and backward as :class:`_GroupNormAct` (see the module docstring)."""
+    layout. Forward and backward as :class:`_GroupNormAct` (see the module docstring).
+
+    ``weight`` and ``bias`` may also be B x C, one affine per sample: a FiLM modulation (Eq. 6) after the norm,
+    ``(1 + gamma) GN(x) + beta``, is the norm with ``weight (1 + gamma)`` and ``bias (1 + gamma) + beta``, so it
+    costs no full-size pass of its own, forward or backward.
+    """
     if x.shape[1] % groups:
         raise ValueError(f"group_norm_act: {x.shape[1]} channels do not split into {groups} groups")
+    b, c = x.shape[:2]
+    for name, p in (("weight", weight), ("bias", bias)):
+        if tuple(p.shape) not in ((c,), (b, c)):
+            raise ValueError(f"group_norm_act: {name} must be ({c},) or ({b}, {c}), got {tuple(p.shape)}")
+    if weight.dim() != bias.dim():
+        raise ValueError("group_norm_act: weight and bias must both be shared (C) or both per sample (B x C)")
     return _GroupNormAct.apply(x, weight, bias, groups, float(eps), bool(silu))
 
 

@@ -244,9 +244,17 @@ def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     finer = is_finer(x.shape[2:], size)
     if finer:
-        x = resample(x, size, downsample)
+        x = _pin_channels_last(resample(x, size, downsample))  # avg_pool3d hands back NCDHW
     y = _cl_grad(_conv_op(x, weight.to(x.dtype), bias.to(x.dtype)))
-    return y if finer else resample(y, size)
+    return y if finer else _pin_channels_last(resample(y, size))
+
+
+def _pin_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last 3D when a training call runs channels-last with the fused chains (resampling may hand
+    back NCDHW; the router's fused mixing and the 1x1x1 GEMM route need channels-last). Inference is unchanged."""
+    if _FUSED_CHAINS.get() and _use_train_kernels(x) and _CHANNELS_LAST.get():
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
 
 
 def _layout(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -303,12 +311,19 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
         if texture is not None:
             t_i = resample(texture, x.shape[2:])
         cond = _conv3(x, stage.project)
-        if stage.project_norm is not None:
-            norm = stage.project_norm
+        norm, film = stage.project_norm, stage.film
+        if norm is not None and film is not None and _NORM_FORM.get() == "fused" and _use_fused(cond):
+            # training: FiLM (Eq. 6) folded into the norm's affine, one (B x C) scale and shift per sample
+            one_gamma = 1.0 + film.w_gamma(anchors_flat).float()
+            beta = film.w_beta(anchors_flat).float()
+            cond = group_norm_act(cond, norm.num_groups, norm.weight.float() * one_gamma,
+                                  torch.addcmul(beta, norm.bias.float(), one_gamma), norm.eps, False)
+            film = None
+        elif norm is not None:
             cond = _group_norm(cond, norm.num_groups, norm.weight, norm.bias, norm.eps)
-        if stage.film is not None:
-            gamma = stage.film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
-            beta = stage.film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
+        if film is not None:
+            gamma = film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
+            beta = film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
             cond = torch.addcmul(beta, cond, 1.0 + gamma)
         detail = _conv_norm_act(cond, stage.detail, inplace)
         smooth = _conv(cond, stage.smooth)
