@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix, squeeze_excite
 
 LAYOUTS = (torch.contiguous_format, torch.channels_last_3d)
 
@@ -200,3 +200,30 @@ def test_group_norm_act_rejects_bad_affine_shapes() -> None:
         group_norm_act(x, 2, torch.ones(3, 4, dtype=x.dtype), torch.zeros(4, dtype=x.dtype), 1e-5, False)
     with pytest.raises(ValueError, match="both"):
         group_norm_act(x, 2, torch.ones(2, 4, dtype=x.dtype), torch.zeros(4, dtype=x.dtype), 1e-5, False)
+
+
+def test_squeeze_excite_gradcheck() -> None:
+    torch.manual_seed(7)
+    x = _x(torch.channels_last_3d)
+    w1 = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    w2 = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(squeeze_excite, (x, w1, w2))
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+def test_squeeze_excite_matches_module(fmt: torch.memory_format) -> None:
+    from lightmedseg.model.blocks import SqueezeExcite3d
+
+    torch.manual_seed(8)
+    se = SqueezeExcite3d(4)
+    x = _x(fmt, torch.float32)
+    ours = squeeze_excite(x, se.w1.weight, se.w2.weight)
+    ref = se(x)
+    assert ours.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    go = torch.randn_like(ref)
+    inputs = (x, se.w1.weight, se.w2.weight)
+    for g, r in zip(torch.autograd.grad(ours, inputs, go), torch.autograd.grad(ref, inputs, go)):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        squeeze_excite(x, se.w2.weight[:, :2], se.w2.weight)

@@ -243,3 +243,45 @@ def router_mix(ys: list[torch.Tensor], width: int, ctrl_bias: torch.Tensor, w2: 
     if tuple(w2.shape) != (len(ys), width):
         raise ValueError(f"router_mix: w2 must be {len(ys)} x {width}, got {tuple(w2.shape)}")
     return _RouterMix.apply(ctrl_bias, w2, b2, width, *ys)
+
+
+def _excite(squeeze: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(F.linear(F.silu(F.linear(squeeze, w1.to(squeeze.dtype))), w2.to(squeeze.dtype)))
+
+
+class _SqueezeExcite(torch.autograd.Function):
+    """Eq. 10, ``x * sigmoid(W2 silu(W1 mean(x)))``, with one full-size pass forward and two backward.
+
+    Backward: the excitation's gradient is a per-channel reduction of ``grad * x``; the input gradient
+    ``grad * s + d(mean)/dx`` is one addcmul (the mean's gradient is a per-channel constant), where autograd
+    spent a product, a broadcast expand and an accumulation. The tiny MLP's gradients come from autograd on
+    B x C tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):  # noqa: D102
+        squeeze = x.mean(dim=_SPATIAL, dtype=_acc(x))
+        with torch.autocast("cpu", enabled=False):
+            s = _excite(squeeze, w1, w2)
+        ctx.save_for_backward(x, squeeze, w1, w2, s)
+        return x * _bc(s).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        x, squeeze, w1, w2, s = ctx.saved_tensors
+        fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+        grad = grad.contiguous(memory_format=fmt).to(x.dtype)
+        gs = (grad * x).sum(dim=_SPATIAL, dtype=s.dtype)
+        with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+            sq, a, b = (t.detach().requires_grad_() for t in (squeeze, w1, w2))
+            gsq, gw1, gw2 = torch.autograd.grad(_excite(sq, a, b), (sq, a, b), gs)
+        gx = torch.addcmul(_bc(gsq / x[0, 0].numel()).to(x.dtype), grad, _bc(s).to(x.dtype))
+        return gx, gw1.to(w1.dtype), gw2.to(w2.dtype)
+
+
+def squeeze_excite(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Eq. 10 (``SqueezeExcite3d``) on a B x C x D x H x W tensor with weights ``w1`` (b x C) and ``w2`` (C x b);
+    statistics and MLP in float32 at least, output in ``x``'s dtype and layout. See :class:`_SqueezeExcite`."""
+    if x.dim() != 5 or w1.shape[1] != x.shape[1] or w2.shape != (x.shape[1], w1.shape[0]):
+        raise ValueError(f"squeeze_excite: weights {tuple(w1.shape)}, {tuple(w2.shape)} do not fit input {tuple(x.shape)}")
+    return _SqueezeExcite.apply(x, w1, w2)

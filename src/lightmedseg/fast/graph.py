@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix, squeeze_excite
 from lightmedseg.fast.folding import (
     axis_ramps,
     compose_pointwise,
@@ -231,6 +231,13 @@ def _se_scale(se: SqueezeExcite3d, x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(F.linear(F.silu(F.linear(squeeze, se.w1.weight.float())), se.w2.weight.float()))
 
 
+def _apply_se(se: SqueezeExcite3d, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """Eq. 10 applied: fused (:func:`lightmedseg.fast.autograd.squeeze_excite`) in training, else scale then multiply."""
+    if _use_fused(x):
+        return squeeze_excite(x, se.w1.weight, se.w2.weight)
+    return _channel_scale(x, _se_scale(se, x), inplace)
+
+
 def _channel_scale(x: torch.Tensor, scale: torch.Tensor, inplace: bool) -> torch.Tensor:
     s = scale.to(x.dtype)[:, :, None, None, None]
     return x.mul_(s) if inplace else x * s
@@ -331,9 +338,11 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
             routed = detail.add_(smooth).mul_(0.5) if inplace else 0.5 * (detail + smooth)
         elif inplace:
             routed = detail.sub_(smooth).mul_(t_i).add_(smooth)
+        elif _use_fused(detail):  # one pass forward instead of three
+            routed = _pin_channels_last(torch.lerp(smooth.to(detail.dtype), detail, t_i.to(detail.dtype)))
         else:
             routed = smooth + t_i * (detail - smooth)
-        x = _channel_scale(routed, _se_scale(stage.se, routed), inplace)
+        x = _apply_se(stage.se, routed, inplace)
         skips.append(x)
     return skips
 
@@ -452,6 +461,8 @@ def _decoder_stage(
     context = _conv_norm_act(d_in, stage.path_context, inplace)  # Eq. 20
     if inplace:
         return local.mul_(pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
+    if _use_fused(local):  # accumulate in one buffer (autograd-safe: mul and addcmul keep their inputs, not outputs)
+        return (local * pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
     return pi[:, 0:1] * local + pi[:, 1:2] * context + pi[:, 2:3] * channel  # Eq. 18
 
 
@@ -519,11 +530,19 @@ def _fast_logits(model, x: torch.Tensor, inplace: bool, dtype: torch.dtype | Non
             w, b = compose_pointwise(w_s, adapter.proj)
             skip_term = _project_resampled(dec.select_skip(j, skips, f0), w, b, size, router_downsample)  # no router map
         x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace, in_scale=scale)
+        if x_dec.shape[0] > 1 and _use_fused(x_dec):
+            # training: SE applied once (fused), its output feeding the next stage and the auxiliary head
+            x_dec, scale = _apply_se(stage.se, x_dec, inplace), None
+            if deep_supervision:
+                stage_outputs.append(x_dec)
+            continue
         scale = _se_scale(stage.se, x_dec)
         if deep_supervision:
             stage_outputs.append(_channel_scale(x_dec, scale, inplace=False))
     head = dec.head
-    if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
+    if scale is None:  # already applied
+        logits = _conv(x_dec, head)
+    elif x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
         logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
     else:
         logits = _conv(_channel_scale(x_dec, scale, inplace), head)
