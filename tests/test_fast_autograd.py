@@ -227,3 +227,22 @@ def test_squeeze_excite_matches_module(fmt: torch.memory_format) -> None:
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="do not fit"):
         squeeze_excite(x, se.w2.weight[:, :2], se.w2.weight)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 3, 5, 7), (2, 4, 4, 8, 8), (1, 16, 2, 4, 4), (2, 32, 2, 2, 2)])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_tiled_per_channel_ops_equal_the_broadcast(shape, per_sample: bool) -> None:
+    from lightmedseg.fast.autograd import _add_scaled_, _scale_shift, _tiling
+
+    torch.manual_seed(9)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
+    g = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
+    rows = shape[0] if per_sample else 1
+    scale, shift, s2 = torch.randn(rows, shape[1]), torch.randn(rows, shape[1]), torch.randn(rows, shape[1])
+    bc = lambda v: v[:, :, None, None, None]  # noqa: E731
+    out = _scale_shift(x, scale, shift)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, x * bc(scale) + bc(shift))
+    torch.testing.assert_close(_scale_shift(x, scale, None), x * bc(scale))
+    torch.testing.assert_close(_add_scaled_(out, g, s2), x * bc(scale) + bc(shift) + g * bc(s2))
+    assert (_tiling(x) > 1) == (shape[1] < 32 and x[0, 0].numel() % 2 == 0)

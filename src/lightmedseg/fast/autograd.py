@@ -111,13 +111,66 @@ def _bc(t: torch.Tensor) -> torch.Tensor:
     return t[:, :, None, None, None]
 
 
+# Per-channel broadcasts on channels-last tensors: the innermost axis is C (8-16 here), too short for torch's
+# vectorised loops, so x * scale[b, c] ran 3x (fp32) to 5.6x (bf16) slower than the same op on rows of
+# ``k * C`` >= TILE elements against a scale tiled k times (8 ch x 2 x 16 x 160 x 160, 1 thread: fp32 7.5 -> 2.5 ms,
+# bf16 14.1 -> 2.5 ms). The values are identical; only the loop shape changes.
+TILE = 256
+
+
+def _tiling(x: torch.Tensor) -> int:
+    """How many voxels one row of :func:`_tiled` holds (1: leave the op as a plain broadcast)."""
+    c, n = x.shape[1], x[0, 0].numel()
+    if x.dim() != 5 or c >= 32 or not x.is_contiguous(memory_format=torch.channels_last_3d):
+        return 1
+    k = max(1, TILE // c)
+    while n % k:
+        k //= 2
+    return k
+
+
+def _tiled(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A channels-last ``x`` (B x C x D x H x W) as B x (DHW / k) x (k C) rows, a view."""
+    return x.permute(0, 2, 3, 4, 1).reshape(x.shape[0], -1, k * x.shape[1])
+
+
+def _untiled(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    b, c, d, h, w = like.shape
+    return rows.view(b, d, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+def _per_channel(v: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """A B x C (or 1 x C) per-channel vector, broadcastable against ``_tiled(x, k)`` (k > 1) or x itself (k = 1)."""
+    v = v.to(dtype)
+    return v.repeat(1, k)[:, None, :] if k > 1 else _bc(v)
+
+
+def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    """``x * scale + shift`` with per-(sample, channel) ``scale``/``shift`` (B x C or 1 x C), in ``x``'s dtype/layout."""
+    k = _tiling(x)
+    xs = _tiled(x, k) if k > 1 else x
+    sc = _per_channel(scale, k, x.dtype)
+    out = xs * sc if shift is None else torch.addcmul(_per_channel(shift, k, x.dtype), xs, sc)
+    return _untiled(out, x) if k > 1 else out
+
+
+def _add_scaled_(out: torch.Tensor, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``out += x * scale`` in place (per-channel ``scale``; ``out`` and ``x`` same shape and layout)."""
+    k = _tiling(x) if out.is_contiguous(memory_format=torch.channels_last_3d) else 1
+    if k > 1:
+        _tiled(out, k).addcmul_(_tiled(x, k), _per_channel(scale, k, x.dtype))
+    else:
+        out.addcmul_(x, _bc(scale).to(x.dtype))
+    return out
+
+
 class _GroupNormAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float, silu: bool):  # noqa: D102
         mean, rstd = _group_stats(x, groups, eps)
         scale = rstd * _per_sample(weight, rstd)
         shift = _per_sample(bias, rstd) - mean * scale
-        y = torch.addcmul(_bc(shift).to(x.dtype), x, _bc(scale).to(x.dtype))
+        y = _scale_shift(x, scale, shift)
         # with SiLU the pre-activation is kept (one buffer more) rather than recomputed: a pass fewer in backward
         ctx.save_for_backward(x, weight, mean, rstd, scale, y if silu else None)
         ctx.conf = (groups, silu)
@@ -152,8 +205,7 @@ class _GroupNormAct(torch.autograd.Function):
         coef_0 = -rstd_g * a / count - coef_x * mean_g
         coef_x = coef_x.repeat_interleave(per, dim=1)
         coef_0 = coef_0.repeat_interleave(per, dim=1)
-        gx = torch.addcmul(_bc(coef_0).to(x.dtype), x, _bc(coef_x).to(x.dtype))
-        gx.addcmul_(grad, _bc(scale).to(x.dtype))
+        gx = _add_scaled_(_scale_shift(x, coef_x, coef_0), grad, scale)
         return gx, g_gamma.to(weight.dtype), g_beta.to(weight.dtype), None, None, None
 
 
@@ -280,7 +332,7 @@ class _SqueezeExcite(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             s = _excite(squeeze, w1, w2)
         ctx.save_for_backward(x, squeeze, w1, w2, s)
-        return x * _bc(s).to(x.dtype)
+        return _scale_shift(x, s, None)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
@@ -291,7 +343,7 @@ class _SqueezeExcite(torch.autograd.Function):
         with torch.enable_grad(), torch.autocast("cpu", enabled=False):
             sq, a, b = (t.detach().requires_grad_() for t in (squeeze, w1, w2))
             gsq, gw1, gw2 = torch.autograd.grad(_excite(sq, a, b), (sq, a, b), gs)
-        gx = torch.addcmul(_bc(gsq / x[0, 0].numel()).to(x.dtype), grad, _bc(s).to(x.dtype))
+        gx = _scale_shift(grad, s, gsq / x[0, 0].numel())
         return gx, gw1.to(w1.dtype), gw2.to(w2.dtype)
 
 
