@@ -339,7 +339,7 @@ class _SqueezeExcite(torch.autograd.Function):
         x, squeeze, w1, w2, s = ctx.saved_tensors
         fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
         grad = grad.contiguous(memory_format=fmt).to(x.dtype)
-        gs = (grad * x).sum(dim=_SPATIAL, dtype=s.dtype)
+        gs = _channel_sums(grad, x)[1].to(s.dtype)
         with torch.enable_grad(), torch.autocast("cpu", enabled=False):
             sq, a, b = (t.detach().requires_grad_() for t in (squeeze, w1, w2))
             gsq, gw1, gw2 = torch.autograd.grad(_excite(sq, a, b), (sq, a, b), gs)
