@@ -1,6 +1,7 @@
-"""Hand-written backward passes for the training step's slowest ops on CPU (issue 25, docs/performance.md).
+"""Hand-written backward passes and fused element-wise chains for the training step on CPU (issue 25,
+docs/performance.md, sections "Training step: profile and levers" and "Fused element-wise chains").
 
-Both compute exactly the function of the PyTorch op they stand in for; only the way the gradient is
+Each computes exactly the function of the PyTorch ops it stands in for; only the way the gradient is
 obtained differs, each chosen because it measured faster on an AVX512-BF16 + AMX Xeon (1 thread):
 
 * :func:`depthwise_conv3d` -- ``F.conv3d`` with ``groups == in == out channels`` and stride 1. oneDNN's
@@ -14,7 +15,13 @@ obtained differs, each chosen because it measured faster on an AVX512-BF16 + AMX
   with SiLU, the pre-activation) is saved; the normalised tensor is never formed.
   Statistics are float32 whatever the activation dtype; the variance is E[x^2] - mean^2, accurate while a
   group's |mean| is not orders of magnitude above its std (true of the conv outputs it normalises here;
-  torch's Welford-style kernel would be the safer choice for arbitrary inputs).
+  torch's Welford-style kernel would be the safer choice for arbitrary inputs). Its weight and bias may be
+  per sample (B x C), which folds a FiLM modulation (Eq. 6) into it.
+* :func:`router_mix` -- the skip router's mixing (Eqs. 12-13) as one node on voxel x channel matrices.
+* :func:`squeeze_excite` -- Eq. 10 applied, one full-size pass forward, two backward.
+
+Per-channel broadcasts on channels-last tensors run on rows of ``k * C`` elements (:func:`_scale_shift`) and
+fp32 per-channel sums of products as one batched GEMM (:func:`_channel_sums`), both measured faster here.
 """
 
 from __future__ import annotations
