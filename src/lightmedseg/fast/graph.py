@@ -144,8 +144,9 @@ def _use_train_kernels(x: torch.Tensor) -> bool:
     return _TRAIN_KERNELS.get() and torch.is_grad_enabled() and x.dim() == 5
 
 
-# Set by fast_logits for one call: whether training runs the fused elementwise chains of lightmedseg.fast.autograd
-# (router mixing, ...; issue 25). False keeps the autograd-of-torch-ops form, for the benchmark's before/after.
+# Set by fast_logits for one call: whether training runs the fused elementwise chains (router mixing, FiLM folded
+# into the project norm, squeeze-excite, texture lerp, decoder gates in one buffer, router sources pinned
+# channels-last; issue 25, docs/performance.md). False keeps the separate torch ops, for the benchmark's A/B.
 _FUSED_CHAINS: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_fused_chains", default=True)
 
 
