@@ -2,12 +2,13 @@
 same strides, batch 2 at 16 x 160 x 160 (the ACDC recipe), in one process, interleaved, medians.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_step.py --threads 1 [--preset acdc] [--steps 8] \
-        [--amp none bf16] [--torch-kernels]
+        [--amp none bf16] [--torch-kernels] [--no-fuse]
 
 ``--amp``: the precisions to time (``bf16`` = ``torch.autocast(cpu, bfloat16)`` around forward and loss, as
 ``train.amp=bf16`` does); every configuration runs interleaved in the same process, so the ratios hold on a
 loaded machine. ``--torch-kernels`` adds rows of the fast path without the hand-written backwards of
-``lightmedseg.fast.autograd`` (the before/after ratio). Prints one JSON object (docs/benchmarks.md).
+``lightmedseg.fast.autograd`` (the before/after ratio); ``--no-fuse`` rows without only its fused elementwise
+chains. Prints one JSON object (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from lightmedseg.training.runtime import amp_policy, autocast
 
 
 def make_step(config: dict, fast: bool, batch: int, size: tuple[int, int, int], amp: str = "none",
-              train_kernels: bool = True):
+              train_kernels: bool = True, fused_chains: bool = True):
     """A closure running one timed training step (forward, Eq. 22 loss, backward, AdamW); returns its seconds."""
     torch.manual_seed(0)
     model = build_model(config)
-    net = fast_train_forward(model, train_kernels=train_kernels) if fast else model
+    net = fast_train_forward(model, train_kernels=train_kernels, fused_chains=fused_chains) if fast else model
     net.train()
     loss_fn = DeepSupervisionLoss(LightMedSegLoss(int(config["model"]["num_classes"])))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--amp", nargs="+", default=["none"], choices=["none", "bf16"])
     parser.add_argument("--torch-kernels", action="store_true",
                         help="also time the fast path with torch's own depthwise-conv / group-norm backwards")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="also time the fast path without the fused elementwise chains (before/after of that lever)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = tuple(load_config(args.preset)["data"]["patch_size"])
@@ -81,6 +84,8 @@ def main() -> None:
         steps[f"lightmedseg_fast_{amp}"] = make_step(lms, True, args.batch, size, amp)
         if args.torch_kernels:
             steps[f"lightmedseg_fast_torchkernels_{amp}"] = make_step(lms, True, args.batch, size, amp, False)
+        if args.no_fuse:
+            steps[f"lightmedseg_fast_nofuse_{amp}"] = make_step(lms, True, args.batch, size, amp, True, False)
         steps[f"unet_{amp}"] = make_step(unet, False, args.batch, size, amp)
     for fn in steps.values():  # warm-up (oneDNN primitive creation)
         fn(), fn()
@@ -92,11 +97,11 @@ def main() -> None:
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "cpu": cpu_name(), "threads": args.threads, "preset": args.preset,
         "batch": args.batch, "size": list(size), "s_per_step_median": {k: round(v, 3) for k, v in med.items()},
-        "amp": args.amp, "torch_kernels": args.torch_kernels,
+        "amp": args.amp, "torch_kernels": args.torch_kernels, "no_fuse": args.no_fuse,
         "lightmedseg_over_unet": {f"{a}/{b}": round(med[f"lightmedseg_fast_{a}"] / med[f"unet_{b}"], 2)
                                   for a in args.amp for b in args.amp},
         "command": "OMP_NUM_THREADS=%d python benchmarks/bench_train_step.py --threads %d --steps %d --amp %s%s" % (
-            args.threads, args.threads, args.steps, " ".join(args.amp), " --torch-kernels" if args.torch_kernels else ""),
+            args.threads, args.threads, args.steps, " ".join(args.amp), " --torch-kernels" if args.torch_kernels else "") + (" --no-fuse" if args.no_fuse else ""),
     }))
 
 

@@ -5,8 +5,8 @@
 * :func:`fast_train_forward` -- module wrapper to use as the trainer's forward;
 * :class:`InferenceGraph` -- the fast forward as a module for graph engines (OpenVINO conversion);
 * :func:`supports` -- whether the rewrite handles a given model (callers fall back to the reference otherwise).
-* :mod:`lightmedseg.fast.autograd` -- hand-written backwards (depthwise conv, channels-last group norm) the
-  training path uses (issue 25).
+* :mod:`lightmedseg.fast.autograd` -- hand-written backwards (depthwise conv, channels-last group norm) and fused
+  element-wise chains (router mixing, squeeze-excite, FiLM in the norm) the training path uses (issue 25).
 
 The rewrite is a second implementation of ``lightmedseg.model``; tests/test_fast_contract.py and
 test_fast_equivalence.py check it against the reference over random configurations.

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act
+from lightmedseg.fast.autograd import depthwise_conv3d, group_norm_act, router_mix, squeeze_excite
 from lightmedseg.fast.folding import (
     axis_ramps,
     compose_pointwise,
@@ -144,6 +144,18 @@ def _use_train_kernels(x: torch.Tensor) -> bool:
     return _TRAIN_KERNELS.get() and torch.is_grad_enabled() and x.dim() == 5
 
 
+# Set by fast_logits for one call: whether training runs the fused elementwise chains (router mixing, FiLM folded
+# into the project norm, squeeze-excite, texture lerp, decoder gates in one buffer, router sources pinned
+# channels-last; issue 25, docs/performance.md). False keeps the separate torch ops, for the benchmark's A/B.
+_FUSED_CHAINS: contextvars.ContextVar[bool] = contextvars.ContextVar("lightmedseg_fast_fused_chains", default=True)
+
+
+def _use_fused(x: torch.Tensor) -> bool:
+    """True where a fused chain replaces torch's ops: training kernels on, fusion on, a channels-last 5-D input."""
+    return (_FUSED_CHAINS.get() and _use_train_kernels(x) and _CHANNELS_LAST.get()
+            and x.is_contiguous(memory_format=torch.channels_last_3d))
+
+
 def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                 silu: bool = False) -> torch.Tensor:
     """GN_g(x) (Section 3.1's GN_4), in the form :data:`_NORM_FORM` says.
@@ -220,6 +232,13 @@ def _se_scale(se: SqueezeExcite3d, x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(F.linear(F.silu(F.linear(squeeze, se.w1.weight.float())), se.w2.weight.float()))
 
 
+def _apply_se(se: SqueezeExcite3d, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """Eq. 10 applied: fused (:func:`lightmedseg.fast.autograd.squeeze_excite`) in training, else scale then multiply."""
+    if _use_fused(x):
+        return squeeze_excite(x, se.w1.weight, se.w2.weight)
+    return _channel_scale(x, _se_scale(se, x), inplace)
+
+
 def _channel_scale(x: torch.Tensor, scale: torch.Tensor, inplace: bool) -> torch.Tensor:
     s = scale.to(x.dtype)[:, :, None, None, None]
     return x.mul_(s) if inplace else x * s
@@ -233,9 +252,17 @@ def _project_resampled(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     finer = is_finer(x.shape[2:], size)
     if finer:
-        x = resample(x, size, downsample)
+        x = _pin_channels_last(resample(x, size, downsample))  # avg_pool3d hands back NCDHW
     y = _cl_grad(_conv_op(x, weight.to(x.dtype), bias.to(x.dtype)))
-    return y if finer else resample(y, size)
+    return y if finer else _pin_channels_last(resample(y, size))
+
+
+def _pin_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last 3D when a training call runs channels-last with the fused chains (resampling may hand
+    back NCDHW; the router's fused mixing and the 1x1x1 GEMM route need channels-last). Inference is unchanged."""
+    if _FUSED_CHAINS.get() and _use_train_kernels(x) and _CHANNELS_LAST.get():
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
 
 
 def _layout(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -292,12 +319,19 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
         if texture is not None:
             t_i = resample(texture, x.shape[2:])
         cond = _conv3(x, stage.project)
-        if stage.project_norm is not None:
-            norm = stage.project_norm
+        norm, film = stage.project_norm, stage.film
+        if norm is not None and film is not None and _NORM_FORM.get() == "fused" and _use_fused(cond):
+            # training: FiLM (Eq. 6) folded into the norm's affine, one (B x C) scale and shift per sample
+            one_gamma = 1.0 + film.w_gamma(anchors_flat).float()
+            beta = film.w_beta(anchors_flat).float()
+            cond = group_norm_act(cond, norm.num_groups, norm.weight.float() * one_gamma,
+                                  torch.addcmul(beta, norm.bias.float(), one_gamma), norm.eps, False)
+            film = None
+        elif norm is not None:
             cond = _group_norm(cond, norm.num_groups, norm.weight, norm.bias, norm.eps)
-        if stage.film is not None:
-            gamma = stage.film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
-            beta = stage.film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
+        if film is not None:
+            gamma = film.w_gamma(anchors_flat).to(x.dtype)[:, :, None, None, None]
+            beta = film.w_beta(anchors_flat).to(x.dtype)[:, :, None, None, None]
             cond = torch.addcmul(beta, cond, 1.0 + gamma)
         detail = _conv_norm_act(cond, stage.detail, inplace)
         smooth = _conv(cond, stage.smooth)
@@ -305,9 +339,11 @@ def _encoder(model, features: torch.Tensor, anchors_flat, texture, inplace: bool
             routed = detail.add_(smooth).mul_(0.5) if inplace else 0.5 * (detail + smooth)
         elif inplace:
             routed = detail.sub_(smooth).mul_(t_i).add_(smooth)
+        elif _use_fused(detail):  # one pass forward instead of three
+            routed = _pin_channels_last(torch.lerp(smooth.to(detail.dtype), detail, t_i.to(detail.dtype)))
         else:
             routed = smooth + t_i * (detail - smooth)
-        x = _channel_scale(routed, _se_scale(stage.se, routed), inplace)
+        x = _apply_se(stage.se, routed, inplace)
         skips.append(x)
     return skips
 
@@ -322,11 +358,15 @@ def _router_skip_term(model, skips, size, fuse_skip: torch.Tensor, inplace: bool
     pre = None
     branches = []
     ctrl_bias = _bias(ctrl1)
+    ys = []
     for i, (proj, e) in enumerate(zip(router.project, skips)):
         c1_i = c1[:, i * width : (i + 1) * width]
         outer = torch.cat([c1_i, fuse_skip])
         w, b = compose_pointwise(outer, proj)
-        y = _project_resampled(e, w, b, size, router.downsample)
+        ys.append(_project_resampled(e, w, b, size, router.downsample))
+    if all(_use_fused(y) for y in ys):  # training: Eqs. 12-13 as one autograd node on voxel x channel matrices
+        return router_mix(ys, width, ctrl_bias, ctrl2.weight.flatten(1), _bias(ctrl2))
+    for y in ys:
         ctrl_part, skip_part = y[:, :width], y[:, width:]
         pre = ctrl_part if pre is None else pre + ctrl_part
         branches.append(skip_part)
@@ -422,12 +462,14 @@ def _decoder_stage(
     context = _conv_norm_act(d_in, stage.path_context, inplace)  # Eq. 20
     if inplace:
         return local.mul_(pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
+    if _use_fused(local):  # accumulate in one buffer (autograd-safe: mul and addcmul keep their inputs, not outputs)
+        return (local * pi[:, 0:1]).addcmul_(pi[:, 1:2], context).addcmul_(pi[:, 2:3], channel)
     return pi[:, 0:1] * local + pi[:, 1:2] * context + pi[:, 2:3] * channel  # Eq. 18
 
 
 def fast_logits(
     model, x: torch.Tensor, inplace: bool = False, dtype: torch.dtype | None = None, channels_last: bool = True,
-    norm: str = "fused", train_kernels: bool = True,
+    norm: str = "fused", train_kernels: bool = True, fused_chains: bool = True,
 ) -> torch.Tensor:
     """Logits (float32, contiguous) of ``model`` (a reference LightMedSeg) on ``x`` via the rewritten graph.
 
@@ -443,14 +485,17 @@ def fast_logits(
         train_kernels: with autograd, run depthwise convs and channels-last group norms (+SiLU) through the
             hand-written backwards of :mod:`lightmedseg.fast.autograd` (same function; False: torch's own,
             kept for the benchmark's before/after ratio).
+        fused_chains: with ``train_kernels``, run the fused elementwise chains of :mod:`lightmedseg.fast.autograd`
+            (same function; False: the chains as separate torch ops, for the benchmark's before/after).
     """
     if norm not in NORM_FORMS:
         raise ValueError(f"norm must be one of {NORM_FORMS}, got {norm!r}")
     token, norm_token = _CHANNELS_LAST.set(channels_last), _NORM_FORM.set(norm)
-    kernel_token = _TRAIN_KERNELS.set(train_kernels)
+    kernel_token, fused_token = _TRAIN_KERNELS.set(train_kernels), _FUSED_CHAINS.set(fused_chains)
     try:
         return _fast_logits(model, x, inplace, dtype, channels_last)
     finally:
+        _FUSED_CHAINS.reset(fused_token)
         _CHANNELS_LAST.reset(token)
         _NORM_FORM.reset(norm_token)
         _TRAIN_KERNELS.reset(kernel_token)
@@ -486,11 +531,19 @@ def _fast_logits(model, x: torch.Tensor, inplace: bool, dtype: torch.dtype | Non
             w, b = compose_pointwise(w_s, adapter.proj)
             skip_term = _project_resampled(dec.select_skip(j, skips, f0), w, b, size, router_downsample)  # no router map
         x_dec = _decoder_stage(stage, x_dec, skip_term, anchors, inplace, in_scale=scale)
+        if x_dec.shape[0] > 1 and _use_fused(x_dec):
+            # training: SE applied once (fused), its output feeding the next stage and the auxiliary head
+            x_dec, scale = _apply_se(stage.se, x_dec, inplace), None
+            if deep_supervision:
+                stage_outputs.append(x_dec)
+            continue
         scale = _se_scale(stage.se, x_dec)
         if deep_supervision:
             stage_outputs.append(_channel_scale(x_dec, scale, inplace=False))
     head = dec.head
-    if x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
+    if scale is None:  # already applied
+        logits = _conv(x_dec, head)
+    elif x_dec.shape[0] == 1:  # SE of the last stage folded into the head: one full-size pass fewer
         logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
     else:
         logits = _conv(_channel_scale(x_dec, scale, inplace), head)

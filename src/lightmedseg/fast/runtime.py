@@ -53,8 +53,9 @@ class FastTrainForward(nn.Module):
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True,
-                 train_kernels: bool = True) -> None:
+                 train_kernels: bool = True, fused_chains: bool = True) -> None:
         super().__init__()
+        self.fused_chains = fused_chains
         self.model = model
         self.dtype = dtype
         self.channels_last = channels_last
@@ -62,7 +63,7 @@ class FastTrainForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fast_logits(self.model, x, inplace=False, dtype=self.dtype, channels_last=self.channels_last,
-                           train_kernels=self.train_kernels)
+                           train_kernels=self.train_kernels, fused_chains=self.fused_chains)
 
 
 class InferenceGraph(nn.Module):
@@ -85,9 +86,11 @@ class InferenceGraph(nn.Module):
 
 
 def fast_train_forward(model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True,
-                       train_kernels: bool = True) -> FastTrainForward:
+                       train_kernels: bool = True, fused_chains: bool = True) -> FastTrainForward:
     """The training-step forward: ``trainer.forward_fn = fast_train_forward(model)`` (see docs/performance.md).
 
-    ``train_kernels``: the hand-written depthwise-conv and group-norm backwards (:mod:`lightmedseg.fast.autograd`).
+    ``train_kernels``: the hand-written depthwise-conv and group-norm backwards (:mod:`lightmedseg.fast.autograd`);
+    ``fused_chains``: with them, its fused elementwise chains (router mixing, ...).
     """
-    return FastTrainForward(model, dtype=dtype, channels_last=channels_last, train_kernels=train_kernels)
+    return FastTrainForward(model, dtype=dtype, channels_last=channels_last, train_kernels=train_kernels,
+                            fused_chains=fused_chains)
