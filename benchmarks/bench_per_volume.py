@@ -29,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_vs_unet import cpu_name  # noqa: E402
+from lightmedseg.hardware import cpu_name  # noqa: E402
 
 VIEW_SETS = {1: [0], 2: [0, 4], 4: [0, 2, 4, 6], 8: list(range(8))}  # indices into tta.views("rot90"): 2k = k quarter turns
 

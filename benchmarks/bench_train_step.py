@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import time
 
 import torch
 
+from lightmedseg.hardware import cpu_name
 from lightmedseg.model.factory import build_model
 from lightmedseg.config import load_config
 from lightmedseg.fast import fast_train_forward
@@ -53,14 +53,6 @@ def make_step(config: dict, fast: bool, batch: int, size: tuple[int, int, int], 
     return step
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:

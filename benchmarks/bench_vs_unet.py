@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lightmedseg.hardware import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- vs-unet:start -->", "<!-- vs-unet:end -->"
@@ -49,16 +51,6 @@ PREDICT: dict[str, str] = {  # configuration -> what it is
 }
 
 
-def cpu_name() -> str:
-    """The CPU's model name and whether it runs bf16 natively (the precision ``auto`` picks follows it)."""
-    from lightmedseg.hardware import native_bf16
-
-    name = "unknown CPU"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-            break
-    return f"{name}, {os.cpu_count()} cores, native bf16: {'yes' if native_bf16() else 'no'}"
 
 
 def _unet():

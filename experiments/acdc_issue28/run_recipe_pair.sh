@@ -9,24 +9,7 @@
 #   RUNS="sgd" bash experiments/acdc_issue28/run_recipe_pair.sh # or a chosen subset
 # Each run stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
 set -euo pipefail
-source "$(dirname "$0")/../acdc_issue17/env.sh"
-OUT=${OUT:-runs/issue28}
-mkdir -p "$OUT"
-run() {  # name, extra --set ...
-  local name=$1; shift
-  local run="$OUT/$name" resume=()
-  [ -f "$run/checkpoint_last.pt" ] && resume=(--resume)
-  OMP_NUM_THREADS=1 nice -n 5 $PY -m lightmedseg train --preset acdc --data "$DATA" --split acdc_nnformer \
-    --out "$run" "${resume[@]}" --no-progress --max-minutes "${MINUTES:-600}" --device cpu \
-    --set data.cache=memory --set train.num_workers=0 --set train.seed=0 --set train.amp=none \
-    --set train.tensorboard=false --set train.snapshots=true \
-    --set train.batch_size=2 --set train.iterations_per_epoch=125 --set train.epochs=32 --set train.val_every=2 \
-    --set train.optimizer.lr=1.0e-3 --set train.scheduler.warmup_epochs=1 --set train.scheduler.t_max_epochs=32 \
-    --set train.scheduler.eta_min=1.0e-6 --set train.loss.class_weighting=none \
-    --set 'data.augment={flip: true, rotate: {prob: 0.5, degrees: 180}, scale: true, noise: true, gamma: true, brightness: true, blur: true}' \
-    "$@" > "$OUT/$name.log" 2>&1 &
-  echo "$!" > "$OUT/$name.pid"
-}
+source "$(dirname "$0")/pair_recipe.sh"  # the paired recipe and run()
 for name in ${RUNS:-sgd rv2}; do
   case $name in
     sgd) run sgd --set train.optimizer.name=sgd --set train.optimizer.lr=1.0e-2 --set train.optimizer.weight_decay=3.0e-5 \

@@ -6,6 +6,8 @@ path (:func:`lightmedseg.inference.backends.resolve_precision`) and with OpenVIN
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 _BF16_PROBES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch.cpu helpers (torch>=2.3)
@@ -20,4 +22,16 @@ def native_bf16() -> bool:
     return any(bool(probe()) for probe in probes if probe is not None)
 
 
-__all__ = ["native_bf16"]
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform string where that is missing), for benchmark records."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+__all__ = ["cpu_name", "native_bf16"]

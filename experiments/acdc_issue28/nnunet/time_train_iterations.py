@@ -28,7 +28,10 @@ DEFAULT_WARMUP = 2
 
 
 def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (the platform string where that is missing)."""
+    """The CPU's model name from /proc/cpuinfo (the platform string where that is missing).
+
+    A copy of ``lightmedseg.hardware.cpu_name``: this script runs in nnU-Net's own venv, without lightmedseg.
+    """
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):

@@ -16,7 +16,6 @@ Peak memory of one forward: on CPU the increase of the process's peak resident s
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -187,15 +186,9 @@ def latency_ms(fn, x: torch.Tensor, warmup: int = 1, runs: int = 3) -> dict[str,
 def machine_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    from lightmedseg.hardware import cpu_name
+
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def profile(
