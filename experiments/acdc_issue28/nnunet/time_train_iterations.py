@@ -85,19 +85,18 @@ def main() -> None:
     trainer.on_train_epoch_start()
     params = sum(p.numel() for p in trainer.network.parameters())
 
-    def train_iteration() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        batch = next(trainer.dataloader_train)
-        t1 = time.perf_counter()
-        trainer.train_step(batch)
-        return t1 - t0, time.perf_counter() - t1
+    def iteration(loader, step):
+        """One iteration of nnU-Net's own loop: (seconds loading the batch, seconds in its step)."""
+        def run() -> tuple[float, float]:
+            t0 = time.perf_counter()
+            batch = next(loader)
+            t1 = time.perf_counter()
+            step(batch)
+            return t1 - t0, time.perf_counter() - t1
+        return run
 
-    def val_iteration() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        batch = next(trainer.dataloader_val)
-        t1 = time.perf_counter()
-        trainer.validation_step(batch)
-        return t1 - t0, time.perf_counter() - t1
+    train_iteration = iteration(trainer.dataloader_train, trainer.train_step)
+    val_iteration = iteration(trainer.dataloader_val, trainer.validation_step)
 
     timed(train_iteration, args.warmup, "warm-up")
     loads, steps, cpus = timed(train_iteration, args.iterations, "train")
