@@ -17,6 +17,7 @@ form, :class:`lightmedseg.fast.InferenceGraph`, what predict converts now). Each
 from __future__ import annotations
 
 import argparse
+import os
 import datetime as dt
 import statistics
 import sys
@@ -38,17 +39,20 @@ def engine_forwards(model: torch.nn.Module, config: dict, threads: int) -> dict:
     """name -> OpenVINO forward_fn of ``model``: the reference module's graph and the engine form's."""
     import openvino as ov
 
-    from lightmedseg.inference import conversion, openvino_convert
+    from lightmedseg.inference import openvino_convert
+    from lightmedseg.inference.conversion import OPENVINO_GRAPH_ENV
     from lightmedseg.inference.openvino_backend import StaticShapeForward, compile_properties, resolve_ov_precision
 
     props = compile_properties(resolve_ov_precision("auto"), threads)
     out = {}
-    original = conversion.module_to_convert
-    for name, one_sample in (("reference", False), ("engine", True)):
-        openvino_convert.module_to_convert = lambda m, one_sample=False, flag=one_sample: original(m, one_sample=flag)
-        ov_model, _ = openvino_convert.convert_module(model, config)
-        out[name] = StaticShapeForward(ov.Core(), ov_model, props, Path(name))
-    openvino_convert.module_to_convert = original
+    before = os.environ.get(OPENVINO_GRAPH_ENV)
+    try:
+        for name, form in (("reference", "reference"), ("engine", "fast")):
+            os.environ[OPENVINO_GRAPH_ENV] = form
+            ov_model, _ = openvino_convert.convert_module(model, config)
+            out[name] = StaticShapeForward(ov.Core(), ov_model, props, Path(name))
+    finally:
+        os.environ.pop(OPENVINO_GRAPH_ENV, None) if before is None else os.environ.update({OPENVINO_GRAPH_ENV: before})
     return out
 
 

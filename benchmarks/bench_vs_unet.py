@@ -43,6 +43,7 @@ UNET_DESC = "MONAI UNet 16-256, 2 residual units (4.8M)"
 
 PREDICT: dict[str, str] = {  # configuration -> what it is
     "lms/predict_default": "LightMedSeg, `lightmedseg predict`'s default CPU backend (load_backend, precision auto)",
+    "lms/openvino_fast_graph": "LightMedSeg, OpenVINO of the fast one-sample InferenceGraph (LIGHTMEDSEG_OPENVINO_GRAPH=fast), precision auto",
     "lms/openvino_plain": "LightMedSeg, openvino.convert_model of the plain module, precision auto",
     "lms/torch_fast": "LightMedSeg, torch fast path (`--backend torch`), precision auto",
     "lms/torch_eager": "LightMedSeg, plain eager fp32 (the reference forward)",
@@ -107,10 +108,13 @@ def predict_worker(name: str, threads: int, repeats: int) -> dict:
         reference = model(x).argmax(1) if name.startswith("lms/") else None
     t0 = time.perf_counter()
     desc = ""
-    if name == "lms/predict_default" or name == "lms/torch_fast":
+    if name in ("lms/predict_default", "lms/openvino_fast_graph", "lms/torch_fast"):
         from lightmedseg.inference.backends import load_backend
+        from lightmedseg.inference.conversion import OPENVINO_GRAPH_ENV
 
-        loaded = load_backend(path, backend="auto" if name == "lms/predict_default" else "torch", device="cpu")
+        if name == "lms/openvino_fast_graph":
+            os.environ[OPENVINO_GRAPH_ENV] = "fast"
+        loaded = load_backend(path, backend="torch" if name == "lms/torch_fast" else "auto", device="cpu")
         fn, desc = loaded.forward_fn, loaded.description
     elif name == "lms/openvino_plain":
         fn = _openvino_fn(model, "auto")

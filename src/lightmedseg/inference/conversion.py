@@ -7,6 +7,8 @@ needs only ``openvino``, the ONNX route (:mod:`lightmedseg.inference.export`) ``
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -23,18 +25,44 @@ class ExportError(ValueError):
     """Export failed or the exported model does not reproduce the PyTorch logits."""
 
 
+# Which forward OpenVINO converts: ``fast`` (the one-sample InferenceGraph), ``reference`` (the module's own
+# forward), or ``auto`` (the default: chosen by the CPU, see :func:`openvino_graph_form`).
+OPENVINO_GRAPH_ENV = "LIGHTMEDSEG_OPENVINO_GRAPH"
+OPENVINO_GRAPH_FORMS = ("auto", "fast", "reference")
+
+
+def openvino_graph_form() -> str:
+    """``fast`` or ``reference``: the forward OpenVINO converts on this machine (``$LIGHTMEDSEG_OPENVINO_GRAPH``
+    overrides ``auto``).
+
+    Chosen by measurement (issue 25, docs/benchmarks.md, 1 x 4 x 128^3, 2 threads): where OpenVINO infers in f32
+    (no native bf16: a 2-core AVX2 EPYC) the fast InferenceGraph ran in 0.78x the reference graph's time; where
+    it infers in bf16 (AVX512-BF16 + AMX: a 2-core Xeon) it ran in 1.35x (0.427 vs 0.316 s) and agreed less
+    with the fp32 forward (99.46% vs 99.56% of voxels), so there the reference forward is converted.
+    """
+    choice = os.environ.get(OPENVINO_GRAPH_ENV, "auto").strip().lower() or "auto"
+    if choice not in OPENVINO_GRAPH_FORMS:
+        raise ExportError(f"${OPENVINO_GRAPH_ENV}={choice!r}: expected one of {list(OPENVINO_GRAPH_FORMS)}")
+    if choice == "auto":
+        from lightmedseg.hardware import native_bf16
+
+        return "reference" if native_bf16() else "fast"
+    return choice
+
+
 def module_to_convert(model: torch.nn.Module, one_sample: bool = False) -> torch.nn.Module:
     """The torch module a converter traces, in eval mode on the CPU: the one place that says which.
 
     ``one_sample=False`` (ONNX, TorchScript: graphs with a dynamic batch axis): the model itself, its reference
-    ``forward``. ``one_sample=True`` (the OpenVINO route): for a LightMedSeg the fast path handles, its fast
-    forward in the form for graph engines (:class:`lightmedseg.fast.InferenceGraph`: the same logits, about
-    0.8x the reference graph's time in OpenVINO, docs/benchmarks.md). That graph folds per-sample values into
+    ``forward``. ``one_sample=True`` (the OpenVINO route): where :func:`openvino_graph_form` says ``fast``, for a
+    LightMedSeg the fast path handles, its fast forward in the form for graph engines
+    (:class:`lightmedseg.fast.InferenceGraph`: the same logits). That graph folds per-sample values into
     weights, so it holds ONE sample: converters fix its batch axis to 1 (:func:`one_sample_graph`) and runners
-    call it once per sample. Other models are returned as they are.
+    call it once per sample. Other models, and every model where the form is ``reference``, are returned as
+    they are.
     """
     model = model.cpu().eval()
-    if one_sample:
+    if one_sample and openvino_graph_form() == "fast":
         from lightmedseg.fast import InferenceGraph, supports
 
         if supports(model).ok:
@@ -97,6 +125,7 @@ def verify_logits(
     return worst
 
 
-__all__ = ["ORT_ATOL", "EXAMPLE_SIZE", "CHECK_SIZE", "ExportError", "module_to_convert", "one_sample_graph",
+__all__ = ["ORT_ATOL", "EXAMPLE_SIZE", "CHECK_SIZE", "ExportError", "OPENVINO_GRAPH_ENV", "openvino_graph_form",
+           "module_to_convert", "one_sample_graph",
            "per_sample", "example_input",
            "size_divisor", "verify_logits"]

@@ -44,7 +44,7 @@ import torch
 from lightmedseg.config import typed_config
 from lightmedseg.inference.cards import IR_CARD_PATH, IR_CONFIG_PATH
 from lightmedseg.inference.conversion import (
-    ExportError, example_input, module_to_convert, one_sample_graph, per_sample, verify_logits)
+    ExportError, example_input, module_to_convert, one_sample_graph, openvino_graph_form, per_sample, verify_logits)
 from lightmedseg.inference.openvino_backend import _first_line, _ov, cache_root, ir_one_sample
 
 IR_NAME = "model.xml"
@@ -128,7 +128,7 @@ def cache_key(model_file: Path) -> str:
 
     h = hash_file(model_file)
     h.update(_source_digest().encode())
-    h.update(f"openvino {_ov().__version__} format {IR_FORMAT}".encode())
+    h.update(f"openvino {_ov().__version__} format {IR_FORMAT} graph {openvino_graph_form()}".encode())
     return h.hexdigest()[:24]
 
 
