@@ -15,7 +15,7 @@ from typing import Collection
 import torch
 
 from lightmedseg.checkpoint import CheckpointError, read_checkpoint, resolve_model_path
-from lightmedseg.config import ConfigError, typed_config, validate_config
+from lightmedseg.config import ConfigError, load_stored_config, typed_config, validate_config
 from lightmedseg.io_utils import json_plain
 from lightmedseg.model import LightMedSeg
 from lightmedseg.model.network import DEFAULT_ARCHITECTURE
@@ -77,7 +77,7 @@ def _with_defaults(stored: dict) -> dict:
     """``stored`` completed with today's schema defaults, for comparison only: a key added to the schema after the
     run was stored (e.g. ``train.loss.class_emphasis``) counts as its default, not as a change on resume."""
     try:
-        return validate_config(stored, strict=False, fill=True)
+        return load_stored_config(stored)
     except (ConfigError, ValueError, TypeError):
         return stored  # compared as stored; the run's own checks name what is wrong
 
