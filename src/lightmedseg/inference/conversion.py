@@ -37,7 +37,7 @@ def openvino_graph_form() -> str:
 
     Chosen by measurement (issue 25, docs/benchmarks.md, 1 x 4 x 128^3, 2 threads): where OpenVINO infers in f32
     (no native bf16: a 2-core AVX2 EPYC) the fast InferenceGraph ran in 0.78x the reference graph's time; where
-    it infers in bf16 (AVX512-BF16 + AMX: a 2-core Xeon) it ran in 1.35x (0.427 vs 0.316 s) and agreed less
+    it infers in bf16 (AVX512-BF16 + AMX: a 2-core Xeon) it ran in 1.46x (0.442 vs 0.302 s) and agreed less
     with the fp32 forward (99.46% vs 99.56% of voxels), so there the reference forward is converted.
     """
     choice = os.environ.get(OPENVINO_GRAPH_ENV, "auto").strip().lower() or "auto"
