@@ -15,6 +15,11 @@ Two tables, each configuration measured the way a user runs it:
     .venv/bin/python benchmarks/bench_vs_unet.py                 # both tables; run on an idle machine
     .venv/bin/python benchmarks/bench_vs_unet.py --only predict  # or --only train
     .venv/bin/python benchmarks/bench_vs_unet.py --write-doc     # also replace the section in docs/benchmarks.md
+    .venv/bin/python benchmarks/bench_vs_unet.py --only readings --threads 1  # the two readings of Section 3.6
+
+``--only readings`` (not part of the doc section): OpenVINO of the plain module for the brats network in both
+readings of Section 3.6 (``model.final_transposed_conv`` false / true) and the UNet, 1 x 4 x 128^3, compiled in
+ONE process and timed interleaved, so the ratios hold on a loaded machine.
 
 Prints what it measured, the date and the CPU; nothing is asserted.
 """
@@ -139,6 +144,43 @@ def predict_worker(name: str, threads: int, repeats: int) -> dict:
             "backend": desc}
 
 
+def run_readings(threads: int, repeats: int) -> dict:
+    """Both readings of Section 3.6 (and the UNet) on OpenVINO, plain module, precision auto: one process,
+    interleaved; each LightMedSeg row with its argmax agreement against its own fp32 reference forward."""
+    import torch
+
+    from lightmedseg.config import load_config
+    from lightmedseg.model.factory import build_model
+
+    torch.set_num_threads(threads)
+    x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(0))
+    fns, agreement = {}, {}
+    for final in (False, True):
+        torch.manual_seed(0)
+        model = build_model(load_config("brats", overrides=[f"model.final_transposed_conv={str(final).lower()}"])).eval()
+        name = f"lms/openvino_plain{'_final_transposed_conv' if final else ''}"
+        fns[name] = _openvino_fn(model, "auto")
+        with torch.inference_mode():
+            agreement[name] = float((fns[name](x).argmax(1) == model(x).argmax(1)).float().mean())
+    fns["unet/openvino"] = _openvino_fn(_unet(), "auto")
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for fn in fns.values():  # warm-up
+            fn(x)
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                t = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["lms/openvino_plain"]
+    for name in fns:
+        print(f"  {name:42s} {med[name]:.3f} s (min {min(times[name]):.3f})  x{med[name] / base:.3f} of the literal reading"
+              + (f"  agreement {100 * agreement[name]:.2f}%" if name in agreement else ""), flush=True)
+    return {"threads": threads, "repeats": repeats, "shape": list(SHAPE), "median_s": med, "times_s": times,
+            "agreement": agreement, "final_over_literal": med["lms/openvino_plain_final_transposed_conv"] / base}
+
+
 def run_predict(threads: int, repeats: int) -> dict[str, dict]:
     results = {}
     for name in PREDICT:
@@ -218,7 +260,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for prediction (default 2)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=6, help="timed training steps per model and thread count")
-    ap.add_argument("--only", choices=("predict", "train"))
+    ap.add_argument("--only", choices=("predict", "train", "readings"),
+                    help="one table; 'readings': the two readings of Section 3.6 on OpenVINO, interleaved")
     ap.add_argument("--write-doc", action="store_true", help=f"replace the section of {DOC.name} between its markers")
     args = ap.parse_args()
     if args.predict_worker:
@@ -226,6 +269,10 @@ def main() -> int:
         return 0
     when, cpu = dt.date.today().isoformat(), cpu_name()
     print(f"{when}, {cpu}")
+    if args.only == "readings":
+        print(f"the two readings of Section 3.6, OpenVINO, {args.threads} thread(s), interleaved in one process:")
+        print(json.dumps(run_readings(args.threads, args.repeats)))
+        return 0
     predict, train = {}, []
     if args.only in (None, "predict"):
         print(f"prediction, {args.threads} threads:")

@@ -30,6 +30,16 @@ def _script():
     return module
 
 
+def _constructor_defaults() -> dict:
+    """LightMedSeg's constructor defaults, in the JSON form ``model.config`` takes."""
+    import inspect
+
+    from lightmedseg.io_utils import json_plain
+    from lightmedseg.model import LightMedSeg
+
+    return {n: json_plain(p.default) for n, p in inspect.signature(LightMedSeg.__init__).parameters.items() if n != "self"}
+
+
 EXPECTED = json.loads(FIXTURE.read_text())["models"]
 LEGACY = ROOT / "tests" / "data" / "legacy_models"
 LEGACY_FILES = sorted(LEGACY.glob("*.safetensors")) + sorted(LEGACY.glob("*.pt"))
@@ -84,7 +94,11 @@ def test_model_file_predicts_as_before(name: str) -> None:
     got = _script().fingerprint(path)
     want = EXPECTED[name]
     assert got["input_shape"] == want["input_shape"]
-    assert got["model_config"] == want["model_config"]  # stored in checkpoints: must not change
+    # stored in checkpoints: must not change, except for constructor options added since, at their defaults
+    # (the value that reproduces the network the file was made with)
+    assert {k: v for k, v in got["model_config"].items() if k in want["model_config"]} == want["model_config"]
+    added = {k: v for k, v in got["model_config"].items() if k not in want["model_config"]}
+    assert added == {k: _constructor_defaults()[k] for k in added}, added
     assert got["num_parameters"] == want["num_parameters"]
     for key in ("sum", "abs_sum"):
         assert got[key] == pytest.approx(want[key], rel=RTOL, abs=ATOL), key

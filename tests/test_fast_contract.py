@@ -42,6 +42,7 @@ def draw_config(seed: int) -> tuple[dict, tuple[int, ...]]:
     )
     divisor = LightMedSeg(**cfg).size_divisor
     shape = (rng.randint(1, 2), cfg["in_channels"], *(m * rng.randint(max(1, 16 // m), max(1, 40 // m)) for m in divisor))
+    cfg["final_transposed_conv"] = rng.random() < 0.5  # drawn last: the earlier draws stay what they were
     return cfg, shape
 
 
@@ -50,6 +51,10 @@ def test_every_constructor_option_is_part_of_the_contract() -> None:
     params = [p for p in inspect.signature(LightMedSeg.__init__).parameters if p != "self"]
     assert sorted(HANDLED_OPTIONS) == sorted(params)
     assert sorted(draw_config(0)[0]) == sorted(params)
+    # every boolean option is drawn both ways within the DRAWS configurations
+    draws = [draw_config(seed)[0] for seed in range(DRAWS)]
+    for name in (p for p, v in draws[0].items() if isinstance(v, bool)):
+        assert {d[name] for d in draws} == {False, True}, name
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:

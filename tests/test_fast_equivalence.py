@@ -16,20 +16,22 @@ VARIANTS = ["ghost", "standard", "k16", "k32", "no_lspm", "no_anchors", "no_rout
 FP32_ATOL = 1e-4
 
 
-def make_model(variant: str, in_channels: int = 4, num_classes: int = 4) -> LightMedSeg:
+def make_model(variant: str, in_channels: int = 4, num_classes: int = 4, **options) -> LightMedSeg:
+    """The brats preset's network in ``variant``, seeded; ``options``: constructor options on top of it."""
     cfg = load_config("brats", variant)["model"]
     torch.manual_seed(0)
-    return LightMedSeg(**{**cfg, "in_channels": in_channels, "num_classes": num_classes}).eval()
+    return LightMedSeg(**{**cfg, "in_channels": in_channels, "num_classes": num_classes, **options}).eval()
 
 
 def test_every_shipped_variant_is_covered() -> None:
     assert set(available_variants()) <= set(VARIANTS)
 
 
+@pytest.mark.parametrize("final_transposed_conv", [False, True])
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("batch", [1, 2])
-def test_fp32_logits_match_reference(variant: str, batch: int) -> None:
-    model = make_model(variant)
+def test_fp32_logits_match_reference(variant: str, batch: int, final_transposed_conv: bool) -> None:
+    model = make_model(variant, final_transposed_conv=final_transposed_conv)
     x = torch.randn(batch, 4, 32, 32, 32)
     with torch.no_grad():
         ref = model(x)
@@ -40,9 +42,10 @@ def test_fp32_logits_match_reference(variant: str, batch: int) -> None:
     assert (fast_inplace - ref).abs().max().item() < FP32_ATOL
 
 
+@pytest.mark.parametrize("final_transposed_conv", [False, True])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_layouts_and_anisotropic_shape(channels_last: bool) -> None:
-    model = make_model("ghost", in_channels=1, num_classes=3)
+def test_layouts_and_anisotropic_shape(channels_last: bool, final_transposed_conv: bool) -> None:
+    model = make_model("ghost", in_channels=1, num_classes=3, final_transposed_conv=final_transposed_conv)
     x = torch.randn(1, 1, 16, 48, 32)
     with torch.no_grad():
         ref = model(x)
@@ -86,12 +89,14 @@ def test_bad_input_is_rejected_like_the_reference() -> None:
 REDUCE_ATOL = 1e-3
 
 
+@pytest.mark.parametrize("final_transposed_conv", [False, True])
 @pytest.mark.parametrize("variant", ["ghost", "standard", "no_lspm"])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_reduce_norm_form_and_inference_graph_match_reference(variant: str, batch: int) -> None:
+def test_reduce_norm_form_and_inference_graph_match_reference(variant: str, batch: int,
+                                                             final_transposed_conv: bool) -> None:
     from lightmedseg.fast import InferenceGraph
 
-    model = make_model(variant)
+    model = make_model(variant, final_transposed_conv=final_transposed_conv)
     x = torch.randn(batch, 4, 32, 32, 32)
     with torch.no_grad():
         ref = model(x)

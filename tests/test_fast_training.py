@@ -18,9 +18,10 @@ def _grads(model: torch.nn.Module, forward, x: torch.Tensor, y: torch.Tensor) ->
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("final_transposed_conv", [False, True])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradients_match_reference(variant: str) -> None:
-    model = make_model(variant).train()
+def test_gradients_match_reference(variant: str, final_transposed_conv: bool) -> None:
+    model = make_model(variant, final_transposed_conv=final_transposed_conv).train()
     x = torch.randn(2, 4, 32, 32, 32)
     y = torch.randint(0, 4, (2, 32, 32, 32))
     loss_ref, g_ref = _grads(model, model, x, y)

@@ -1,4 +1,5 @@
-"""Issue 17's network options: initialisation, per-stage strides, deep supervision, router pooling, encoder norm.
+"""Issue 17's network options: initialisation, per-stage strides, deep supervision, router pooling, encoder norm;
+and the other reading of Section 3.6 (``final_transposed_conv``, issue 25 lever 2).
 
 Each option must keep shapes and gradients, the fast graph must compute the same function (forward and
 backward), the ACDC plan must accept 16 x 160 x 160 crops, and models trained before the options existed
@@ -30,6 +31,11 @@ OPTIONS = {
     "wide": dict(strides=ACDC_STRIDES, encoder_channels=(12, 24, 48, 96), deep_supervision=2, encoder_norm=True),
     "all_standard": dict(strides=ACDC_STRIDES, deep_supervision=3, router_downsample="pool", encoder_norm=True,
                          upsample_init="fan_in", spb_zero_init=True, film_identity_init=True, conv="standard"),
+    # the other reading of Section 3.6: last decoder stage at the stem's resolution, then head + final ConvT
+    "halfres": dict(final_transposed_conv=True),
+    "halfres_acdc": dict(strides=ACDC_STRIDES, deep_supervision=2, router_downsample="pool", encoder_norm=True,
+                         upsample_init="fan_in", spb_zero_init=True, film_identity_init=True,
+                         final_transposed_conv=True),
 }
 FP32_ATOL = 1e-4
 
@@ -167,6 +173,7 @@ def test_models_shipped_before_the_options_still_load_and_predict(source: str) -
     """Fixtures with the stored configs of acdc_v1 and the first shipped acdc (scripts/make_legacy_fixtures.py)."""
     model, config = load_model(LEGACY / source)
     assert "strides" not in config["model"]  # an old config: the paper's network
+    assert "final_transposed_conv" not in config["model"] and model.decoder.final_up is None
     assert model.size_divisor == (16, 16, 16)
     with torch.no_grad():
         assert model(torch.randn(1, 1, 16, 32, 32)).shape == (1, 4, 16, 32, 32)
@@ -220,3 +227,78 @@ def test_wide_preset_reaches_the_papers_parameter_count() -> None:
     assert counts["narrow"] < 300_000
     out = build_model(wide).eval()(torch.randn(1, 1, 16, 64, 64))
     assert out.shape == (1, 4, 16, 64, 64)
+
+
+# -- final_transposed_conv: the other reading of Section 3.6 ---------------------------------------------------------
+
+@pytest.mark.parametrize("strides, size", [(None, (32, 32, 48)), (ACDC_STRIDES, (8, 32, 48))])
+def test_final_transposed_conv_keeps_the_last_stage_at_the_stems_resolution(strides, size) -> None:
+    """Output = input size; stage 4 (and its path weights) at the stem's grid; the final ConvT undoes the stem."""
+    torch.manual_seed(0)
+    model = LightMedSeg(1, 4, strides=strides, final_transposed_conv=True).eval()
+    literal = LightMedSeg(1, 4, strides=strides).eval()
+    stem = tuple(model.strides[0])
+    up = model.decoder.final_up
+    assert tuple(up.stride) == tuple(up.kernel_size) == stem and up.in_channels == up.out_channels == 4
+    assert tuple(model.decoder.stages[-1].up.stride) == (1, 1, 1)  # a 1x1x1 conv C_3 -> C_4: no upsampling
+    assert model.decoder.strides[:-1] == literal.decoder.strides[:-1] and model.size_divisor == literal.size_divisor
+    x = torch.randn(1, 1, *size)
+    with torch.no_grad():
+        logits, extras = model.forward_with_intermediates(x)
+    assert logits.shape == (1, 4, *size)
+    stem_grid = tuple(s // f for s, f in zip(size, stem))
+    assert tuple(extras["decoder_path_weights"][-1].shape[2:]) == stem_grid
+    assert tuple(extras["decoder_path_weights"][-2].shape[2:]) == stem_grid  # stage 3 was already there
+    with torch.no_grad():
+        assert tuple(literal.forward_with_intermediates(x)[1]["decoder_path_weights"][-1].shape[2:]) == size
+
+
+def test_final_transposed_conv_round_trips_through_a_model_file(tmp_path) -> None:
+    from lightmedseg.checkpoint import save_model
+
+    torch.manual_seed(0)
+    model = LightMedSeg(1, 4, **OPTIONS["halfres_acdc"]).eval()
+    assert model.config["final_transposed_conv"] is True
+    assert "final_up.weight" in model.state_dict()  # stored beside head.*, like the other decoder parameters
+    path = save_model(tmp_path / "m.safetensors", model, {"model": model.config})
+    loaded, config = load_model(path)
+    assert config["model"]["final_transposed_conv"] is True and loaded.decoder.final_up is not None
+    x = torch.randn(1, 1, 8, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model(x))
+    with pytest.raises(RuntimeError, match="final_up"):  # the two readings' weights are not interchangeable
+        LightMedSeg(1, 4, **{**OPTIONS["halfres_acdc"], "final_transposed_conv": False}).load_state_dict(model.state_dict())
+
+
+def test_halfres_preset_is_acdc_with_the_option_only() -> None:
+    acdc, half = load_config("acdc"), load_config("acdc_halfres")
+    assert half["model"] == {**acdc["model"], "final_transposed_conv": True}
+    assert {k: v for k, v in half.items() if k not in ("model", "name")} == \
+        {k: v for k, v in acdc.items() if k not in ("model", "name")}
+    model = build_model(half).train()
+    out = model(torch.randn(1, 1, 16, 160, 160))
+    # deep supervision heads as in acdc: full resolution first, then the two coarser decoder stages
+    assert [tuple(o.shape[2:]) for o in out] == [(16, 160, 160), (16, 80, 80), (16, 40, 40)]
+
+
+@pytest.mark.parametrize("form", ["fast", "reference"])
+def test_final_transposed_conv_converts_to_openvino(form, monkeypatch) -> None:
+    """Both converted forms (the fast one-sample InferenceGraph, the reference forward) reproduce the module."""
+    pytest.importorskip("openvino")
+    from lightmedseg.inference import conversion
+    from lightmedseg.inference.openvino_convert import convert_module
+
+    monkeypatch.setenv(conversion.OPENVINO_GRAPH_ENV, form)
+    torch.manual_seed(0)
+    model = LightMedSeg(4, 4, final_transposed_conv=True).eval()  # the brats-like isotropic network
+    config = {"model": model.config}
+    ov_model, worst = convert_module(model, config)
+    assert worst <= conversion.ORT_ATOL
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    out = torch.from_numpy(compiled(x.numpy())[0])
+    assert out.shape == ref.shape and (out - ref).abs().max().item() <= conversion.ORT_ATOL

@@ -55,6 +55,7 @@ HANDLED_OPTIONS: dict[str, Callable[[Any], bool] | None] = {
     "conv": lambda v: v in ("ghost", "standard"),
     "router_downsample": lambda v: v in ("interpolate", "pool"),
     "upsample_init": None, "spb_zero_init": None, "film_identity_init": None,  # initialisation only
+    "final_transposed_conv": None,
 }
 
 
@@ -400,7 +401,7 @@ def _upsample_fused(stage, x: torch.Tensor, in_scale: torch.Tensor | None, ancho
             x = x * in_scale.to(x.dtype)[:, :, None, None, None]
     const = (bt + _bias(stage.fuse))[:, None, None, None].expand(c, *stride)
     if stage.spb is None:
-        return _cl_grad(F.conv_transpose3d(x, wt.to(x.dtype), const[:, 0, 0, 0].to(x.dtype), stride=stride))
+        return _transpose_op(x, wt.to(x.dtype), const[:, 0, 0, 0].to(x.dtype), stride)
     slope, shift = position_bias_terms(stage.spb.proj, anchors, w_u)  # (C,), (B x C)
     size = [s * n for s, n in zip(stride, x.shape[2:])]
     td, th, tw = (torch.arange(s, device=x.device, dtype=torch.float32) / n for s, n in zip(stride, size))
@@ -424,7 +425,15 @@ def _upsample_fused(stage, x: torch.Tensor, in_scale: torch.Tensor | None, ancho
     if x.is_contiguous(memory_format=torch.channels_last_3d):
         x_aug = x_aug.contiguous(memory_format=torch.channels_last_3d)
     w_aug = torch.cat([wt, *extra_w], dim=0)
-    return _cl_grad(F.conv_transpose3d(x_aug, w_aug.to(x.dtype), None, stride=stride))
+    return _transpose_op(x_aug, w_aug.to(x.dtype), None, stride)
+
+
+def _transpose_op(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: Sequence[int]) -> torch.Tensor:
+    """``F.conv_transpose3d`` with kernel = stride; at stride 1 (a stage that does not upsample, the
+    ``final_transposed_conv`` reading) the same map as a 1x1x1 conv, run as one through :func:`_conv_op`."""
+    if tuple(stride) == (1, 1, 1):
+        return _cl_grad(_conv_op(x, w.transpose(0, 1), b))
+    return _cl_grad(F.conv_transpose3d(x, w, b, stride=tuple(stride)))
 
 
 def _ghost_halves_ok(conv: nn.Module, norm: nn.GroupNorm) -> bool:
@@ -547,6 +556,9 @@ def _fast_logits(model, x: torch.Tensor, inplace: bool, dtype: torch.dtype | Non
         logits = _conv(x_dec, head, head.weight * scale[0][None, :, None, None, None])
     else:
         logits = _conv(_channel_scale(x_dec, scale, inplace), head)
+    if dec.final_up is not None:  # final_transposed_conv: the head's logits back to the input resolution
+        up = dec.final_up
+        logits = _transpose_op(logits, up.weight.to(logits.dtype), _bias(up).to(logits.dtype), up.stride)
     if deep_supervision:  # training-only heads on the coarser stages, finest first (as Decoder.forward)
         aux = [_conv(stage_outputs[s], h).float() for s, h in zip(dec.aux_stages, dec.aux_heads)]
         return [logits.float(), *aux]

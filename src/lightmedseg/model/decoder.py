@@ -79,6 +79,19 @@ class SpatialPositionBias(nn.Module):
         return self.proj(anchor_offset_maps(anchors, size))
 
 
+def _transposed_conv(in_channels: int, out_channels: int, stride: Stride3, init: str) -> nn.ConvTranspose3d:
+    """ConvTranspose3d with kernel = stride (per axis; stride 1 is a 1x1x1 conv), initialised as ``init`` says:
+    "torch" (PyTorch's default) or "fan_in" (N(0, 1/C_in), zero bias: kernel = stride, so every output voxel
+    sees exactly one input voxel per input channel)."""
+    up = nn.ConvTranspose3d(in_channels, out_channels, stride, stride)
+    if init == "fan_in":
+        nn.init.normal_(up.weight, std=in_channels ** -0.5)
+        nn.init.zeros_(up.bias)
+    elif init != "torch":
+        raise ValueError(f"upsample_init must be 'torch' or 'fan_in', got {init!r}")
+    return up
+
+
 class DecoderStage(nn.Module):
     """One decoder stage j.
 
@@ -87,7 +100,7 @@ class DecoderStage(nn.Module):
 
     Args:
         stride: the upsampling factor, kernel = stride (2 in the paper; per axis, e.g. (1, 2, 2), to
-            mirror an anisotropic encoder).
+            mirror an anisotropic encoder; (1, 1, 1) makes ``up`` a 1x1x1 conv, for a stage that stays put).
         upsample_init: "torch" (PyTorch's default, whose fan-in for ConvTranspose3d is C_out * k^3, so
             every upsampling shrinks the signal) or "fan_in" (N(0, 1/C_in) at the true fan-in, zero bias).
         spb_zero_init: start the spatial position bias at zero.
@@ -99,13 +112,7 @@ class DecoderStage(nn.Module):
                  stride: StrideLike = 2, upsample_init: str = "torch", spb_zero_init: bool = False) -> None:
         super().__init__()
         self.stride = as_stride3(stride)
-        self.up = nn.ConvTranspose3d(in_channels, out_channels, self.stride, self.stride)
-        if upsample_init == "fan_in":
-            # kernel = stride: every output voxel sees exactly one input voxel per input channel.
-            nn.init.normal_(self.up.weight, std=in_channels ** -0.5)
-            nn.init.zeros_(self.up.bias)
-        elif upsample_init != "torch":
-            raise ValueError(f"upsample_init must be 'torch' or 'fan_in', got {upsample_init!r}")
+        self.up = _transposed_conv(in_channels, out_channels, self.stride, upsample_init)
         self.spb = SpatialPositionBias(num_anchors, out_channels, spb_zero_init) if num_anchors else None
         self.fuse = conv1x1(2 * out_channels, out_channels)  # Eq. 16
         self.gate = conv1x1(out_channels, self.num_paths)  # Eq. 17
@@ -135,7 +142,8 @@ class SkipAdapter(nn.Module):
 
     For the router levels the source is the fused 64-channel SKIP_j (the paper's final 64 -> C_j
     projection); otherwise it is the spatially corresponding encoder map, or the stem output for the
-    full-resolution stage, projected and trilinearly upsampled as Section 3.5 describes.
+    last stage, projected and trilinearly upsampled to the input resolution as Section 3.5 describes (used
+    at its own resolution when that stage stays at the stem's, ``final_transposed_conv``).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -152,7 +160,12 @@ class Decoder(nn.Module):
     Stage j undoes the encoder's (n-1-j)-th downsampling (the last pooling first, the stem last) with the
     encoder's widths in reverse. Its skip source (:attr:`skip_sources`) is the router's fused map for the
     first ``router_levels`` stages, else the same-scale encoder stage n-2-j, and the stem output F_0 for
-    the full-resolution stage; a :class:`SkipAdapter` brings it to the stage's width and size.
+    the last stage; a :class:`SkipAdapter` brings it to the stage's width and size.
+
+    With ``final_transposed_conv`` (the other reading of Section 3.6, docs/architecture.md reading 1) the last
+    stage does not undo the stem's stride: it stays at the stem's resolution (its "upsampling" is a 1x1x1
+    transposed conv, i.e. a 1x1x1 conv, and F_0 is its skip as it is), and after the 1x1 head a transposed conv
+    with kernel = stride = the stem's stride (:attr:`final_up`) restores the input resolution.
 
     Args:
         encoder: the encoder it mirrors (its ``channels`` and ``pool_strides`` are read).
@@ -163,6 +176,8 @@ class Decoder(nn.Module):
         router_width, router_levels: channels of the router's fused map and how many stages use it
             (0: no router, every stage takes its same-scale encoder map).
         deep_supervision: coarser stages with a training-only 1x1 head (stages n-2, n-3, ...).
+        final_transposed_conv: last stage at the stem's resolution, then head and a final transposed conv
+            (see above); False: the last stage upsamples to the input resolution and the head is a 1x1 only.
 
     The parameters after the encoder were attributes of ``LightMedSeg`` before this class existed; their
     checkpoint names are kept (see ``LightMedSeg``'s state-dict hooks).
@@ -181,6 +196,7 @@ class Decoder(nn.Module):
         upsample_init: str = "torch",
         spb_zero_init: bool = False,
         deep_supervision: int = 0,
+        final_transposed_conv: bool = False,
     ) -> None:
         super().__init__()
         encoder_channels = tuple(encoder.channels)
@@ -188,8 +204,11 @@ class Decoder(nn.Module):
         if not 0 <= deep_supervision < n:
             raise ValueError(f"deep_supervision must be in [0, {n - 1}], got {deep_supervision}")
         self.widths = encoder_channels[::-1]  # (64, 32, 16, 8)
-        self.strides: list[Stride3] = [as_stride3(stem_stride), *encoder.pool_strides][::-1]
-        self.size_divisor = size_divisor(self.strides)
+        undone: list[Stride3] = [as_stride3(stem_stride), *encoder.pool_strides][::-1]  # the last one: the stem's
+        self.size_divisor = size_divisor(undone)
+        # What stage j upsamples by, and what the final transposed conv after the head does (None: no such conv).
+        self.final_stride: Stride3 | None = undone[-1] if final_transposed_conv else None
+        self.strides: list[Stride3] = undone[:-1] + [(1, 1, 1)] if final_transposed_conv else undone
         self.router_levels = router_levels
         self.skip_sources: list[SkipSource] = [
             ROUTER if j < router_levels else (n - 2 - j if j < n - 1 else STEM) for j in range(n)
@@ -207,6 +226,8 @@ class Decoder(nn.Module):
             for j in range(n)
         )
         self.head = conv1x1(self.widths[-1], num_classes)
+        self.final_up = (_transposed_conv(num_classes, num_classes, self.final_stride, upsample_init)
+                         if self.final_stride is not None else None)
         # Deep supervision (nnU-Net style, not in the paper): heads on stages n-2, n-3, ... (finest first).
         self.aux_stages = [n - 2 - k for k in range(deep_supervision)]
         self.aux_heads = nn.ModuleList(conv1x1(self.widths[s], num_classes) for s in self.aux_stages)
@@ -247,7 +268,8 @@ class Decoder(nn.Module):
             x, pi = stage(x, skip, anchors)
             path_weights.append(pi)
             stage_outputs.append(x)
-        outputs = [self.head(x)]
+        logits = self.head(x)
+        outputs = [self.final_up(logits) if self.final_up is not None else logits]
         if self.training:
             outputs += [head(stage_outputs[s]) for s, head in zip(self.aux_stages, self.aux_heads)]
         return outputs, path_weights

@@ -68,6 +68,7 @@ _CHECKPOINT_NAMES = (
     ("decoder.stages.", "decoder."),
     ("decoder.head.", "head."),
     ("decoder.aux_heads.", "aux_heads."),
+    ("decoder.final_up.", "final_up."),  # new with final_transposed_conv; named like the head it follows
 )
 _LEGACY_STAGE = re.compile(r"decoder\.(\d)")
 
@@ -128,6 +129,11 @@ class LightMedSeg(nn.Module):
         router_downsample: "interpolate" (literal) or "pool" for router maps finer than the target.
         deep_supervision: number of coarser decoder stages with a training-only 1x1 head; in training
             mode ``forward`` then returns ``[logits, aux_1, ...]`` from the finest to the coarsest.
+        final_transposed_conv: the other reading of Section 3.6 (docs/architecture.md, reading 1): the last
+            decoder stage stays at the stem's resolution (D/2; a 1x1x1 conv instead of its upsampling, F_0
+            as its skip unresampled), the 1x1x1 head maps it to N_cls and a final ConvTranspose3d with kernel
+            = stride = the stem's stride restores the input resolution. False (default): the last stage
+            upsamples to the input resolution and the head is a 1x1x1 conv only.
 
     The options after ``anchor_hidden`` are not in the paper; their defaults are the paper-literal
     network, and docs/architecture.md says which reading each preset uses and why.
@@ -155,6 +161,7 @@ class LightMedSeg(nn.Module):
         encoder_norm: bool = False,
         router_downsample: str = "interpolate",
         deep_supervision: int = 0,
+        final_transposed_conv: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 2:
@@ -180,7 +187,7 @@ class LightMedSeg(nn.Module):
                             if levels else None)
         self.decoder = Decoder(self.encoder, stem_channels, self.strides[0], num_classes,
                                num_anchors if use_anchors else None, conv, router_width, levels,
-                               upsample_init, spb_zero_init, deep_supervision)
+                               upsample_init, spb_zero_init, deep_supervision, final_transposed_conv)
         _register_state_dict_hooks(self)
 
     @property

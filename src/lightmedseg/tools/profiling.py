@@ -47,6 +47,7 @@ PAPER_LATENCY_MS = {"cuda": 13.7, "cpu": 505.4}  # RTX 5080 / Ryzen 9 9950X
 REPORTED_MODULES = (
     "stem", "anchor_detector", "lspm", "lspm.texture", "lspm.gating", "lspm.mixer", "encoder",
     "skip_router", "decoder", "decoder.skip_adapters", "decoder.bottleneck", "decoder.stages", "decoder.head",
+    "decoder.final_up",  # with final_transposed_conv only
 )
 
 
