@@ -5,6 +5,8 @@
 # load changes the hours, not the curve. One variable changes per run:
 #   sgd   nnU-Net's optimiser: SGD, Nesterov momentum 0.99, lr 1e-2, weight decay 3e-5, poly decay (0.9), no warm-up
 #   rv2   the end-systolic RV emphasised: loss.class_emphasis [1, 2, 1, 1] (RV's w_c doubled in every term)
+#   halfres  the network in the other reading of Section 3.6 (`acdc_halfres`: last decoder stage at the stem's
+#         resolution, then the head and a final transposed conv; model.final_transposed_conv) - issue 25's lever 2
 #   bash experiments/acdc_issue28/run_recipe_pair.sh            # starts or resumes both (one thread each)
 #   RUNS="sgd" bash experiments/acdc_issue28/run_recipe_pair.sh # or a chosen subset
 # Each run stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
@@ -15,7 +17,8 @@ for name in ${RUNS:-sgd rv2}; do
     sgd) run sgd --set train.optimizer.name=sgd --set train.optimizer.lr=1.0e-2 --set train.optimizer.weight_decay=3.0e-5 \
            --set train.scheduler.name=poly --set train.scheduler.warmup_epochs=0 ;;
     rv2) run rv2 --set 'train.loss.class_emphasis=[1,2,1,1]' ;;
-    *) echo "unknown run $name (sgd, rv2)" >&2; exit 2 ;;
+    halfres) run halfres --set model.final_transposed_conv=true ;;
+    *) echo "unknown run $name (sgd, rv2, halfres)" >&2; exit 2 ;;
   esac
 done
 wait
