@@ -12,7 +12,18 @@ from lightmedseg.tools.demo import chance_dice, learned_verdict
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_tiny(tmp_path: Path, capsys) -> None:
+def test_demo_end_to_end_tiny(tmp_path: Path, capsys, monkeypatch) -> None:
+    import lightmedseg.viz.case_figures as case_figures
+    from lightmedseg.tools.demo import CROP_MARGIN_MM
+
+    figure_calls = []
+    real_figures = case_figures.save_case_figures
+
+    def spy(*args, **kwargs):
+        figure_calls.append(kwargs)
+        return real_figures(*args, **kwargs)
+
+    monkeypatch.setattr(case_figures, "save_case_figures", spy)  # the demo's case figures crop to the foreground
     out = tmp_path / "demo"
     rc = main([
         "demo", "--out", str(out), "--shape", "32", "32", "32", "--train-cases", "3", "--test-cases", "2",
@@ -35,6 +46,7 @@ def test_demo_end_to_end_tiny(tmp_path: Path, capsys) -> None:
     table = [line for line in printed.splitlines() if line.startswith("| ")]  # the results table, on the console
     assert table[0].startswith("| region | test Dice") and {row.split("|")[1].strip() for row in table[2:]} == {"WT", "TC", "ET"}
     assert "Average test Dice" in printed
+    assert [c["crop_margin_mm"] for c in figure_calls] == [CROP_MARGIN_MM] and CROP_MARGIN_MM > 0
 
 
 @pytest.mark.slow

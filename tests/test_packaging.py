@@ -108,6 +108,18 @@ def test_onnx_export_without_the_extra_names_it(tmp_path: Path) -> None:
     assert err.startswith("lightmedseg export: error:") and "pip install 'lightmedseg[export]'" in err and "\n" not in err
 
 
+def test_predict_from_onnx_without_the_extra_names_it(tmp_path: Path) -> None:
+    """Issue 29: every missing-extra message names the extra; `-m model.onnx` needs [export], said before any read."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "case.nii.gz").write_bytes(b"never read")
+    (tmp_path / "m.onnx").write_bytes(b"never read either")
+    proc = _run_without_extras(tmp_path, ["predict", "-i", "in", "-o", "out", "-m", "m.onnx", "-q"],
+                               ["onnx", "onnxruntime", "onnxscript"])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and not (tmp_path / "out").exists(), err
+    assert err == "lightmedseg predict: error: needs onnx, which is not installed: pip install 'lightmedseg[export]'"
+
+
 def test_a_missing_extra_is_named_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "patient001_frame01.h5").write_bytes(b"not really hdf5")

@@ -151,3 +151,43 @@ def test_predict_preview_writes_one_png_per_case(tmp_path):
     single = predict(tmp_path / "in" / "a.nii.gz", out, tmp_path / "run", device="cpu", progress=False,
                      forward_fn=bright_is_lv, preview=True, log=lambda m: None)
     assert single.previews == [tmp_path / "single" / "seg.preview.png"]
+
+
+
+def _row_label_fits(fig) -> bool:
+    """Each row's label is no taller than its panel, and no two labels overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    rows = [ax for ax in fig.axes if ax.get_ylabel()]
+    extents = [ax.yaxis.label.get_window_extent(renderer) for ax in rows]
+    return (all(e.height <= ax.get_window_extent(renderer).height for e, ax in zip(extents, rows))
+            and not any(a.overlaps(b) for a, b in zip(extents, extents[1:])))
+
+
+def test_cropped_overlays_show_the_foreground_box_and_row_labels_fit_their_rows(monkeypatch):
+    """Issue 29: the case figures (demo, ``save_case_figures``) crop every panel to the foreground box, and a
+    row's label is two short lines that fit beside its cropped panel. The earlier one-line label
+    (``patient089_frame01  axial slice 5``, 236 px) stood taller than a heart's square crop (204 px)."""
+    import lightmedseg.viz.overlays as overlays
+
+    figures = []
+    monkeypatch.setattr(overlays, "_save", lambda fig, out: figures.append(fig) or out)
+    spacing = (10.0, 1.5625, 1.5625)  # ACDC
+    image = np.random.default_rng(0).random((10, 216, 256)).astype(np.float32)
+    label = np.zeros(image.shape, np.int16)
+    label[3:7, 100:140, 90:130] = 3  # a heart-sized structure, ~10% of the slice's width
+    save_overlay_figure(image, label, label, "unused.png", n_slices=3, spacing=spacing, crop_margin_mm=10)
+    box = overlays.foreground_box(label, spacing, 10)
+    rows = [ax for ax in figures[0].axes if ax.get_ylabel()]
+    assert len(rows) == 3 and _row_label_fits(figures[0])
+    assert all(ax.images[0].get_array().shape[:2] == (box[1].stop - box[1].start, box[2].stop - box[2].start)
+               for ax in rows)
+    # one row per patient, named: the cropped volumes of three patients
+    crop = (slice(None), *box[1:])
+    cases = [OverlayCase(image[crop], label[crop], label[crop], name=f"patient{n:03d}_frame01", spacing=spacing)
+             for n in (89, 90, 91)]
+    save_cases_figure(cases, "unused.png")
+    assert _row_label_fits(figures[1])

@@ -191,6 +191,49 @@ def test_acdc_reference_ef_equals_numpy_on_the_masks(shared_data: Path, tmp_path
         assert 10 < c["LV"]["EF_percent"] < 90  # a physiological range: the pairing is not reversed
 
 
+def _label_is_the_intensity(x: torch.Tensor) -> torch.Tensor:
+    """Logits whose argmax is the voxel's value: an image that holds a label map is 'predicted' as itself."""
+    v = x[:, :1]
+    return torch.cat([-20 * (v - k) ** 2 for k in range(4)], dim=1)
+
+
+def test_predict_statistics_on_acdc_reference_labels_equals_numpy(shared_data: Path, tmp_path: Path) -> None:
+    """``predict --statistics`` end to end (reading, sliding window, writing, pairing by name) on real ACDC
+    reference labels: a forward that returns each voxel's value makes the label maps the references themselves,
+    so its EF, EDV and mass must be those of the reference masks computed with numpy."""
+    h5py = pytest.importorskip("h5py")
+    spacing = (10.0, 1.5625, 1.5625)
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    (tmp_path / "ref").mkdir()
+    labels = {}
+    for f in sorted((shared_data / "acdc-wsl4mis").glob("patient089_*.h5")):  # a validation patient
+        with h5py.File(f, "r") as h:
+            labels[f.stem] = np.asarray(h["label"][()], dtype=np.int16)
+        nib.save(nib.Nifti1Image(labels[f.stem].transpose(2, 1, 0).astype(np.float32), affine),
+                 str(tmp_path / "ref" / f"{f.stem}.nii.gz"))
+    assert len(labels) == 2
+    cfg = load_config("demo", overrides=["infer.roi_size=[16,160,160]", "model.in_channels=1",
+                                         "data.normalization=none", "data.crop_nonzero=false"])
+    cfg["labels"] = {name: value for value, name in ACDC_NAMES.items()}
+    save_model(tmp_path / "run" / "model_best.safetensors", build_model(cfg), cfg)
+    report = predict(tmp_path / "ref", tmp_path / "out", tmp_path / "run", device="cpu", progress=False,
+                     forward_fn=_label_is_the_intensity, statistics=True, log=lambda m: None)
+    assert [p.name for p in report.statistics] == ["statistics.json", "statistics.csv"]
+    for case, ref in labels.items():  # the label maps written are the references
+        np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "out" / f"{case}.nii.gz")).dataobj),
+                                      ref.transpose(2, 1, 0), err_msg=case)
+    c = json.loads((tmp_path / "out" / "statistics.json").read_text())["cardiac"]["patient089"]
+    ed, es = labels[c["ED"]], labels[c["ES"]]
+    assert c["ED"] == "patient089_frame01"
+    voxel_ml = float(np.prod(spacing)) / 1000
+    edv, esv = (ed == 3).sum() * voxel_ml, (es == 3).sum() * voxel_ml
+    assert c["LV"]["EF_percent"] == pytest.approx(100 * (edv - esv) / edv, rel=1e-9)
+    assert c["LV"]["EDV_ml"] == pytest.approx(edv, rel=1e-9) and c["LV"]["ESV_ml"] == pytest.approx(esv, rel=1e-9)
+    rv_edv, rv_esv = (ed == 1).sum() * voxel_ml, (es == 1).sum() * voxel_ml
+    assert c["RV"]["EF_percent"] == pytest.approx(100 * (rv_edv - rv_esv) / rv_edv, rel=1e-9)
+    assert c["Myo"]["mass_ED_g"] == pytest.approx((ed == 2).sum() * voxel_ml * MYOCARDIUM_DENSITY, rel=1e-9)
+
+
 def test_statistics_need_no_extra_and_preview_names_its_extra(tmp_path: Path) -> None:
     """--statistics works in the predict-only install; --preview without matplotlib is one line naming the extra,
     before anything is predicted."""
