@@ -151,3 +151,13 @@ def test_export_of_a_model_without_a_card_says_so(trained, tmp_path, capsys):
     _, _, root, _, _ = trained
     assert main(["export", "-m", str(root / "run"), "-o", str(tmp_path / "m.onnx"), "--exporter", "legacy"]) == 0
     assert "embedded card: none (the model has no card.json)" in capsys.readouterr().out
+
+
+def test_onnx_runtime_says_an_asked_precision_does_not_apply(trained):
+    # ONNX Runtime runs the exported graph in fp32: an explicit --precision bf16 is named as not applied,
+    # instead of silently giving fp32 results under a bf16 request
+    from lightmedseg.inference.backends import load_backend
+
+    _, _, _, onnx_path, _ = trained
+    assert "does not apply" not in load_backend(onnx_path, precision="auto").description
+    assert "--precision bf16 does not apply" in load_backend(onnx_path, precision="bf16").description

@@ -181,6 +181,8 @@ def load_backend(
         from lightmedseg.inference.onnx_backend import load_onnx
 
         config, fn, desc = load_onnx(Path(source), dev)
+        if precision not in ("auto", "fp32"):  # say so rather than silently run another precision than asked
+            desc = f"{desc} [--precision {precision} does not apply: ONNX Runtime runs this model in fp32]"
         return LoadedModel(config, fn, desc)
     if is_onnx:
         raise PredictionError(f"{source}: an ONNX file runs with --backend onnxruntime, openvino or auto, not torch")
