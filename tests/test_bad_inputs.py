@@ -701,7 +701,7 @@ def test_complete_files_pass_the_check(tmp_path, dataset, monkeypatch):
     from lightmedseg.data import integrity
     from lightmedseg.data.integrity import check_complete
 
-    monkeypatch.setattr(integrity, "_gzip_reads_to_end", lambda p: pytest.fail(f"{p}: read to the end"))
+    monkeypatch.setattr(integrity, "_gzip_length", lambda p: pytest.fail(f"{p}: read to the end"))
     for f in sorted(dataset.rglob("*.nii.gz")):  # the gzip trailer decides: no file is decompressed
         check_complete(f)
     plain = _nifti(tmp_path / "x.nii", np.ones(SHAPE, np.float32))
@@ -893,3 +893,83 @@ def test_resampling_refusal_names_the_file(tmp_path, capsys):
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model, "--resample")
     _one_line_error(rc, err, "c1.nii.gz", "would need", "GiB of memory")
     assert not (tmp_path / "out").exists()
+
+
+def test_nifti_cut_before_it_was_compressed(tmp_path, capsys, model1):
+    """A complete gzip stream of a NIfTI that is too short: the trailer disagrees with the header, the stream
+    reads to its end, but its length is what decides."""
+    import gzip
+
+    from lightmedseg.data.integrity import check_complete
+
+    full = _nifti(tmp_path / "full.nii", np.ones(SHAPE, np.float32)).read_bytes()
+    short = tmp_path / "in" / "c1.nii.gz"
+    short.parent.mkdir()
+    short.write_bytes(gzip.compress(full[:-1000]))
+    with pytest.raises(ValueError, match=r"c1.nii.gz: holds \d+ bytes uncompressed but its header declares \d+"):
+        check_complete(short)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "c1.nii.gz", "truncated or corrupt")
+    assert "error" in err.strip().splitlines()[-1], err  # the whole message on that line (nibabel's has a break)
+
+
+@pytest.fixture
+def label_outside_the_set(tmp_path) -> Path:
+    """A dataset whose first training case (default split: synth_001, synth_002; validation synth_000) has a label
+    value not in dataset.json."""
+    dataset = make_synthetic_dataset(tmp_path / "ds3", num_cases=3, seed=0, shape=(32, 32, 32))
+    label = dataset / "labelsTr" / "synth_001.nii.gz"  # the first training case: the loader then reads the next
+    img = nib.load(str(label))
+    data = np.asarray(img.dataobj).copy()
+    data[16, 16, 16] = 7  # inside the crop, so the loader meets it
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), str(label))
+    return dataset
+
+
+@pytest.mark.parametrize("where", [["data.cache=memory"], ["data.cache=null", "train.num_workers=2"]],
+                         ids=["caching", "loader-worker"])
+def test_label_value_outside_the_set_ends_training_cleanly(tmp_path, label_outside_the_set, where):
+    """Met while MONAI's cache is filled (its thread pool used to leave a worker loading the next case while the
+    error ended the process, which then aborted: SIGABRT, exit 134), or in a DataLoader worker (the error arrives
+    as text). A fresh interpreter: loader worker processes and an abort must not touch the pytest process."""
+    import subprocess
+    import sys
+
+    sets = [a for w in where for a in ("--set", w)]
+    data = str(label_outside_the_set)
+    proc = subprocess.run([sys.executable, "-m", "lightmedseg", "train", "--preset", "demo", "--data", data,
+                           "--out", str(tmp_path / "run"), "--no-progress", "--max-steps", "1",
+                           "--set", "data.patch_size=[16,16,16]", *sets], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    _one_line_error(proc.returncode, proc.stderr, "synth_001.nii.gz", "label values [7] are outside the declared set")
+
+
+def test_a_full_disk_while_appending_a_log_names_it_and_leaves_no_half_row(tmp_path, monkeypatch):
+    import lightmedseg.training.logs as logs
+
+    log = logs.CsvLog(tmp_path / "steps.csv", ["step", "loss"], "step")
+    log.append([{"step": 1, "loss": 0.5}])
+    before = (tmp_path / "steps.csv").read_bytes()
+
+    class HalfThenFull:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            if len(data) > 3:
+                return self.fh.write(data[:3])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(logs, "open", lambda *a, **k: HalfThenFull(open(*a, **k)), raising=False)
+    with pytest.raises(OSError, match=r"steps.csv: cannot write \(No space left on device\)"):
+        log.append([{"step": 2, "loss": 0.25}, {"step": 3, "loss": 0.125}])
+    assert (tmp_path / "steps.csv").read_bytes() == before
