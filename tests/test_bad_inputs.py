@@ -944,6 +944,24 @@ def test_label_value_outside_the_set_ends_training_cleanly(tmp_path, label_outsi
     _one_line_error(proc.returncode, proc.stderr, "synth_001.nii.gz", "label values [7] are outside the declared set")
 
 
+def test_average_score_checkpoints_and_demo_follow_the_write_rule(tmp_path, capsys, dataset, model1):
+    mine = tmp_path / "mine.safetensors"
+    mine.write_text("my file")
+    for target in (mine, dataset / "avg.safetensors"):
+        rc, err = _run(capsys, "average", "-o", target, model1, model1)
+        _one_line_error(rc, err, str(target), "--overwrite" if target == mine else "dataset folder")
+    assert mine.read_text() == "my file" and not (dataset / "avg.safetensors").exists()
+    assert _run(capsys, "average", "-o", mine, model1, model1, "--overwrite")[0] == 0
+    table = tmp_path / "table.csv"
+    table.write_text("my,table\n")
+    rc, err = _run(capsys, "score-checkpoints", tmp_path / "run", "--data", dataset, "-o", table)
+    _one_line_error(rc, err, str(table), "--overwrite")
+    assert table.read_text() == "my,table\n"
+    rc, err = _run(capsys, "demo", "-o", dataset / "demo", "--max-steps", "1")
+    _one_line_error(rc, err, "dataset folder")
+    assert not (dataset / "demo").exists()
+
+
 def test_a_full_disk_while_appending_a_log_names_it_and_leaves_no_half_row(tmp_path, monkeypatch):
     import lightmedseg.training.logs as logs
 
