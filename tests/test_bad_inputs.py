@@ -42,6 +42,15 @@ def _nifti(path: Path, data: np.ndarray | None = None, affine: np.ndarray | None
     return path
 
 
+# what predict writes beside the label maps, before the first one (so a stopped run is resumed by a rerun)
+SIDECARS = ["labels.ctbl", "labels.json", "provenance.json"]
+
+
+def _files(folder: Path) -> list[str]:
+    """Names of the files below ``folder`` (hidden temporaries included), sorted."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
 def _config(channels: int) -> dict:
     cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]", f"model.in_channels={channels}"])
     cfg["labels"] = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
@@ -220,8 +229,8 @@ def test_full_disk_during_predict_is_one_line_and_leaves_no_temporary(tmp_path, 
 
     monkeypatch.setattr(dio.nib, "save", full)
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
-    _one_line_error(rc, err, "No space left on device", "ENOSPC")
-    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+    _one_line_error(rc, err, str(tmp_path / "out" / "a.nii.gz"), "No space left on device", "ENOSPC")
+    assert _files(tmp_path / "out") == SIDECARS  # complete (written before the first output), no temporary
 
 
 def test_full_disk_during_train_is_one_line(tmp_path, capsys, monkeypatch):
@@ -451,7 +460,7 @@ def test_full_disk_during_an_nrrd_write_names_the_file_and_a_rerun_redoes_it(tmp
     rc, err = _predict(capsys, tmp_path / "in", out, model1, "--output-format", "input")
     _one_line_error(rc, err, str(out / "case.nrrd"), "ENOSPC")
     line = next(ln for ln in err.splitlines() if "error" in ln)
-    assert ".tmp" not in line and ".case.nrrd" not in line and not any(p.is_file() for p in out.rglob("*"))
+    assert ".tmp" not in line and ".case.nrrd" not in line and _files(out) == SIDECARS
     monkeypatch.setattr(sitk, "WriteImage", real_write)
     rc, err = _predict(capsys, tmp_path / "in", out, model1, "--output-format", "input")
     assert rc == 0 and "skipping" not in err and (out / "case.nrrd").stat().st_size > 0
@@ -645,6 +654,10 @@ def test_segment_refuses_nan_affines_and_complex_images(model1):
         segment(nib.Nifti1Image(np.ones(SHAPE, np.float32), affine), model1, device="cpu", tta=False)
     with pytest.raises(ValueError, match="nibabel image: voxels are complex"):
         segment(nib.Nifti1Image((np.ones(SHAPE) + 1j).astype(np.complex64), np.eye(4)), model1, device="cpu", tta=False)
+    image = nib.Nifti1Image(np.ones(SHAPE, np.float32), np.eye(4))
+    image.header.set_zooms((1.0, np.nan, 1.0))  # the affine stays finite: only the pixdim is broken
+    with pytest.raises(ValueError, match=r"nibabel image: voxel spacing \[1.0, nan, 1.0\]"):
+        segment(image, model1, device="cpu", tta=False)
 
 
 def test_label_name_with_a_line_break_is_refused(tmp_path, capsys):
@@ -688,7 +701,7 @@ def test_complete_files_pass_the_check(tmp_path, dataset, monkeypatch):
     from lightmedseg.data import integrity
     from lightmedseg.data.integrity import check_complete
 
-    monkeypatch.setattr(integrity, "_gzip_reads_to_end", lambda p: pytest.fail(f"{p}: read to the end"))
+    monkeypatch.setattr(integrity, "_gzip_length", lambda p: pytest.fail(f"{p}: read to the end"))
     for f in sorted(dataset.rglob("*.nii.gz")):  # the gzip trailer decides: no file is decompressed
         check_complete(f)
     plain = _nifti(tmp_path / "x.nii", np.ones(SHAPE, np.float32))
@@ -804,3 +817,177 @@ def test_export_and_evaluate_follow_the_write_rule(tmp_path, capsys, dataset, mo
     rc, err = _run(capsys, "evaluate", "--pred", dataset / "labelsTr", "--ref", tmp_path / "ref", "-q")
     _one_line_error(rc, err, "labelsTr", "dataset folder")
     assert _checksums(dataset) == before
+
+
+# == issue 26, audit: gaps found by rerunning the reproductions =================================================
+
+def test_nrrd_left_truncated_without_an_error_is_refused_and_redone(tmp_path, capsys, model1, monkeypatch):
+    """On a full disk NRRD's writer (teem) ignores the failed write and leaves a truncated file without an error
+    (seen on a full tmpfs); the output is read back, so this is the full-disk error, not a broken label map."""
+    import SimpleITK as sitk
+    from collections import namedtuple
+
+    _nrrd(tmp_path / "in" / "case.nrrd")
+    out = tmp_path / "out"
+    real_write, real_usage = sitk.WriteImage, __import__("shutil").disk_usage
+
+    def silently_truncated(img, path, *args, **kwargs):
+        real_write(img, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:-100])
+
+    monkeypatch.setattr(sitk, "WriteImage", silently_truncated)
+    monkeypatch.setattr("lightmedseg.io_utils.shutil.disk_usage",
+                        lambda p: namedtuple("usage", "total used free")(10**9, 10**9 - 4096, 4096))
+    rc, err = _predict(capsys, tmp_path / "in", out, model1, "--output-format", "input")
+    _one_line_error(rc, err, str(out / "case.nrrd"), "No space left on device", "ENOSPC")
+    assert _files(out) == SIDECARS
+    monkeypatch.setattr(sitk, "WriteImage", real_write)
+    monkeypatch.setattr("lightmedseg.io_utils.shutil.disk_usage", real_usage)
+    assert _predict(capsys, tmp_path / "in", out, model1, "--output-format", "input")[0] == 0
+    assert sitk.ReadImage(str(out / "case.nrrd")).GetSize() == SHAPE
+
+
+def test_a_full_disk_at_the_sidecars_is_resumed_by_a_rerun(tmp_path, capsys, model1, monkeypatch):
+    """labels.json / provenance.json come before the first label map: a failure there leaves no output, and a
+    failure later leaves a folder a rerun goes on with (not one refused as outputs with no provenance)."""
+    import lightmedseg.inference.pipeline as pipeline
+
+    for case in ("a", "b"):
+        _nifti(tmp_path / "in" / f"{case}.nii.gz")
+    out = tmp_path / "out"
+    real = pipeline.write_provenance
+
+    def full(path, record):
+        raise OSError(errno.ENOSPC, f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(pipeline, "write_provenance", full)
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    _one_line_error(rc, err, "provenance.json", "ENOSPC")
+    assert _files(out) == ["labels.ctbl", "labels.json"]
+    monkeypatch.setattr(pipeline, "write_provenance", real)
+    import lightmedseg.data.io as dio
+
+    real_save, saved = dio.nib.save, []
+
+    def full_at_the_second(img, path, *args, **kwargs):
+        if saved:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        saved.append(path)
+        real_save(img, path, *args, **kwargs)
+
+    monkeypatch.setattr(dio.nib, "save", full_at_the_second)
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    _one_line_error(rc, err, "b.nii.gz", "ENOSPC")
+    monkeypatch.setattr(dio.nib, "save", real_save)
+    rc, err = _predict(capsys, tmp_path / "in", out, model1)
+    assert rc == 0 and "skipping 1 case" in err, err
+    assert _files(out) == sorted(["a.nii.gz", "b.nii.gz", *SIDECARS])
+
+
+def test_resampling_refusal_names_the_file(tmp_path, capsys):
+    cfg = _config(1)
+    cfg["geometry"] = {"spacing": [1.0, 1.0, 1.0], "orientation": "RAS"}
+    model = tmp_path / "m.safetensors"
+    save_model(model, build_model(cfg), cfg)
+    _nifti_with_zooms(tmp_path / "in" / "c1.nii.gz", (100.0, 100.0, 100.0))  # the largest spacing accepted
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model, "--resample")
+    _one_line_error(rc, err, "c1.nii.gz", "would need", "GiB of memory")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nifti_cut_before_it_was_compressed(tmp_path, capsys, model1):
+    """A complete gzip stream of a NIfTI that is too short: the trailer disagrees with the header, the stream
+    reads to its end, but its length is what decides."""
+    import gzip
+
+    from lightmedseg.data.integrity import check_complete
+
+    full = _nifti(tmp_path / "full.nii", np.ones(SHAPE, np.float32)).read_bytes()
+    short = tmp_path / "in" / "c1.nii.gz"
+    short.parent.mkdir()
+    short.write_bytes(gzip.compress(full[:-1000]))
+    with pytest.raises(ValueError, match=r"c1.nii.gz: holds \d+ bytes uncompressed but its header declares \d+"):
+        check_complete(short)
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", model1)
+    _one_line_error(rc, err, "c1.nii.gz", "truncated or corrupt")
+    assert "error" in err.strip().splitlines()[-1], err  # the whole message on that line (nibabel's has a break)
+
+
+@pytest.fixture
+def label_outside_the_set(tmp_path) -> Path:
+    """A dataset whose first training case (default split: synth_001, synth_002; validation synth_000) has a label
+    value not in dataset.json."""
+    dataset = make_synthetic_dataset(tmp_path / "ds3", num_cases=3, seed=0, shape=(32, 32, 32))
+    label = dataset / "labelsTr" / "synth_001.nii.gz"  # the first training case: the loader then reads the next
+    img = nib.load(str(label))
+    data = np.asarray(img.dataobj).copy()
+    data[16, 16, 16] = 7  # inside the crop, so the loader meets it
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), str(label))
+    return dataset
+
+
+@pytest.mark.parametrize("where", [["data.cache=memory"], ["data.cache=null", "train.num_workers=2"]],
+                         ids=["caching", "loader-worker"])
+def test_label_value_outside_the_set_ends_training_cleanly(tmp_path, label_outside_the_set, where):
+    """Met while MONAI's cache is filled (its thread pool used to leave a worker loading the next case while the
+    error ended the process, which then aborted: SIGABRT, exit 134), or in a DataLoader worker (the error arrives
+    as text). A fresh interpreter: loader worker processes and an abort must not touch the pytest process."""
+    import subprocess
+    import sys
+
+    sets = [a for w in where for a in ("--set", w)]
+    data = str(label_outside_the_set)
+    proc = subprocess.run([sys.executable, "-m", "lightmedseg", "train", "--preset", "demo", "--data", data,
+                           "--out", str(tmp_path / "run"), "--no-progress", "--max-steps", "1",
+                           "--set", "data.patch_size=[16,16,16]", *sets], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    _one_line_error(proc.returncode, proc.stderr, "synth_001.nii.gz", "label values [7] are outside the declared set")
+
+
+def test_average_score_checkpoints_and_demo_follow_the_write_rule(tmp_path, capsys, dataset, model1):
+    mine = tmp_path / "mine.safetensors"
+    mine.write_text("my file")
+    for target in (mine, dataset / "avg.safetensors"):
+        rc, err = _run(capsys, "average", "-o", target, model1, model1)
+        _one_line_error(rc, err, str(target), "--overwrite" if target == mine else "dataset folder")
+    assert mine.read_text() == "my file" and not (dataset / "avg.safetensors").exists()
+    assert _run(capsys, "average", "-o", mine, model1, model1, "--overwrite")[0] == 0
+    table = tmp_path / "table.csv"
+    table.write_text("my,table\n")
+    rc, err = _run(capsys, "score-checkpoints", tmp_path / "run", "--data", dataset, "-o", table)
+    _one_line_error(rc, err, str(table), "--overwrite")
+    assert table.read_text() == "my,table\n"
+    rc, err = _run(capsys, "demo", "-o", dataset / "demo", "--max-steps", "1")
+    _one_line_error(rc, err, "dataset folder")
+    assert not (dataset / "demo").exists()
+
+
+def test_a_full_disk_while_appending_a_log_names_it_and_leaves_no_half_row(tmp_path, monkeypatch):
+    import lightmedseg.training.logs as logs
+
+    log = logs.CsvLog(tmp_path / "steps.csv", ["step", "loss"], "step")
+    log.append([{"step": 1, "loss": 0.5}])
+    before = (tmp_path / "steps.csv").read_bytes()
+
+    class HalfThenFull:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            if len(data) > 3:
+                return self.fh.write(data[:3])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(logs, "open", lambda *a, **k: HalfThenFull(open(*a, **k)), raising=False)
+    with pytest.raises(OSError, match=r"steps.csv: cannot write \(No space left on device\)"):
+        log.append([{"step": 2, "loss": 0.25}, {"step": 3, "loss": 0.125}])
+    assert (tmp_path / "steps.csv").read_bytes() == before

@@ -60,8 +60,13 @@ def test_truncated_second_case_leaves_first_complete_and_no_partial(tmp_path, ca
     (tmp_path / "in" / "b_0001.nii.gz").write_bytes(good[: len(good) // 2])
     rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir)
     assert rc == 2 and "b_0001.nii.gz" in err and "truncated or corrupt" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nii.gz"]  # no temporaries, no b
+    # no temporaries, no b; the sidecars come before the first label map, so a rerun goes on from here
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nii.gz", "labels.ctbl", "labels.json",
+                                                                    "provenance.json"]
     assert nib.load(str(tmp_path / "out" / "a.nii.gz")).shape == (21, 19, 17)
+    (tmp_path / "in" / "b_0001.nii.gz").write_bytes(good)  # the file replaced: the same command finishes the job
+    rc, err = _predict(capsys, tmp_path / "in", tmp_path / "out", run_dir)
+    assert rc == 0 and (tmp_path / "out" / "b.nii.gz").is_file(), err
 
 
 def test_missing_channel_file(tmp_path, capsys, run_dir):

@@ -21,12 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", type=path_arg, metavar="FILE",
                         help="model files to score instead of the run's (e.g. an average from lightmedseg average)")
     parser.add_argument("-o", "--output", type=path_arg, help="the CSV table (default RUN/finalize/checkpoints.csv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT file")
     add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from lightmedseg.training.finalize import score_checkpoints, validation_set
+    from lightmedseg.write_rule import check_output_file
 
+    if args.output is not None:  # the default, in the run's finalize/ folder, is the tool's own
+        check_output_file(args.output, args.overwrite, "checkpoint table")
     cases = validation_set(args.run, args.data, args.max_cases)
     rows = score_checkpoints(args.run, args.data, args.models, options_of(args), cases, args.output)
     best = max(rows, key=lambda r: r["mean_dice"])

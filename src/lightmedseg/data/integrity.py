@@ -4,8 +4,9 @@ A truncated ``.nii.gz`` (a copy that stopped, a full disk) fails only when its v
 inside a data-loader worker, where the error used to end the run with a library traceback (or an abort).
 :func:`check_complete` costs a header read and a few bytes per file: the gzip trailer records the stream's
 uncompressed size, which must be the header's voxel offset plus the voxel bytes (only on a mismatch, e.g. a
-multi-member gzip file, is the stream read to the end to decide); an uncompressed ``.nii`` must be at least
-that long. Other formats are checked by their header alone.
+multi-member gzip file, is the stream read to the end and its length compared: a complete stream of a file
+cut before it was compressed is short too); an uncompressed ``.nii`` must be at least that long. Other formats
+are checked by their header alone.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ def _expected_nifti_bytes(path: Path) -> int:
     return offset + n * header.get_data_dtype().itemsize
 
 
-def _gzip_reads_to_end(path: Path) -> bool:
+def _gzip_length(path: Path) -> int | None:
+    """Uncompressed length of the whole gzip stream (every member), or None when it ends early or is corrupt."""
+    total = 0
     try:
         with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 24):
-                pass
+            while chunk := fh.read(1 << 24):
+                total += len(chunk)
     except (OSError, EOFError, zlib.error):
-        return False
-    return True
+        return None
+    return total
 
 
 def check_complete(path: str | os.PathLike) -> None:
@@ -55,9 +58,14 @@ def check_complete(path: str | os.PathLike) -> None:
         with open(path, "rb") as fh:
             fh.seek(-4, os.SEEK_END)
             recorded = struct.unpack("<I", fh.read(4))[0]
-        if recorded != expected % 2**32 and not _gzip_reads_to_end(path):
-            raise DataError(f"{path}: the compressed data ends early (the file is truncated or corrupt); "
-                            "replace it, or leave the case out of the split")
+        if recorded != expected % 2**32:
+            length = _gzip_length(path)
+            if length is None:
+                raise DataError(f"{path}: the compressed data ends early (the file is truncated or corrupt); "
+                                "replace it, or leave the case out of the split")
+            if length < expected:  # a complete stream of a file cut before it was compressed
+                raise DataError(f"{path}: holds {length} bytes uncompressed but its header declares {expected} (the "
+                                "file is truncated); replace it, or leave the case out of the split")
     elif name.endswith(".nii"):
         expected = _expected_nifti_bytes(path)
         size = path.stat().st_size

@@ -104,7 +104,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel/zlib/EOF errors on truncated or corrupt files
         raise DataError(
-            f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); the file is truncated or corrupt"
+            f"{path}: cannot read NIfTI ({type(exc).__name__}: {' '.join(str(exc).split())}); the file is truncated "
+            "or corrupt"
         ) from None
     return data, img
 

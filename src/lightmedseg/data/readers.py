@@ -317,11 +317,21 @@ def write_itk(path: str | os.PathLike, array: np.ndarray, geometry: ImageGeometr
         _write_header_pair(sitk, img, path)
         return
     with atomic_path(path, suffix=ending or "") as tmp:
-        try:
-            sitk.WriteImage(img, str(tmp), useCompression=True)
-        except RuntimeError as exc:  # SimpleITK loses the errno (a full disk, a quota)
-            raise write_failure(path, exc) from None
+        _write_checked(sitk, img, tmp, path)
         os.chmod(tmp, default_file_mode())
+
+
+def _write_checked(sitk, img, file: Path, path: Path) -> None:
+    """``sitk.WriteImage`` to ``file``, then read it back: NRRD's writer (teem) ignores a write that fails on a
+    full disk and leaves a truncated file without an error. Failures are an ``OSError`` naming ``path``."""
+    try:
+        sitk.WriteImage(img, str(file), useCompression=True)
+    except RuntimeError as exc:  # SimpleITK loses the errno (a full disk, a quota)
+        raise write_failure(path, exc) from None
+    try:
+        sitk.ReadImage(str(file))
+    except RuntimeError:
+        raise write_failure(path, RuntimeError("the file written does not read back complete")) from None
 
 
 def _write_header_pair(sitk, img, path: Path) -> None:
@@ -333,10 +343,7 @@ def _write_header_pair(sitk, img, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        try:
-            sitk.WriteImage(img, str(stage / path.name), useCompression=True)
-        except RuntimeError as exc:
-            raise write_failure(path, exc) from None
+        _write_checked(sitk, img, stage / path.name, path)
         files = sorted(stage.iterdir(), key=lambda f: f.name == path.name)  # the header last
         for f in files:
             dest = path.parent / f.name

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lightmedseg.data.errors import DataError
 from lightmedseg.data.io import ImageGeometry
 from lightmedseg.data.readers import DICOM_ENDINGS, image_ending, read_channels
 from lightmedseg.inference.inputs import CaseInput, InputError, find_cases
@@ -214,9 +215,16 @@ def predict(
         image, geometry = read_case(case)
         warn_constant_channels(case, image, log)
         log(f"{case.case_id}: {segmenter.resample_decision(geometry).line}")
-        result, notes = segmenter.predict(image, geometry, probabilities=need_prob)
+        try:
+            result, notes = segmenter.predict(image, geometry, probabilities=need_prob)
+        except DataError as exc:  # resampling refused (the memory it would need): name the case's file
+            raise DataError(f"{case.files[0]}: {exc}") from None
         for note in notes:
             log(f"warning: {case.case_id}: {note}")
+        if number == 1:  # labels.json, labels.ctbl and provenance.json (or {name}.*) before the first output,
+            # so a run stopped later (a full disk, a kill) is resumed by a rerun, not refused as unrecorded outputs
+            report.sidecars = write_label_sidecars(*sidecar_plan, overwrite=overwrite)
+            write_provenance(provenance_path(folder, prefix), record)
         target = targets[case.case_id]
         if need_label:
             write_prediction(target, result.labels, geometry, segmenter.names)
@@ -230,9 +238,6 @@ def predict(
             log(f"predict: {number}/{len(todo)} {case.case_id} ({time.perf_counter() - started:.1f} s)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    if report.written:  # labels.json + labels.ctbl in an OUTPUT folder; {name}.labels.json beside an OUTPUT file
-        report.sidecars = write_label_sidecars(*sidecar_plan, overwrite=overwrite)
-        write_provenance(provenance_path(folder, prefix), record)
     if report.written or report.skipped:
         report.statistics = extras.finish(folder, prefix, log)
     return report

@@ -167,10 +167,12 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Path
     from lightmedseg.training.plots import plot_curves
     from lightmedseg.training.trainer import train
     from lightmedseg.viz.case_figures import save_case_figures
+    from lightmedseg.write_rule import check_output_folder
 
     out = Path(settings.out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: exists and is not empty; choose another --out or remove it")
+    check_output_folder(out, "demo folder")  # not inside a dataset: its predictions would be refused there, late
     report_dir = out / "report"
     elapsed: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -56,6 +57,28 @@ class LoadCased(T.Transform):
         if case["label"] is None:
             raise DataError(f"{self.dataset_dir}: case {item['case_id']!r} has no label; training needs labels")
         return {"case_id": item["case_id"], "image": case["image"], "label": case["label"][None]}
+
+
+class _CacheInThisThread(CacheDataset):
+    """MONAI's ``CacheDataset`` filled in the calling thread, in the same order: MONAI's thread pool, when a case
+    fails, leaves its worker loading the next one while the error ends the process, which then aborts
+    (SIGABRT) instead of exiting with the error."""
+
+    def _fill_cache(self, indices=None) -> list:
+        return [self._load_cache_item(i) for i in (range(self.cache_num) if indices is None else indices)]
+
+
+def case_error(exc: BaseException) -> DataError | None:
+    """The :class:`DataError` behind a loader failure (a label value outside the declared set, a label that does
+    not fit its image), or None: MONAI wraps a transform's error in ``RuntimeError("applying transform ...")``,
+    and a DataLoader worker's error arrives as text (torch raises it again with the worker's traceback)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DataError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    found = re.search(r"^lightmedseg\.data\.errors\.DataError: (.+)$", str(exc), re.MULTILINE)
+    return DataError(found.group(1)) if found else None
 
 
 def _augment_cfg(data_cfg: DataConfig) -> dict:
@@ -169,7 +192,7 @@ def make_train_loader(dataset_dir: str | os.PathLike, case_ids: Sequence[str], c
     pre = [LoadCased(dataset_dir, data_cfg)] + deterministic
     cache = data_cfg.cache or "none"
     if cache == "memory":
-        ds = CacheDataset(items, T.Compose(pre + rand), num_workers=0, progress=False)
+        ds = _CacheInThisThread(items, T.Compose(pre + rand), progress=False)
     elif cache == "disk":
         cache_dir = Path(data_cfg.cache_dir or default_cache_dir(dataset_dir))
         ds = PersistentDataset(items, T.Compose(pre + rand), cache_dir=cache_dir)

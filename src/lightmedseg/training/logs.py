@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from lightmedseg.io_utils import write_text_atomic
 
@@ -36,6 +38,17 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An ``OSError`` that names no file (a full disk while appending, TensorBoard's writer) names ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or str(exc.strerror or exc).startswith(str(path)):
+            raise
+        raise OSError(exc.errno, f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 class CsvLog:
     """Append-only CSV with a fixed header; ``truncate(max_key)`` drops rows beyond a resume point."""
 
@@ -54,12 +67,19 @@ class CsvLog:
         write_text_atomic(self.path, buf.getvalue())
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append ``rows``; a failed write (a full disk) names the file and leaves no half row behind."""
         if not rows:
             return
-        with open(self.path, "a", newline="") as fh:
-            for row in rows:
-                fh.write(",".join(_fmt(row.get(f, "")) for f in self.fields) + "\n")
-            fh.flush()
+        data = "".join(",".join(_fmt(row.get(f, "")) for f in self.fields) + "\n" for row in rows).encode()
+        with _naming(self.path), open(self.path, "ab", buffering=0) as fh:
+            start = fh.seek(0, os.SEEK_END)
+            try:
+                done = 0
+                while done < len(data):
+                    done += fh.write(data[done:])
+            except OSError:
+                fh.truncate(start)
+                raise
 
 
 class RunLogger:
@@ -77,19 +97,21 @@ class RunLogger:
         self.epochs = CsvLog(run_dir / METRICS_CSV, list(epoch_fields), "epoch")
         self.steps.truncate(start_step)
         self.epochs.truncate(start_epoch - 1)
+        self.tensorboard_dir = run_dir / "tensorboard"
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+            self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=start_step + 1 if start_step else None)
 
     def log_step(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self._pending.append(row)
         if self.writer is not None:
-            for k in ("loss", "dice", "ce", "boundary"):
-                self.writer.add_scalar(f"train/{k}", row[k], row["step"])
-            self.writer.add_scalar("train/lr", row["lr"], row["step"])
+            with _naming(self.tensorboard_dir):
+                for k in ("loss", "dice", "ce", "boundary"):
+                    self.writer.add_scalar(f"train/{k}", row[k], row["step"])
+                self.writer.add_scalar("train/lr", row["lr"], row["step"])
 
     def flush_steps(self) -> None:
         """Write buffered step rows (called before every checkpoint, so the CSV never runs ahead of it)."""
@@ -97,19 +119,22 @@ class RunLogger:
             self.steps.append(self._pending)
             self._pending = []
             if self.writer is not None:
-                self.writer.flush()
+                with _naming(self.tensorboard_dir):
+                    self.writer.flush()
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self.epochs.append([row])
         if self.writer is not None:
-            for k, v in row.items():
-                if k.startswith(("val_", "train_")) and isinstance(v, float) and not math.isnan(v):
-                    tag = f"val/{k[4:]}" if k.startswith("val_") else f"epoch/{k}"  # train/* is per step
-                    self.writer.add_scalar(tag, v, row["step"])
+            with _naming(self.tensorboard_dir):
+                for k, v in row.items():
+                    if k.startswith(("val_", "train_")) and isinstance(v, float) and not math.isnan(v):
+                        tag = f"val/{k[4:]}" if k.startswith("val_") else f"epoch/{k}"  # train/* is per step
+                        self.writer.add_scalar(tag, v, row["step"])
 
     def close(self) -> None:
         self.flush_steps()
         if self.writer is not None:
-            self.writer.close()
+            with _naming(self.tensorboard_dir):
+                self.writer.close()

@@ -512,8 +512,15 @@ def train(config: dict | None, data_dir: str | Path, out_dir: str | Path, *, spl
                     write_text_atomic(run_dir / C.RUN_CONFIG, yaml.safe_dump(config, sort_keys=False))
                     write_json_atomic(run_dir / C.RUN_SPLIT, start.split)
                 barrier(info)
-                trainer = Trainer(config, data_dir, run_dir, start.split, info, state=state, reference=reference,
-                                  progress=progress, init_weights=start.weights)
-                return trainer.run(max_steps=max_steps, max_minutes=max_minutes, signal_flag=signal_flag)
+                try:
+                    trainer = Trainer(config, data_dir, run_dir, start.split, info, state=state, reference=reference,
+                                      progress=progress, init_weights=start.weights)
+                    return trainer.run(max_steps=max_steps, max_minutes=max_minutes, signal_flag=signal_flag)
+                except RuntimeError as exc:  # a case the loader could not use: its DataError, naming the file
+                    from lightmedseg.training.loader import case_error
+
+                    if (error := case_error(exc)) is None:
+                        raise
+                    raise error from None
         finally:
             cleanup_distributed()
