@@ -991,3 +991,28 @@ def test_a_full_disk_while_appending_a_log_names_it_and_leaves_no_half_row(tmp_p
     with pytest.raises(OSError, match=r"steps.csv: cannot write \(No space left on device\)"):
         log.append([{"step": 2, "loss": 0.25}, {"step": 3, "loss": 0.125}])
     assert (tmp_path / "steps.csv").read_bytes() == before
+
+
+def test_a_full_disk_in_tensorboards_writer_thread_is_one_line_without_a_thread_traceback(tmp_path, monkeypatch):
+    # TensorBoard writes events in a thread of its own; a full disk there used to print the thread's traceback
+    # before the training thread's one-line error. The error must still reach the training thread, naming the
+    # events folder, and the thread must print nothing.
+    import threading
+
+    from tensorboard.summary.writer import record_writer
+
+    import lightmedseg.training.logs as logs
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    reported = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+    logger = logs.RunLogger(tmp_path, ["epoch", "step"], 0, 1, tensorboard=True)
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full)
+    row = {"step": 1, "epoch": 0, "loss": 0.5, "dice": 0.2, "ce": 0.2, "boundary": 0.1, "lr": 1e-3}
+    with pytest.raises(OSError, match=r"tensorboard: cannot write \(No space left on device\)"):
+        for step in range(1, 50):  # the thread fails on its first write; the next call in this thread sees it
+            logger.log_step({**row, "step": step})
+            logger.flush_steps()
+    assert reported == []

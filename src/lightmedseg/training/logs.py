@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -47,6 +48,31 @@ def _naming(path: Path) -> Iterator[None]:
         if exc.filename is not None or str(exc.strerror or exc).startswith(str(path)):
             raise
         raise OSError(exc.errno, f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _quiet_event_writer_thread() -> None:
+    """Keep TensorBoard's event-writer thread from printing a traceback when a write fails (a full disk).
+
+    Nothing is lost: TensorBoard's writer keeps the thread's error and raises it again in the training thread at
+    the next ``add_scalar`` / ``flush`` / ``close``, where :func:`_naming` turns it into one line naming the events
+    folder. Only ``OSError`` from that thread class is silenced; every other thread error still reaches the
+    previous ``threading.excepthook``. Installed once per process.
+    """
+    try:
+        from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+    except ImportError:  # another tensorboard layout: its thread keeps its own report
+        return
+    previous = threading.excepthook
+    if getattr(previous, "_lightmedseg_event_writer", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.thread, _AsyncWriterThread) and isinstance(args.exc_value, OSError):
+            return
+        previous(args)
+
+    hook._lightmedseg_event_writer = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class CsvLog:
@@ -101,6 +127,7 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            _quiet_event_writer_thread()
             self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=start_step + 1 if start_step else None)
 
     def log_step(self, row: dict[str, Any]) -> None:
