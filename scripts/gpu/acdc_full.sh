@@ -5,11 +5,13 @@
 # batch 8), AdamW 1e-3, warm-up + cosine. Starts the run when .gpu/full is absent, resumes it otherwise; each
 # call trains for FULL_MIN minutes and packs the run folder into $OUT/full.tgz.
 #   device run: FULL_MIN=8 bash scripts/gpu/acdc_full.sh        (carry: .gpu, .whl)
+#   PRESET=acdc_halfres picks the network (default acdc; issue 28's chosen configuration once the paired run decides)
 #   then here:  rm -rf .gpu/full && tar -xzf FILES_AT/full.tgz -C .gpu --strip-components=1 runs/full
 #   locally (CPU, a few steps, checks the script): SMOKE=1 OUT=/tmp/out bash scripts/gpu/acdc_full.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 FULL_MIN=${FULL_MIN:-8}
+PRESET=${PRESET:-acdc}
 date -u +"start %T"
 source scripts/gpu/device_env.sh   # OUT, PY, WORK, DATA; wheels and src/ on the path
 AUG='data.augment={flip: true, rotate: {prob: 0.3, degrees: 30}, scale: true, noise: true, gamma: true, brightness: true, blur: true}'
@@ -24,7 +26,7 @@ if [ -d .gpu/full ]; then
   cp -r .gpu/full "$WORK/runs/full"
   ARGS=(--resume)
 else
-  ARGS=(--preset acdc --split acdc_nnformer --set "$AUG" --set train.optimizer.lr=1.0e-3
+  ARGS=(--preset "$PRESET" --split acdc_nnformer --set "$AUG" --set train.optimizer.lr=1.0e-3
     --set train.loss.class_weighting=none --set data.cache=memory --set train.seed=0
     --set train.scheduler.warmup_epochs=1 --set train.scheduler.eta_min=1.0e-6 --set train.tensorboard=false
     "${SCHEDULE[@]}")
