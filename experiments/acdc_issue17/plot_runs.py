@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Validation Dice of several run folders side by side: a markdown table (rows = runs, columns = steps) and
-one figure of the curves. For the CPU pairs of issue 17 (stage 4, crop size).
+one figure of the curves. For the CPU pairs of issue 17 (stage 4, crop size) and issue 28. Where a run folder
+holds ``eval/card_defaults.csv`` (issue 28's ``score_with_card.sh``: snapshots scored with the shipped card's
+defaults), those points are a second row and a dashed curve, "LABEL, card defaults".
 
     python experiments/acdc_issue17/plot_runs.py experiments/acdc_issue17/stage4_rot:"rotation +-180" \
         experiments/acdc_issue17/stage4_ctl:"rotation +-30 (control)" --out docs/img/acdc_stage4.png
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +28,17 @@ def validation_points(run: Path) -> dict[int, float]:
                 if r["val_dice"] not in ("", "nan")}
 
 
+def card_default_points(run: Path) -> dict[int, float]:
+    """step -> mean Dice (%) with the card's defaults, from RUN/eval/card_defaults.csv (snapshot names carry the
+    step: model_step0002000.safetensors); empty when the run has no such table."""
+    table = run / "eval" / "card_defaults.csv"
+    if not table.is_file():
+        return {}
+    with open(table) as fh:
+        return {int(m.group(1)): float(r["mean_dice"]) for r in csv.DictReader(fh)
+                if (m := re.search(r"model_step(\d+)", r["model"]))}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="RUN_FOLDER:LABEL")
@@ -33,7 +47,10 @@ def main() -> int:
     curves = {}
     for item in args.runs:
         folder, _, label = item.partition(":")
-        curves[label or Path(folder).name] = validation_points(Path(folder))
+        label = label or Path(folder).name
+        curves[label] = validation_points(Path(folder))
+        if card := card_default_points(Path(folder)):
+            curves[f"{label}, card defaults"] = card
     steps = sorted({s for c in curves.values() for s in c})
     print("| run | " + " | ".join(str(s) for s in steps) + " |")
     print("| --- |" + " ---: |" * len(steps))
@@ -43,9 +60,10 @@ def main() -> int:
         fig, ax = plt.subplots(figsize=(6, 4))
         for label, points in curves.items():
             xs = sorted(points)
-            ax.plot(xs, [points[x] for x in xs], marker="o", label=label)
+            ax.plot(xs, [points[x] for x in xs], marker="o", label=label,
+                    linestyle="--" if label.endswith("card defaults") else "-")
         ax.set_xlabel("optimiser step (batch 2)")
-        ax.set_ylabel("validation mean Dice (%)")
+        ax.set_ylabel("validation mean Dice (%); solid: one pass, dashed: card defaults")
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
