@@ -5,8 +5,11 @@
 network that renames a parameter or changes the function is caught for the shipped model and every legacy
 fixture. A legacy fixture is a recipe (tests/data/legacy_models/*.json, written by
 scripts/make_legacy_fixtures.py: one per historical format), fingerprinted as the file that
-tests/legacy_fixtures.py builds from it, the code the tests build it with.
-Regenerate (and commit) only when the network is meant to change. When model files are added,
+tests/legacy_fixtures.py builds from it, the code the tests build it with: the recipe's seeded random tensors,
+not real weights: the recorded fingerprint is that of the built file. Like a real old file's, it does not
+move when the network's initialisation does; it moves when the network's function does (what is tested).
+Regenerate (and commit) only when the network is meant to change. When a recipe or the builder changes, delete
+the recipes' entries from the JSON and ``--add`` them back. When model files are added,
 ``python scripts/model_fingerprints.py --add tests/data/model_fingerprints.json`` fingerprints only the new
 ones (each entry then records the commit it was made at) and keeps the others as they were. It lists the files
 git tracks: `git add` new model files and recipes first.
