@@ -40,6 +40,15 @@ def _model_cache(tmp_path_factory: pytest.TempPathFactory):
     mp.undo()
 
 
+@pytest.fixture(scope="session")
+def legacy_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The legacy model files built from their recipes (tests/legacy_fixtures.py) in a temporary folder:
+    file name (``acdc_v1.safetensors``, ``run_checkpoint_last.pt``) -> path."""
+    from legacy_fixtures import build_all
+
+    return build_all(tmp_path_factory.mktemp("legacy_models"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """Path to ../shared/data; skips the test when the folder is absent (outside this setup)."""

@@ -1,10 +1,12 @@
 """Every model file committed to the repository loads and predicts as it did (issues 14 and 27).
 
-The committed model files are the shipped ``acdc`` and the legacy fixtures of ``tests/data/legacy_models/``:
-small networks with random weights, each stored with the config and in the format of a model file that once
-shipped (``acdc`` of sessions 1-2, ``acdc_v1``..``acdc_v4``), of an experiment run and of a training
-checkpoint (``scripts/make_legacy_fixtures.py``). ``tests/data/model_fingerprints.json`` holds, per file, the
-logits summary of a fixed seeded input computed by ``scripts/model_fingerprints.py`` at the commit it names.
+The model files are the shipped ``acdc`` and the legacy fixtures, built at test time from the recipes of
+``tests/data/legacy_models/`` (``tests/legacy_fixtures.py``; the recipes hold no weights): state dicts of small
+networks, seeded random tensors of the recipe's names, dtypes and shapes (no network code involved), each
+stored with the config and in the format of a model file that once shipped (``acdc`` of sessions 1-2,
+``acdc_v1``..``acdc_v4``), of an experiment run and of a training checkpoint (``scripts/make_legacy_fixtures.py``).
+``tests/data/model_fingerprints.json`` holds, per file (per recipe for a fixture: of the file the recipe builds),
+the logits summary of a fixed seeded input computed by ``scripts/model_fingerprints.py`` at the commit it names.
 A renamed parameter fails the strict ``load_state_dict``; a changed function fails the comparison.
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from legacy_fixtures import fixture_config, recipes, state_dict_names
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "model_fingerprints.json"
@@ -41,26 +45,33 @@ def _constructor_defaults() -> dict:
 
 
 EXPECTED = json.loads(FIXTURE.read_text())["models"]
-LEGACY = ROOT / "tests" / "data" / "legacy_models"
-LEGACY_FILES = sorted(LEGACY.glob("*.safetensors")) + sorted(LEGACY.glob("*.pt"))
+RECIPES = recipes()  # built file name -> recipe
+LEGACY_NAMES = sorted(RECIPES)
+# what a recipe may hold (tests/legacy_fixtures.py): a description of the file, no weights
+RECIPE_KEYS = {"file", "source", "format", "config_key", "weights_key", "seed", "config", "state_dict", "loop_state"}
+MAX_RECIPE_BYTES = 40_000  # names, dtypes and shapes of ~200 tensors; their 15 k values would take far more
 # the parameter names model files were written with before the Decoder module existed (and still are)
 CHECKPOINT_PREFIXES = ("head.", "bottleneck.", "skip_adapters.", "decoder.0.")
 
 
-def test_legacy_fixtures_are_small_and_cover_every_shipped_model() -> None:
-    names = {p.name for p in LEGACY_FILES}
-    assert {f"acdc_v{i}.safetensors" for i in range(1, 5)} | {"acdc_session1.safetensors", "run_checkpoint_last.pt"} <= names
-    assert sum(p.stat().st_size for p in LEGACY_FILES) < 1_000_000
-    assert all(f"tests/data/legacy_models/{n}" in EXPECTED for n in names)  # each has a recorded fingerprint
+def test_legacy_recipes_hold_no_weights_and_cover_every_shipped_model() -> None:
+    assert {f"acdc_v{i}.safetensors" for i in range(1, 5)} | {"acdc_session1.safetensors", "run_checkpoint_last.pt"} <= set(RECIPES)
+    for path in RECIPES.values():
+        recipe = json.loads(path.read_text())
+        assert set(recipe) <= RECIPE_KEYS, (path.name, set(recipe) - RECIPE_KEYS)
+        assert path.stat().st_size < MAX_RECIPE_BYTES, path.name
+        assert f"tests/data/legacy_models/{path.name}" in EXPECTED  # each has a recorded fingerprint
 
 
-@pytest.mark.parametrize("path", LEGACY_FILES, ids=[p.name for p in LEGACY_FILES])
-def test_legacy_fixture_is_in_the_historical_format(path: Path) -> None:
+@pytest.mark.parametrize("name", LEGACY_NAMES)
+def test_legacy_fixture_is_in_the_historical_format(name: str, legacy_models: dict[str, Path]) -> None:
     """Weights readable without pickle (safetensors, or ``torch.load(weights_only=True)``), under the
-    historical parameter names, with the stored config of its time (no key added since, beyond the widths)."""
+    historical parameter names in their order, with the stored config of its time (no key added since,
+    beyond the widths) and, for the training checkpoint, its loop state."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    path, recipe = legacy_models[name], json.loads(RECIPES[name].read_text())
     if path.suffix == ".safetensors":
         state = load_file(str(path))
         with safe_open(str(path), framework="pt") as fh:
@@ -69,13 +80,28 @@ def test_legacy_fixture_is_in_the_historical_format(path: Path) -> None:
         blob = torch.load(str(path), map_location="cpu", weights_only=True)
         state, config = blob["model"], json.loads(blob["config_json"])
         assert {"step", "epoch", "format_version"} <= set(blob)
+        assert list(blob) == ["model", "config_json", *recipe["loop_state"]]
+        assert {k: blob[k] for k in recipe["loop_state"]} == recipe["loop_state"]
+    assert list(state) == state_dict_names(recipe) and config == fixture_config(recipe)
+    assert [[k, str(v.dtype).removeprefix("torch."), list(v.shape)] for k, v in state.items()] == recipe["state_dict"]
     assert all(any(k.startswith(p) for k in state) for p in CHECKPOINT_PREFIXES)
     assert not any(k.startswith(("decoder.stages.", "decoder.head", "decoder.bottleneck")) for k in state)
-    assert config["model"]["encoder_channels"] == [4, 4, 8, 8]  # the tiny widths of the fixture script
+    assert config["model"]["encoder_channels"] == [4, 4, 8, 8]  # the tiny widths of tests/legacy_fixtures.py
     if path.name in ("acdc_session1.safetensors", "acdc_session2.safetensors", "acdc_v1.safetensors"):
         assert "strides" not in config["model"] and "deep_supervision" not in config["model"]  # before those options
     if path.name == "acdc_v2.safetensors":
         assert "encoder_norm" not in config["model"] and config["model"]["deep_supervision"] == 2
+
+
+def test_legacy_builder_does_not_use_the_network_code(tmp_path: Path) -> None:
+    """The built files depend on their recipes only: a change of the network's initialisation or of the order
+    it creates its parameters in must not change them (real old files do not change either)."""
+    code = ("import sys; from pathlib import Path; import legacy_fixtures as lf; lf.build_all(Path(sys.argv[1])); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightmedseg'))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT / "tests", capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]", out
+    assert sorted(p.name for p in tmp_path.iterdir()) == LEGACY_NAMES
 
 
 def test_fixture_covers_every_committed_model_file() -> None:
@@ -87,10 +113,12 @@ def test_fixture_covers_every_committed_model_file() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_model_file_predicts_as_before(name: str) -> None:
+def test_model_file_predicts_as_before(name: str, legacy_models: dict[str, Path]) -> None:
     path = ROOT / name
     if not path.is_file():
         pytest.skip(f"{name} is not in this checkout")
+    if path.suffix == ".json":  # a legacy recipe: the file it builds
+        path = legacy_models[json.loads(path.read_text())["file"]]
     got = _script().fingerprint(path)
     want = EXPECTED[name]
     assert got["input_shape"] == want["input_shape"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from legacy_fixtures import recipes
 
 from lightmedseg.checkpoint import load_model, read_checkpoint
 
@@ -118,10 +119,14 @@ def _committed(*patterns: str) -> list[Path]:
 
 
 MODEL_FILES = _committed("*.safetensors", "*.pt")
+# the committed model files, then the legacy fixtures by name (built at test time: the legacy_models fixture)
+MODELS = [*MODEL_FILES, *sorted(recipes())]
+MODEL_IDS = [str(p.relative_to(REPO)) if isinstance(p, Path) else f"legacy/{p}" for p in MODELS]
 
 
-@pytest.mark.parametrize("path", MODEL_FILES, ids=[str(p.relative_to(REPO)) for p in MODEL_FILES])
-def test_every_committed_model_file_loads_with_its_stored_config(path):
+@pytest.mark.parametrize("item", MODELS, ids=MODEL_IDS)
+def test_every_committed_model_file_loads_with_its_stored_config(item, legacy_models):
+    path = item if isinstance(item, Path) else legacy_models[item]
     model, config = load_model(path)
     assert config["infer"]["roi_size"] and config["train"]["iterations_per_epoch"] >= 1
     predictor = Predictor(config, plain_forward(model))
@@ -142,13 +147,14 @@ def _raw_config(path: Path) -> dict:
     return json.loads(torch.load(str(path), map_location="cpu", weights_only=True)["config_json"])
 
 
-def test_every_stored_config_is_still_valid():
+def test_every_stored_config_is_still_valid(legacy_models):
     """The configs stored in the shipped model and the legacy fixtures (each historical model file's own
-    config, tests/data/legacy_models/): all keys ever written are still known."""
+    config, built from tests/data/legacy_models/): all keys ever written are still known."""
     from lightmedseg.checkpoint import read_checkpoint
 
-    assert len(MODEL_FILES) > 1
-    for path in MODEL_FILES:
+    paths = [p if isinstance(p, Path) else legacy_models[p] for p in MODELS]
+    assert MODEL_FILES and legacy_models  # the shipped model and the fixtures
+    for path in paths:
         read_checkpoint(path)
         stored = _raw_config(path)
         load_stored_config(stored)

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
+from legacy_fixtures import fixture_config, recipes
 
 import lightmedseg.config as config_pkg
 from lightmedseg.config import (
@@ -32,22 +32,19 @@ from lightmedseg.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-LEGACY = ROOT / "tests" / "data" / "legacy_models"
 SHIPPED = ROOT / "src" / "lightmedseg" / "pretrained"
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "infer": InferConfig}
 
 
 def _stored_configs() -> list[tuple[str, dict]]:
-    """The config inside each legacy fixture and shipped model file, as stored (not completed)."""
+    """The config inside each legacy fixture (what its recipe makes the built file store, checked by
+    test_checkpoint_compat) and shipped model file, as stored (not completed)."""
     from safetensors import safe_open
 
-    out = []
-    for path in sorted(LEGACY.glob("*.safetensors")) + sorted(SHIPPED.rglob("*.safetensors")):
+    out = [(name, fixture_config(json.loads(path.read_text()))) for name, path in recipes().items()]
+    for path in sorted(SHIPPED.rglob("*.safetensors")):
         with safe_open(str(path), framework="pt") as fh:
             out.append((path.name, json.loads(fh.metadata()["lightmedseg_config"])))
-    for path in sorted(LEGACY.glob("*.pt")):
-        blob = torch.load(str(path), map_location="cpu", weights_only=True)
-        out.append((path.name, json.loads(blob["config_json"])))
     return out
 
 

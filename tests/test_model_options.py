@@ -165,13 +165,11 @@ def test_deep_supervision_loss_downsamples_the_target() -> None:
     assert loss(single, target).item() == pytest.approx(base(single, target).item())
 
 
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy_models"
-
-
 @pytest.mark.parametrize("source", ["acdc_v1.safetensors", "acdc_session1.safetensors"])
-def test_models_shipped_before_the_options_still_load_and_predict(source: str) -> None:
-    """Fixtures with the stored configs of acdc_v1 and the first shipped acdc (scripts/make_legacy_fixtures.py)."""
-    model, config = load_model(LEGACY / source)
+def test_models_shipped_before_the_options_still_load_and_predict(source: str, legacy_models: dict[str, Path]) -> None:
+    """Fixtures with the stored configs of acdc_v1 and the first shipped acdc (built from their recipes,
+    tests/legacy_fixtures.py)."""
+    model, config = load_model(legacy_models[source])
     assert "strides" not in config["model"]  # an old config: the paper's network
     assert "final_transposed_conv" not in config["model"] and model.decoder.final_up is None
     assert model.size_divisor == (16, 16, 16)
