@@ -156,3 +156,33 @@ def test_finalize_scores_the_average_of_best_and_last(finalized, dataset, tmp_pa
     best = max(rows, key=lambda r: float(r["mean_dice"]))  # max keeps the first of equal rows, as finalize does
     final, chosen = read_checkpoint(run / "model.safetensors")[0], read_checkpoint(best["model"])[0]
     assert all(torch.equal(final[k], chosen[k]) for k in final)
+
+
+def test_score_checkpoints_applies_the_card_of_a_folder_without_model_files(finalized, dataset, tmp_path,
+                                                                             monkeypatch) -> None:
+    # a scoring folder with the run's split and a card but no model files (the models come from --models): the
+    # card's TTA and post-processing must be applied, not silently dropped for predict's defaults
+    import lightmedseg.training.finalize as fin
+
+    folder = tmp_path / "scoring"
+    folder.mkdir()
+    for name in ("split.json", "config.yaml"):
+        shutil.copy(finalized / name, folder / name)
+    card = json.loads((finalized / "card.json").read_text())
+    card["predict"] = {"tta": "mirror"}
+    card["postprocess"] = {"keep_largest": [1]}
+    (folder / "card.json").write_text(json.dumps(card))
+    seen = []
+
+    class Recorded(Exception):
+        pass
+
+    def record(model, cases, options, **choices):
+        seen.append(choices)
+        raise Recorded  # enough: the choices are what this test checks
+
+    monkeypatch.setattr(fin, "predict_cases", record)
+    snap = sorted((finalized / "snapshots").glob("*.safetensors"))[0]
+    with pytest.raises(Recorded):
+        fin.score_checkpoints(folder, dataset, [snap])
+    assert seen == [{"tta": "mirror", "keep_largest": [1], "require_contact": False}]

@@ -118,8 +118,10 @@ def load_card(source: str | os.PathLike) -> dict:
     else:
         try:
             folder = resolve_model_path(source).parent
-        except CheckpointError:
-            return {}
+        except CheckpointError:  # a folder holding no model file may still hold a card (score-checkpoints --models)
+            if not Path(source).is_dir():
+                return {}
+            folder = Path(source)
     card = folder / CARD_NAME
     if not card.is_file():
         return {}
