@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Validation Dice of several run folders side by side: a markdown table (rows = runs, columns = steps) and
 one figure of the curves. For the CPU pairs of issue 17 (stage 4, crop size) and issue 28. Where a run folder
-holds ``eval/card_defaults.csv`` (issue 28's ``score_with_card.sh``: snapshots scored with the shipped card's
+holds ``eval/card_defaults*.csv`` (issue 28's ``score_with_card.sh``: snapshots scored with the shipped card's
 defaults), those points are a second row and a dashed curve, "LABEL, card defaults".
 
     python experiments/acdc_issue17/plot_runs.py experiments/acdc_issue17/stage4_rot:"rotation +-180" \
@@ -29,14 +29,14 @@ def validation_points(run: Path) -> dict[int, float]:
 
 
 def card_default_points(run: Path) -> dict[int, float]:
-    """step -> mean Dice (%) with the card's defaults, from RUN/eval/card_defaults.csv (snapshot names carry the
+    """step -> mean Dice (%) with the card's defaults, from RUN/eval/card_defaults*.csv (snapshot names carry the
     step: model_step0002000.safetensors); empty when the run has no such table."""
-    table = run / "eval" / "card_defaults.csv"
-    if not table.is_file():
-        return {}
-    with open(table) as fh:
-        return {int(m.group(1)): float(r["mean_dice"]) for r in csv.DictReader(fh)
-                if (m := re.search(r"model_step(\d+)", r["model"]))}
+    points: dict[int, float] = {}
+    for table in sorted((run / "eval").glob("card_defaults*.csv")):  # one table per scoring session
+        with open(table) as fh:
+            points.update({int(m.group(1)): float(r["mean_dice"]) for r in csv.DictReader(fh)
+                           if (m := re.search(r"model_step(\d+)", r["model"]))})
+    return points
 
 
 def main() -> int:
