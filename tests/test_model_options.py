@@ -300,3 +300,41 @@ def test_final_transposed_conv_converts_to_openvino(form, monkeypatch) -> None:
         ref = model(x)
     out = torch.from_numpy(compiled(x.numpy())[0])
     assert out.shape == ref.shape and (out - ref).abs().max().item() <= conversion.ORT_ATOL
+
+
+@pytest.mark.parametrize("strides", [None, ACDC_STRIDES])
+def test_default_reading_weights_map_onto_final_transposed_conv(strides, tmp_path) -> None:
+    """lightmedseg.model.readings: a trained default-reading model starts a final_transposed_conv run.
+
+    The last stage's stem-stride ConvT becomes the mean of its taps, and final_up copies each class to every
+    tap (nearest upsampling of the logits); every other tensor is unchanged and the result loads strictly.
+    --init-weights does this for exactly that one difference, and refuses the reverse."""
+    from lightmedseg.checkpoint import CheckpointError, save_model
+    from lightmedseg.model.readings import to_final_transposed_conv
+    from lightmedseg.training.resume import initial_weights
+
+    torch.manual_seed(0)
+    literal = LightMedSeg(1, 4, strides=strides)
+    halfres = LightMedSeg(1, 4, strides=strides, final_transposed_conv=True)
+    weights = literal.state_dict()
+    mapped = to_final_transposed_conv(weights)
+    halfres.load_state_dict(mapped)  # strict: every key and shape
+    last = f"decoder.{len(literal.decoder.stages) - 1}.up.weight"
+    assert torch.allclose(mapped[last][:, :, 0, 0, 0], weights[last].mean(dim=(2, 3, 4)))
+    assert all(torch.equal(mapped[k], v) for k, v in weights.items() if k != last)
+    logits = torch.randn(1, 4, 3, 5, 6)
+    stem = tuple(halfres.decoder.final_up.stride)
+    nearest = logits
+    for axis, factor in enumerate(stem):
+        nearest = nearest.repeat_interleave(factor, dim=2 + axis)
+    assert torch.allclose(halfres.decoder.final_up(logits), nearest)
+    with pytest.raises(ValueError, match="already"):
+        to_final_transposed_conv(mapped)
+
+    config = {"in_channels": 1, "num_classes": 4, "strides": strides}
+    save_model(tmp_path / "literal.safetensors", literal, {"model": config})
+    save_model(tmp_path / "halfres.safetensors", halfres, {"model": {**config, "final_transposed_conv": True}})
+    started, _ = initial_weights(tmp_path / "literal.safetensors", {"model": {**config, "final_transposed_conv": True}})
+    assert set(started) == set(mapped) and torch.equal(started["final_up.weight"], mapped["final_up.weight"])
+    with pytest.raises(CheckpointError, match="final_transposed_conv"):
+        initial_weights(tmp_path / "halfres.safetensors", {"model": config})

@@ -3,11 +3,13 @@
 A resumed run continues with the config stored in ``checkpoint_last.pt``; only its budget keys
 (:data:`RESUME_OVERRIDABLE`) may be changed. A new run gets the dataset's settings
 (:func:`~lightmedseg.training.setup.config_for_dataset`) and, with ``--init-weights``, the weights of a
-model whose network matches its own.
+model whose network matches its own (or a default-reading model for a ``final_transposed_conv`` run,
+mapped by :mod:`lightmedseg.model.readings`).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
@@ -19,6 +21,7 @@ from lightmedseg.config import ConfigError, load_stored_config, typed_config, va
 from lightmedseg.io_utils import json_plain
 from lightmedseg.model import LightMedSeg
 from lightmedseg.model.network import DEFAULT_ARCHITECTURE
+from lightmedseg.model.readings import to_final_transposed_conv
 from lightmedseg.training import checkpointing as C
 from lightmedseg.training.setup import config_for_dataset, training_split
 
@@ -119,6 +122,11 @@ def initial_weights(source: str | Path, config: dict) -> tuple[dict[str, torch.T
     weights, stored, _ = read_checkpoint(path)
     mine, theirs = network_keys(typed_config(config).model), network_keys(stored.get("model", {}))
     differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differing == ["final_transposed_conv"] and mine["final_transposed_conv"]:  # the faster reading
+        print(f"--init-weights: {path.name} is in the default reading of Section 3.6; its last decoder stage "
+              "is mapped to final_transposed_conv (lightmedseg.model.readings) and fine-tuned from there",
+              file=sys.stderr)
+        return to_final_transposed_conv(weights), path
     if differing:
         detail = ", ".join(f"{k}: run {mine.get(k)!r} vs weights {theirs.get(k)!r}" for k in differing[:6])
         raise CheckpointError(f"{path}: --init-weights come from a different network ({detail}); "
