@@ -40,19 +40,33 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, default_file_mode())
-        os.replace(tmp_path, target)
-    except OSError as exc:
-        if exc.errno is None or str(exc.strerror or exc).startswith(str(target)) or (
-                exc.filename is not None and Path(exc.filename) not in (tmp_path, target)):
-            raise  # already names the user's file, or is about another file (an input)
-        raise OSError(exc.errno, f"{target}: cannot write ({exc.strerror or exc})") from None
+        with naming_write_errors(target, tmp_path):
+            yield tmp_path
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, default_file_mode())
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def naming_write_errors(target: str | os.PathLike, *own: Path) -> Iterator[None]:
+    """An ``OSError`` raised while writing ``target`` (a full disk, a quota) is raised again naming ``target``.
+
+    One that already names it, or names another file (an input being read: not ``target`` and not one of
+    ``own``, the writer's temporaries), or carries no errno, is raised as it is. Used by :func:`atomic_path` and
+    by the appending writers (CSV logs, TensorBoard events), so every failed write reads the same.
+    """
+    target = Path(target)
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None or str(exc.strerror or exc).startswith(str(target)) or (
+                exc.filename is not None and Path(exc.filename) not in (target, *own)):
+            raise
+        raise OSError(exc.errno, f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
 def write_failure(target: str | os.PathLike, exc: BaseException) -> OSError:

@@ -13,11 +13,10 @@ import io
 import math
 import os
 import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from lightmedseg.io_utils import write_text_atomic
+from lightmedseg.io_utils import naming_write_errors, write_text_atomic
 
 STEP_FIELDS = ["step", "epoch", "loss", "dice", "ce", "boundary", "lr"]
 STEPS_CSV = "steps.csv"
@@ -39,23 +38,12 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-@contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """An ``OSError`` that names no file (a full disk while appending, TensorBoard's writer) names ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is not None or str(exc.strerror or exc).startswith(str(path)):
-            raise
-        raise OSError(exc.errno, f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
 def _quiet_event_writer_thread() -> None:
     """Keep TensorBoard's event-writer thread from printing a traceback when a write fails (a full disk).
 
     Nothing is lost: TensorBoard's writer keeps the thread's error and raises it again in the training thread at
-    the next ``add_scalar`` / ``flush`` / ``close``, where :func:`_naming` turns it into one line naming the events
-    folder. Only ``OSError`` from that thread class is silenced; every other thread error still reaches the
+    the next ``add_scalar`` / ``flush`` / ``close``, where :func:`~lightmedseg.io_utils.naming_write_errors` turns
+    it into one line naming the events folder. Only ``OSError`` from that thread class is silenced; every other thread error still reaches the
     previous ``threading.excepthook``. Installed once per process.
     """
     try:
@@ -97,7 +85,7 @@ class CsvLog:
         if not rows:
             return
         data = "".join(",".join(_fmt(row.get(f, "")) for f in self.fields) + "\n" for row in rows).encode()
-        with _naming(self.path), open(self.path, "ab", buffering=0) as fh:
+        with naming_write_errors(self.path), open(self.path, "ab", buffering=0) as fh:
             start = fh.seek(0, os.SEEK_END)
             try:
                 done = 0
@@ -135,7 +123,7 @@ class RunLogger:
             return
         self._pending.append(row)
         if self.writer is not None:
-            with _naming(self.tensorboard_dir):
+            with naming_write_errors(self.tensorboard_dir):
                 for k in ("loss", "dice", "ce", "boundary"):
                     self.writer.add_scalar(f"train/{k}", row[k], row["step"])
                 self.writer.add_scalar("train/lr", row["lr"], row["step"])
@@ -146,7 +134,7 @@ class RunLogger:
             self.steps.append(self._pending)
             self._pending = []
             if self.writer is not None:
-                with _naming(self.tensorboard_dir):
+                with naming_write_errors(self.tensorboard_dir):
                     self.writer.flush()
 
     def log_epoch(self, row: dict[str, Any]) -> None:
@@ -154,7 +142,7 @@ class RunLogger:
             return
         self.epochs.append([row])
         if self.writer is not None:
-            with _naming(self.tensorboard_dir):
+            with naming_write_errors(self.tensorboard_dir):
                 for k, v in row.items():
                     if k.startswith(("val_", "train_")) and isinstance(v, float) and not math.isnan(v):
                         tag = f"val/{k[4:]}" if k.startswith("val_") else f"epoch/{k}"  # train/* is per step
@@ -163,5 +151,5 @@ class RunLogger:
     def close(self) -> None:
         self.flush_steps()
         if self.writer is not None:
-            with _naming(self.tensorboard_dir):
+            with naming_write_errors(self.tensorboard_dir):
                 self.writer.close()
