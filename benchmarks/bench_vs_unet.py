@@ -16,6 +16,7 @@ Two tables, each configuration measured the way a user runs it:
     .venv/bin/python benchmarks/bench_vs_unet.py --only predict  # or --only train
     .venv/bin/python benchmarks/bench_vs_unet.py --write-doc     # also replace the section in docs/benchmarks.md
     .venv/bin/python benchmarks/bench_vs_unet.py --only readings --threads 1  # the two readings of Section 3.6
+    .venv/bin/python benchmarks/bench_vs_unet.py --only predict --set model.final_transposed_conv=true  # a reading
 
 ``--only readings`` (not part of the doc section): OpenVINO of the plain module for the brats network in both
 readings of Section 3.6 (``model.final_transposed_conv`` false / true) and the UNet, 1 x 4 x 128^3, compiled in
@@ -68,8 +69,9 @@ def _unet():
                 strides=(2, 2, 2, 2), num_res_units=2).eval()
 
 
-def _lightmedseg_file(work: Path) -> tuple[Path, object]:
-    """A seeded, untrained 4-channel brats-preset model file (the network of the paper's Table 1)."""
+def _lightmedseg_file(work: Path, overrides: list[str]) -> tuple[Path, object]:
+    """A seeded, untrained 4-channel brats-preset model file (the network of the paper's Table 1), with the
+    ``--set`` overrides (e.g. ``model.final_transposed_conv=true``, the reading the shipped ``acdc`` uses)."""
     import torch
 
     from lightmedseg.checkpoint import save_model
@@ -77,7 +79,7 @@ def _lightmedseg_file(work: Path) -> tuple[Path, object]:
     from lightmedseg.model.factory import build_model
 
     torch.manual_seed(0)
-    config = load_config("brats")
+    config = load_config("brats", overrides=overrides)
     model = build_model(config).eval()
     return save_model(work / "model_best.safetensors", model, config), model
 
@@ -100,7 +102,7 @@ def _openvino_fn(module, precision: str):
     return run
 
 
-def predict_worker(name: str, threads: int, repeats: int) -> dict:
+def predict_worker(name: str, threads: int, repeats: int, overrides: list[str]) -> dict:
     """Build one configuration in this fresh process, warm it up, time it; argmax agreement with the reference."""
     import torch
 
@@ -108,7 +110,7 @@ def predict_worker(name: str, threads: int, repeats: int) -> dict:
     os.environ["LIGHTMEDSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-vs-unet-cache-")
     work = Path(tempfile.mkdtemp(prefix="bench-vs-unet-"))
     x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(0))
-    path, model = _lightmedseg_file(work)
+    path, model = _lightmedseg_file(work, overrides)
     with torch.inference_mode():
         reference = model(x).argmax(1) if name.startswith("lms/") else None
     t0 = time.perf_counter()
@@ -181,12 +183,12 @@ def run_readings(threads: int, repeats: int) -> dict:
             "agreement": agreement, "final_over_literal": med["lms/openvino_plain_final_transposed_conv"] / base}
 
 
-def run_predict(threads: int, repeats: int) -> dict[str, dict]:
+def run_predict(threads: int, repeats: int, overrides: list[str]) -> dict[str, dict]:
     results = {}
     for name in PREDICT:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run([sys.executable, __file__, "--predict-worker", name, "--threads", str(threads),
-                               "--repeats", str(repeats)], capture_output=True, text=True, cwd=ROOT, env=env)
+                               "--repeats", str(repeats), *(f"--set={o}" for o in overrides)], capture_output=True, text=True, cwd=ROOT, env=env)
         if proc.returncode != 0:
             print(f"{name}: FAILED\n{proc.stderr[-1500:]}", file=sys.stderr)
             continue
@@ -201,9 +203,9 @@ def run_predict(threads: int, repeats: int) -> dict[str, dict]:
 TRAIN_AMPS = ("none", "bf16")  # fp32 and bf16 autocast rows of the training table, timed interleaved in one process
 
 
-def run_train(threads: int, steps: int) -> dict:
+def run_train(threads: int, steps: int, preset: str) -> dict:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py"), "--threads", str(threads),
-                           "--steps", str(steps), "--amp", *TRAIN_AMPS], capture_output=True, text=True, cwd=ROOT,
+                           "--steps", str(steps), "--amp", *TRAIN_AMPS, "--preset", preset], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
@@ -215,8 +217,11 @@ def run_train(threads: int, steps: int) -> dict:
     return out
 
 
-def section(predict: dict, train: list[dict], threads: int, repeats: int, when: str, cpu: str) -> str:
-    lines = [f"Measured {when} on {cpu}; machine otherwise idle. Rerun: `{RERUN}`.", ""]
+def section(predict: dict, train: list[dict], threads: int, repeats: int, when: str, cpu: str,
+            overrides: list[str], train_preset: str) -> str:
+    rerun = " ".join([RERUN, *(f"--set {o}" for o in overrides),
+                      *([f"--train-preset {train_preset}"] if train_preset != "acdc" else [])])
+    lines = [f"Measured {when} on {cpu}; machine otherwise idle. Rerun: `{rerun}`.", ""]
     if predict:
         bar = predict.get("unet/openvino", {}).get("median_s")
         lines += [f"Prediction, {' x '.join(map(str, SHAPE))}, {threads} threads, each configuration in its own process, "
@@ -262,10 +267,14 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=6, help="timed training steps per model and thread count")
     ap.add_argument("--only", choices=("predict", "train", "readings"),
                     help="one table; 'readings': the two readings of Section 3.6 on OpenVINO, interleaved")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override the LightMedSeg network of the prediction table (brats preset), e.g. "
+                         "model.final_transposed_conv=true; repeatable")
+    ap.add_argument("--train-preset", default="acdc", help="preset of the training table's network (default acdc)")
     ap.add_argument("--write-doc", action="store_true", help=f"replace the section of {DOC.name} between its markers")
     args = ap.parse_args()
     if args.predict_worker:
-        print(json.dumps(predict_worker(args.predict_worker, args.threads, args.repeats)))
+        print(json.dumps(predict_worker(args.predict_worker, args.threads, args.repeats, args.overrides)))
         return 0
     when, cpu = dt.date.today().isoformat(), cpu_name()
     print(f"{when}, {cpu}")
@@ -276,11 +285,11 @@ def main() -> int:
     predict, train = {}, []
     if args.only in (None, "predict"):
         print(f"prediction, {args.threads} threads:")
-        predict = run_predict(args.threads, args.repeats)
+        predict = run_predict(args.threads, args.repeats, args.overrides)
     if args.only in (None, "train"):
         print("training step:")
-        train = [run_train(t, args.steps) for t in (1, 2)]
-    text = section(predict, train, args.threads, args.repeats, when, cpu)
+        train = [run_train(t, args.steps, args.train_preset) for t in (1, 2)]
+    text = section(predict, train, args.threads, args.repeats, when, cpu, args.overrides, args.train_preset)
     print(text)
     if args.write_doc:
         write_doc(text)
