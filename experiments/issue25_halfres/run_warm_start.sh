@@ -7,6 +7,10 @@
 # The shipped network (router interpolation, no encoder norm, as the `acdc` card says). Recipe: the shipped model's last stage (experiments/acdc_issue17/run_cpu_long2.sh: AdamW 3e-4, one warm-up
 # epoch, cosine to 1e-6, the seven augmentations with full-circle rotation, uniform class weights), batch 2 on
 # one thread, 2000 steps (16 epochs of 125), seed 5, validation every 250 steps with snapshots.
+# Selection, fixed before the run's scores were seen: the snapshots of steps 1000-2000 and the uniform average of the
+# best of them with the last (lightmedseg average) are scored with the card's defaults on the 20 validation volumes
+# (experiments/acdc_issue28/score_with_card.sh); the highest ships as `acdc` if it is within 0.1 of the shipped
+# 84.79 (issue 25: "unchanged within 0.1, or better"), otherwise the shipped model stays.
 #   bash experiments/issue25_halfres/run_warm_start.sh        # starts or resumes runs/issue25_warm (background)
 # Stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
 set -euo pipefail
