@@ -12,6 +12,14 @@ form, :class:`lightmedseg.fast.InferenceGraph`, what predict converts now). Each
   (the brats preset predicts without TTA).
 
     .venv/bin/python benchmarks/bench_per_volume.py IMAGES      # IMAGES: a folder of ACDC {case}_0000.nii.gz
+
+``--models OLD NEW`` compares two model folders instead (each a model file with its card, e.g. the shipped ``acdc``
+before and after it changed; issue 25): each through ``lightmedseg predict``'s whole default path (the backend
+``load_backend`` picks, the card's TTA and post-processing), in one process, interleaved per volume; and the
+BraTS-size volume through the default path for the ``brats`` network in each reading of Section 3.6
+(``model.final_transposed_conv`` false / true), untrained, one pass.
+
+    .venv/bin/python benchmarks/bench_per_volume.py IMAGES --models OLD_DIR acdc
 """
 
 from __future__ import annotations
@@ -108,15 +116,78 @@ def time_brats(threads: int, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def time_models(images: Path, models: list[str], n_cases: int) -> dict:
+    """model -> median s per ACDC volume through the whole default predict path (its card's TTA)."""
+    from lightmedseg.inference.segment import Segmenter
+
+    segmenters = {m: Segmenter(m, "cpu") for m in models}
+    cases = sorted(images.glob("*_0000.nii.gz"))[:n_cases]
+    for seg in segmenters.values():
+        seg(str(cases[0]))  # conversion and compilation outside the timing
+    times: dict[str, list[float]] = {}
+    for case in cases:
+        for name, seg in segmenters.items():
+            t0 = time.perf_counter()
+            seg(str(case))
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def time_brats_readings(repeats: int) -> dict:
+    """reading -> median s for a 240 x 240 x 155 x 4 volume through the default predict path, one pass."""
+    import nibabel as nib
+
+    from lightmedseg.checkpoint import save_model
+    from lightmedseg.config import load_config
+    from lightmedseg.inference.segment import Segmenter
+    from lightmedseg.model.factory import build_model
+
+    volume = np.random.default_rng(0).standard_normal((240, 240, 155, 4)).astype(np.float32)
+    image = nib.Nifti1Image(volume, np.eye(4))
+    segmenters = {}
+    for final in (False, True):
+        torch.manual_seed(0)
+        config = load_config("brats", overrides=[f"model.final_transposed_conv={str(final).lower()}"])
+        work = Path(tempfile.mkdtemp(prefix="bench-per-volume-"))
+        save_model(work / "run" / "model_best.safetensors", build_model(config).eval(), config)
+        name = "final_transposed_conv" if final else "default reading"
+        segmenters[name] = Segmenter(str(work / "run"), "cpu", tta=False)
+        segmenters[name](image)  # conversion and compilation outside the timing
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for name, seg in segmenters.items():
+            t0 = time.perf_counter()
+            seg(image)
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def compare(args: argparse.Namespace) -> None:
+    acdc = time_models(args.images, args.models, args.acdc_cases)
+    print(f"\nACDC, the whole default predict path (each card's TTA and post-processing), median s per volume over "
+          f"{args.acdc_cases} validation volumes:\n")
+    print("| model | s / volume |\n|---|---:|")
+    for name, t in acdc.items():
+        print(f"| {name} | {t:.2f} |")
+    brats = time_brats_readings(args.brats_repeats)
+    print(f"\nBraTS size (240 x 240 x 155, 4 channels, untrained brats network, default predict path, one pass), "
+          f"median of {args.brats_repeats}: " + ", ".join(f"{k} {v:.1f} s" for k, v in brats.items()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", type=Path, help="folder of ACDC validation volumes ({case}_0000.nii.gz)")
     ap.add_argument("--acdc-cases", type=int, default=4)
     ap.add_argument("--brats-repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs=2, metavar=("OLD", "NEW"),
+                    help="compare two model folders (model file + card) through the default predict path")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{dt.date.today().isoformat()}, {cpu_name()}, {args.threads} threads")
+    if args.models:
+        compare(args)
+        return 0
     acdc = time_acdc(args.images, args.acdc_cases, args.threads)
     print(f"\nACDC, shipped acdc, median s per volume over {args.acdc_cases} validation volumes:\n")
     print("| views per window | reference graph (before) | engine graph (now) |\n|---:|---:|---:|")
