@@ -36,8 +36,8 @@ def test_plain_install_predicts_with_openvino(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    if _pip(py, "torch==2.13.0").returncode != 0:
-        proc = _pip(py, "torch", "--index-url", "https://download.pytorch.org/whl/cpu")
+    if _pip(py, "torch==2.13.0+cpu").returncode != 0:  # the CPU build, as scripts/setup.sh installs it
+        proc = _pip(py, "torch==2.13.0+cpu", "--index-url", "https://download.pytorch.org/whl/cpu")
         assert proc.returncode == 0, proc.stderr[-2000:]
     proc = _pip(py, str(ROOT))
     assert proc.returncode == 0, proc.stderr[-2000:]
