@@ -13,20 +13,12 @@
 #   bash experiments/issue25_halfres/run_stage2.sh                 # resumes from RUN/checkpoint_last.pt
 # Stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM to the ranks) with checkpoint_last.pt.
 set -euo pipefail
-source "$(dirname "$0")/../acdc_issue17/env.sh"  # DATA, PY; cd to the repository root
+source "$(dirname "$0")/recipe.sh"  # RECIPE, DATA, PY
 RUN=${RUN:-runs/issue25_stage2}
 START=(--resume); [ -f "$RUN/checkpoint_last.pt" ] || START=(--init-weights "${INIT:?INIT: stage 1 weights to start from}")
 mkdir -p "$(dirname "$RUN")"
-OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node 2 -m lightmedseg train \
-  --preset acdc --set model.final_transposed_conv=true \
-  --set model.router_downsample=interpolate --set model.encoder_norm=false \
-  --data "$DATA" --split acdc_nnformer --out "$RUN" "${START[@]}" --no-progress \
-  --max-minutes "${MINUTES:-150}" --device cpu \
-  --set 'data.augment={flip: true, rotate: {prob: 0.5, degrees: 180}, scale: true, noise: true, gamma: true, brightness: true, blur: true}' \
-  --set train.optimizer.lr=1.0e-4 --set train.loss.class_weighting=none \
-  --set data.cache=memory --set train.num_workers=0 --set train.seed=6 --set train.amp=none \
-  --set train.scheduler.warmup_epochs=1 --set train.scheduler.eta_min=1.0e-6 --set train.tensorboard=false \
-  --set train.batch_size=4 --set train.iterations_per_epoch=125 --set train.epochs=24 \
-  --set train.scheduler.t_max_epochs=24 --set train.val_every=2 --set train.snapshots=true \
+OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node 2 -m lightmedseg train "${RECIPE[@]}" \
+  --out "$RUN" "${START[@]}" --max-minutes "${MINUTES:-150}" --set train.optimizer.lr=1.0e-4 --set train.seed=6 \
+  --set train.batch_size=4 --set train.epochs=24 --set train.scheduler.t_max_epochs=24 \
   > "$RUN.log" 2>&1 &
 echo "$!" > "$RUN.pid"

@@ -14,19 +14,12 @@
 #   bash experiments/issue25_halfres/run_warm_start.sh        # starts or resumes runs/issue25_warm (background)
 # Stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
 set -euo pipefail
-source "$(dirname "$0")/../acdc_issue17/env.sh"  # DATA, PY; cd to the repository root
+source "$(dirname "$0")/recipe.sh"  # RECIPE, DATA, PY
 RUN=${RUN:-runs/issue25_warm}
 RESUME=(); [ -f "$RUN/checkpoint_last.pt" ] && RESUME=(--resume)
 mkdir -p "$(dirname "$RUN")"
-OMP_NUM_THREADS=1 $PY -m lightmedseg train --preset acdc --set model.final_transposed_conv=true \
-  --set model.router_downsample=interpolate --set model.encoder_norm=false \
-  --data "$DATA" --split acdc_nnformer --out "$RUN" "${RESUME[@]}" --init-weights acdc --no-progress \
-  --max-minutes "${MINUTES:-150}" --device cpu \
-  --set 'data.augment={flip: true, rotate: {prob: 0.5, degrees: 180}, scale: true, noise: true, gamma: true, brightness: true, blur: true}' \
-  --set train.optimizer.lr=3.0e-4 --set train.loss.class_weighting=none \
-  --set data.cache=memory --set train.num_workers=0 --set train.seed=5 --set train.amp=none \
-  --set train.scheduler.warmup_epochs=1 --set train.scheduler.eta_min=1.0e-6 --set train.tensorboard=false \
-  --set train.batch_size=2 --set train.iterations_per_epoch=125 --set train.epochs=16 \
-  --set train.scheduler.t_max_epochs=16 --set train.val_every=2 --set train.snapshots=true \
+OMP_NUM_THREADS=1 $PY -m lightmedseg train "${RECIPE[@]}" --out "$RUN" "${RESUME[@]}" --init-weights acdc \
+  --max-minutes "${MINUTES:-150}" --set train.optimizer.lr=3.0e-4 --set train.seed=5 \
+  --set train.batch_size=2 --set train.epochs=16 --set train.scheduler.t_max_epochs=16 \
   > "$RUN.log" 2>&1 &
 echo "$!" > "$RUN.pid"
