@@ -43,8 +43,8 @@ def _quiet_event_writer_thread() -> None:
 
     Nothing is lost: TensorBoard's writer keeps the thread's error and raises it again in the training thread at
     the next ``add_scalar`` / ``flush`` / ``close``, where :func:`~lightmedseg.io_utils.naming_write_errors` turns
-    it into one line naming the events folder. Only ``OSError`` from that thread class is silenced; every other thread error still reaches the
-    previous ``threading.excepthook``. Installed once per process.
+    it into one line naming the events folder. Only ``OSError`` from that thread class is silenced; every other
+    thread error still reaches the previous ``threading.excepthook``. Installed once per process.
     """
     try:
         from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
