@@ -89,22 +89,48 @@ def time_acdc(images: Path, n_cases: int, threads: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def time_brats(threads: int, repeats: int) -> dict:
+def brats_size_case():
+    """A seeded random 240 x 240 x 155 x 4 volume, the size of a BraTS case."""
     import nibabel as nib
 
+    volume = np.random.default_rng(0).standard_normal((240, 240, 155, 4)).astype(np.float32)
+    return nib.Nifti1Image(volume, np.eye(4))
+
+
+def brats_model_dir(overrides: tuple[str, ...] = ()) -> tuple[Path, torch.nn.Module, dict]:
+    """A run folder holding a seeded, untrained ``brats``-preset model (with ``overrides``), the model, its config."""
     from lightmedseg.checkpoint import save_model
     from lightmedseg.config import load_config
-    from lightmedseg.inference.segment import Segmenter
     from lightmedseg.model.factory import build_model
 
     torch.manual_seed(0)
-    config = load_config("brats")
+    config = load_config("brats", overrides=list(overrides))
     model = build_model(config).eval()
-    work = Path(tempfile.mkdtemp(prefix="bench-per-volume-"))
-    save_model(work / "run" / "model_best.safetensors", model, config)
-    volume = np.random.default_rng(0).standard_normal((240, 240, 155, 4)).astype(np.float32)
-    image = nib.Nifti1Image(volume, np.eye(4))
-    seg = Segmenter(str(work / "run"), "cpu", tta=False)
+    run = Path(tempfile.mkdtemp(prefix="bench-per-volume-")) / "run"
+    save_model(run / "model_best.safetensors", model, config)
+    return run, model, config
+
+
+def interleaved_medians(segmenters: dict, inputs: list) -> dict[str, float]:
+    """name -> median s of ``segmenter(x)`` over ``inputs``; all segmenters on one input before the next, so load
+    from elsewhere hits them alike. The first input is run once untimed first (conversion and compilation)."""
+    for seg in segmenters.values():
+        seg(inputs[0])
+    times: dict[str, list[float]] = {}
+    for x in inputs:
+        for name, seg in segmenters.items():
+            t0 = time.perf_counter()
+            seg(x)
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def time_brats(threads: int, repeats: int) -> dict:
+    from lightmedseg.inference.segment import Segmenter
+
+    run, model, config = brats_model_dir()
+    image = brats_size_case()
+    seg = Segmenter(str(run), "cpu", tta=False)
     fns = engine_forwards(model, config, threads)
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -120,46 +146,19 @@ def time_models(images: Path, models: list[str], n_cases: int) -> dict:
     """model -> median s per ACDC volume through the whole default predict path (its card's TTA)."""
     from lightmedseg.inference.segment import Segmenter
 
-    segmenters = {m: Segmenter(m, "cpu") for m in models}
-    cases = sorted(images.glob("*_0000.nii.gz"))[:n_cases]
-    for seg in segmenters.values():
-        seg(str(cases[0]))  # conversion and compilation outside the timing
-    times: dict[str, list[float]] = {}
-    for case in cases:
-        for name, seg in segmenters.items():
-            t0 = time.perf_counter()
-            seg(str(case))
-            times.setdefault(name, []).append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    cases = [str(c) for c in sorted(images.glob("*_0000.nii.gz"))[:n_cases]]
+    return interleaved_medians({m: Segmenter(m, "cpu") for m in models}, cases)
 
 
 def time_brats_readings(repeats: int) -> dict:
     """reading -> median s for a 240 x 240 x 155 x 4 volume through the default predict path, one pass."""
-    import nibabel as nib
-
-    from lightmedseg.checkpoint import save_model
-    from lightmedseg.config import load_config
     from lightmedseg.inference.segment import Segmenter
-    from lightmedseg.model.factory import build_model
 
-    volume = np.random.default_rng(0).standard_normal((240, 240, 155, 4)).astype(np.float32)
-    image = nib.Nifti1Image(volume, np.eye(4))
     segmenters = {}
     for final in (False, True):
-        torch.manual_seed(0)
-        config = load_config("brats", overrides=[f"model.final_transposed_conv={str(final).lower()}"])
-        work = Path(tempfile.mkdtemp(prefix="bench-per-volume-"))
-        save_model(work / "run" / "model_best.safetensors", build_model(config).eval(), config)
-        name = "final_transposed_conv" if final else "default reading"
-        segmenters[name] = Segmenter(str(work / "run"), "cpu", tta=False)
-        segmenters[name](image)  # conversion and compilation outside the timing
-    times: dict[str, list[float]] = {}
-    for _ in range(repeats):
-        for name, seg in segmenters.items():
-            t0 = time.perf_counter()
-            seg(image)
-            times.setdefault(name, []).append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+        run, _, _ = brats_model_dir((f"model.final_transposed_conv={str(final).lower()}",))
+        segmenters["final_transposed_conv" if final else "default reading"] = Segmenter(str(run), "cpu", tta=False)
+    return interleaved_medians(segmenters, [brats_size_case()] * repeats)
 
 
 def compare(args: argparse.Namespace) -> None:

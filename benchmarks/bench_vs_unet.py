@@ -188,7 +188,8 @@ def run_predict(threads: int, repeats: int, overrides: list[str]) -> dict[str, d
     for name in PREDICT:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run([sys.executable, __file__, "--predict-worker", name, "--threads", str(threads),
-                               "--repeats", str(repeats), *(f"--set={o}" for o in overrides)], capture_output=True, text=True, cwd=ROOT, env=env)
+                               "--repeats", str(repeats), *(f"--set={o}" for o in overrides)],
+                              capture_output=True, text=True, cwd=ROOT, env=env)
         if proc.returncode != 0:
             print(f"{name}: FAILED\n{proc.stderr[-1500:]}", file=sys.stderr)
             continue
@@ -205,8 +206,8 @@ TRAIN_AMPS = ("none", "bf16")  # fp32 and bf16 autocast rows of the training tab
 
 def run_train(threads: int, steps: int, preset: str) -> dict:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py"), "--threads", str(threads),
-                           "--steps", str(steps), "--amp", *TRAIN_AMPS, "--preset", preset], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                           "--steps", str(steps), "--amp", *TRAIN_AMPS, "--preset", preset],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
