@@ -99,3 +99,24 @@ def test_torchrun_budget_stop_is_clean_and_resumable(tmp_path) -> None:
 
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
+
+
+def test_fast_path_gradient_strides_differ_only_along_size_one_axes() -> None:
+    """Why the trainer hides DDP's "Grad strides do not match bucket view strides" (trainer.DDP_STRIDES_WARNING):
+    on the fast path, a gradient whose strides differ from its parameter's differs only along axes of size 1, so
+    its memory layout is the parameter's and DDP's copy of it is a few small weights, not a layout conversion."""
+    import torch
+
+    from lightmedseg.config import load_config
+    from lightmedseg.fast import fast_train_forward
+    from lightmedseg.model.factory import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config("acdc")).train()
+    out = fast_train_forward(model)(torch.randn(2, 1, 16, 32, 32))
+    sum(o.float().square().mean() for o in (out if isinstance(out, (list, tuple)) else [out])).backward()
+    differing = {n: (tuple(p.shape), p.stride(), p.grad.stride()) for n, p in model.named_parameters()
+                 if p.grad is not None and p.grad.stride() != p.stride()}
+    assert differing, "no gradient strides differ any more: the warning filter in the trainer can go"
+    for name, (shape, want, got) in differing.items():
+        assert all(a == b for a, b, size in zip(want, got, shape) if size > 1), (name, shape, want, got)

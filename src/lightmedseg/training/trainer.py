@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Collection, ContextManager, Iterator, Mapping
@@ -65,6 +66,11 @@ TERMS = ("loss", "dice", "ce", "boundary")
 # Exit status of `lightmedseg train` for "stopped before the end of the schedule, resume me" (a signal or
 # --max-minutes); sysexits.h EX_TEMPFAIL. 0 = finished (schedule or --max-steps), 2 = refused, 1 = failed.
 EXIT_RESUME = 75
+# DDP warns once that some gradients' strides differ from its bucket's. On the fast path (channels-last) these are
+# the 18 weights with one input channel per group (depthwise and single-channel convs, 4-8 x 1 x k^3): their
+# strides differ only along that size-1 axis, i.e. the same memory layout, and DDP copies them (< 20 KB a step)
+# instead of aliasing. Measured harmless (session 14; tests/test_train_ddp.py checks the claim), so not shown.
+DDP_STRIDES_WARNING = "Grad strides do not match bucket view strides"
 FINISHED = ("completed", "max_steps")  # summary["stopped"] values of a run that did what was asked
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
 
@@ -185,6 +191,7 @@ class Trainer:
         net: torch.nn.Module = fast_train_forward(self.model) if use_fast else self.model
         self.ddp_model: torch.nn.Module = net
         if info.distributed:  # DDP wraps whatever is called, so gradient all-reduce sees every forward
+            warnings.filterwarnings("ignore", message=DDP_STRIDES_WARNING)
             self.ddp_model = DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.forward_fn: Callable[[torch.Tensor], torch.Tensor] = self.ddp_model
