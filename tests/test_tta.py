@@ -50,6 +50,26 @@ def test_a_window_is_the_mean_of_its_views() -> None:
     torch.testing.assert_close(Predictor(cfg, forward, tta=False)._window(x), forward(x))
 
 
+@pytest.mark.parametrize("views_per_call", [1, 3, 8, 16])
+def test_views_stacked_into_one_call_give_the_same_window(views_per_call) -> None:
+    # Two windows at once (sw_batch_size 2); a per-sample forward that is not equivariant, and records its calls.
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32, 1)
+    calls: list[int] = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return torch.cat([x * 2, x + ramp, x.square(), -x], dim=1)
+
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]", "model.in_channels=1", "model.num_classes=4"])
+    x = torch.randn(2, 1, 32, 32, 32)
+    expected = torch.stack([inv(forward(tr(x))) for tr, inv in T.views("rot90")]).mean(0)
+    calls.clear()
+    got = Predictor(cfg, forward, tta="rot90", views_per_call=views_per_call)._window(x)
+    torch.testing.assert_close(got, expected)
+    per_call = min(views_per_call, 8)
+    assert calls == [2 * per_call] * (8 // per_call) + ([2 * (8 % per_call)] if 8 % per_call else [])
+
+
 @pytest.mark.parametrize("value,expected", [(None, None), (False, None), (True, "mirror"), ("rot90", "rot90")])
 def test_tta_mode_spellings(value, expected) -> None:
     assert T.tta_mode(value) == expected

@@ -21,6 +21,7 @@ EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "legacy")  # see lightmedseg.inf
 TTA_PASSES = {"mirror": 8, "rot90": 8}  # test-time augmentation modes -> views per window (inference.tta)
 TTA_MODES: tuple[str, ...] = tuple(TTA_PASSES)
 DEFAULT_TTA_MODE = "mirror"  # what plain True / --tta means when the model card names no mode
+TTA_VIEWS_PER_CALL = 1  # TTA views stacked into one engine call (inference.predictor; docs/benchmarks.md)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from lightmedseg.data import labels as L
 from lightmedseg.data.errors import DataError
 from lightmedseg.data.preprocess import PreprocessInfo, preprocess_image, restore_to_original
 from lightmedseg.inference import tta as T
+from lightmedseg.inference.options import TTA_VIEWS_PER_CALL
 from lightmedseg.inference.tta import mirror_axes_sets  # noqa: F401  (its former home; kept importable)
 from lightmedseg.model.network import PAPER_SIZE_DIVISOR, size_divisors
 
@@ -86,6 +87,8 @@ class Predictor:
         overlap: sliding-window overlap; default ``infer.overlap`` (defaults: :mod:`lightmedseg.config.schema`).
         progress: a tqdm bar over the windows of volumes much larger than one window (a terminal's user
             otherwise waits minutes without a sign on one large CPU volume).
+        views_per_call: TTA views of a window stacked into one ``forward_fn`` call (default
+            :data:`~lightmedseg.inference.options.TTA_VIEWS_PER_CALL`, chosen by measurement: docs/benchmarks.md).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Predictor:
         overlap: float | None = None,
         sw_batch_size: int | None = None,
         progress: bool = False,
+        views_per_call: int | None = None,
     ) -> None:
         try:  # defaults and the window (infer.roi_size, else data.patch_size) from the schema
             cfg = typed_config(load_stored_config(config.to_dict() if isinstance(config, Config) else config))
@@ -137,6 +141,9 @@ class Predictor:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(cfg)
         self.progress = bool(progress)
+        self.views_per_call = int(views_per_call or TTA_VIEWS_PER_CALL)
+        if self.views_per_call < 1:
+            raise PredictionError(f"views per engine call must be a positive number, got {views_per_call}")
 
     @property
     def tta(self) -> bool:
@@ -145,11 +152,18 @@ class Predictor:
 
     # -- one window (with test-time augmentation) --------------------------------------------------------
     def _window(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of one window: the mean over the TTA views, each mapped back by its inverse."""
+        """Logits of one window: the mean over the TTA views, each mapped back by its inverse; the views go to
+        the engine ``views_per_call`` at a time, stacked along the batch axis."""
         views = T.views(self.tta_mode)
-        logits = self.forward_fn(x)  # the identity view
-        for transform, inverse in views[1:]:
-            logits = logits + inverse(self.forward_fn(transform(x)))
+        logits: torch.Tensor | None = None
+        n = x.shape[0]
+        for start in range(0, len(views), self.views_per_call):
+            group = views[start:start + self.views_per_call]
+            batch = torch.cat([transform(x) for transform, _ in group]) if len(group) > 1 else group[0][0](x)
+            out = self.forward_fn(batch)
+            for i, (_, inverse) in enumerate(group):
+                part = inverse(out[i * n:(i + 1) * n])
+                logits = part if logits is None else logits + part
         return logits / len(views)
 
     # -- a preprocessed (C, Z, Y, X) array -> averaged logits (N, Z, Y, X) ------------------------------
