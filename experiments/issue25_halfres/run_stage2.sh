@@ -9,6 +9,9 @@
 # augmentations, validation every 250 steps with snapshots.
 # Selection, fixed before any score of this stage: its snapshots and the average of the best with the last, scored
 # with the card's defaults on the 20 validation volumes; the highest ships as `acdc` if within 0.1 of 84.79.
+# Added in session 14 before any score past step 1595 was seen: one more candidate, the uniform average of the
+# snapshots from step 1500 to 3000 (every 250 steps; SWA-like, the tail of the cosine; GroupNorm only, nothing
+# to recompute), since weight averaging carried the shipped lineage's long run (+0.5 over its best member).
 #   INIT=MODEL bash experiments/issue25_halfres/run_stage2.sh      # starts (INIT: stage 1's step-1500 snapshot)
 #   bash experiments/issue25_halfres/run_stage2.sh                 # resumes from RUN/checkpoint_last.pt
 # Stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM to the ranks) with checkpoint_last.pt.
