@@ -15,6 +15,7 @@ import csv
 import re
 from pathlib import Path
 
+import yaml
 import matplotlib
 
 matplotlib.use("Agg")
@@ -37,6 +38,14 @@ def card_default_points(run: Path) -> dict[int, float]:
             points.update({int(m.group(1)): float(r["mean_dice"]) for r in csv.DictReader(fh)
                            if (m := re.search(r"model_step(\d+)", r["model"]))})
     return points
+
+
+def run_batch(folder: Path) -> int | None:
+    """The run's global batch size (train.batch_size of its config.yaml), None when it has none."""
+    try:
+        return int(yaml.safe_load((folder / "config.yaml").read_text())["train"]["batch_size"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 def main() -> int:
@@ -62,7 +71,8 @@ def main() -> int:
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker="o", label=label,
                     linestyle="--" if label.endswith("card defaults") else "-")
-        ax.set_xlabel("optimiser step (batch 2)")
+        batches = sorted({run_batch(Path(item.partition(":")[0])) for item in args.runs} - {None})
+        ax.set_xlabel(f"optimiser step (batch {' or '.join(map(str, batches)) or '?'})")
         ax.set_ylabel("validation mean Dice (%)")
         ax.set_title("solid: one pass; dashed: the card's defaults (TTA, post-processing)", fontsize=9)
         ax.grid(alpha=0.3)
