@@ -97,10 +97,6 @@ def test_torchrun_budget_stop_is_clean_and_resumable(tmp_path) -> None:
     assert torch.load(run / "checkpoint_last.pt", weights_only=True)["step"] == 1
 
 
-if __name__ == "__main__":
-    _worker(*sys.argv[1:5])
-
-
 def test_fast_path_gradient_strides_differ_only_along_size_one_axes() -> None:
     """Why the trainer hides DDP's "Grad strides do not match bucket view strides" (trainer.DDP_STRIDES_WARNING):
     on the fast path, a gradient whose strides differ from its parameter's differs only along axes of size 1, so
@@ -120,3 +116,7 @@ def test_fast_path_gradient_strides_differ_only_along_size_one_axes() -> None:
     assert differing, "no gradient strides differ any more: the warning filter in the trainer can go"
     for name, (shape, want, got) in differing.items():
         assert all(a == b for a, b, size in zip(want, got, shape) if size > 1), (name, shape, want, got)
+
+
+if __name__ == "__main__":
+    _worker(*sys.argv[1:5])

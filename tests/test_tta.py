@@ -8,7 +8,7 @@ import torch
 
 from lightmedseg.inference import tta as T
 from lightmedseg.inference.options import TTA_PASSES
-from lightmedseg.inference.predictor import Predictor
+from lightmedseg.inference.predictor import PredictionError, Predictor
 from lightmedseg.config import load_config
 
 
@@ -73,3 +73,9 @@ def test_views_stacked_into_one_call_give_the_same_window(views_per_call) -> Non
 @pytest.mark.parametrize("value,expected", [(None, None), (False, None), (True, "mirror"), ("rot90", "rot90")])
 def test_tta_mode_spellings(value, expected) -> None:
     assert T.tta_mode(value) == expected
+
+
+def test_views_per_call_must_be_positive() -> None:
+    cfg = load_config("demo", overrides=["infer.roi_size=[32,32,32]"])
+    with pytest.raises(PredictionError, match="views per engine call"):
+        Predictor(cfg, lambda x: x, tta="rot90", views_per_call=0)

@@ -141,7 +141,7 @@ class Predictor:
             raise PredictionError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
         self.label_values = output_label_values(cfg)
         self.progress = bool(progress)
-        self.views_per_call = int(views_per_call or TTA_VIEWS_PER_CALL)
+        self.views_per_call = int(TTA_VIEWS_PER_CALL if views_per_call is None else views_per_call)
         if self.views_per_call < 1:
             raise PredictionError(f"views per engine call must be a positive number, got {views_per_call}")
 
