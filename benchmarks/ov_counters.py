@@ -26,23 +26,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_per_volume import brats_model_dir  # noqa: E402
 from bench_vs_unet import SHAPE, _unet  # noqa: E402
 from lightmedseg.hardware import cpu_name  # noqa: E402
 
 ELEMENT_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "i8": 1, "u8": 1, "i32": 4, "i64": 8}
 MODULE_DEPTH = 3  # "decoder.stages.3" - the level the docs' per-stage shares are counted at
-
-
-def lightmedseg_model(final_transposed_conv: bool):
-    """The brats-preset network (seeded, untrained) in the chosen reading of Section 3.6, and its config."""
-    import torch
-
-    from lightmedseg.config import load_config
-    from lightmedseg.model.factory import build_model
-
-    torch.manual_seed(0)
-    config = load_config("brats", overrides=[f"model.final_transposed_conv={str(final_transposed_conv).lower()}"])
-    return build_model(config).eval(), config
 
 
 def compiled(ov_model, threads: int):
@@ -106,7 +95,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     nets = {}
     for final in (False, True):
-        model, config = lightmedseg_model(final)
+        _, model, config = brats_model_dir((f"model.final_transposed_conv={str(final).lower()}",))
         ov_model, _ = openvino_convert.convert_module(model, config)  # what predict converts by default
         nets["LightMedSeg, " + ("final_transposed_conv" if final else "default reading")] = compiled(ov_model, args.threads)
     with torch.no_grad():

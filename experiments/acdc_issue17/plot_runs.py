@@ -54,8 +54,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="figure to write (PNG)")
     args = p.parse_args()
     curves = {}
+    batches = set()
     for item in args.runs:
         folder, _, label = item.partition(":")
+        batches.add(run_batch(Path(folder)))
         label = label or Path(folder).name
         curves[label] = validation_points(Path(folder))
         if card := card_default_points(Path(folder)):
@@ -71,8 +73,7 @@ def main() -> int:
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker="o", label=label,
                     linestyle="--" if label.endswith("card defaults") else "-")
-        batches = sorted({run_batch(Path(item.partition(":")[0])) for item in args.runs} - {None})
-        ax.set_xlabel(f"optimiser step (batch {' or '.join(map(str, batches)) or '?'})")
+        ax.set_xlabel(f"optimiser step (batch {' or '.join(map(str, sorted(batches - {None}))) or '?'})")
         ax.set_ylabel("validation mean Dice (%)")
         ax.set_title("solid: one pass; dashed: the card's defaults (TTA, post-processing)", fontsize=9)
         ax.grid(alpha=0.3)
