@@ -8,9 +8,15 @@
 # 4000 steps of batch 2, uniform class weights, validation every 250 steps, every validated model kept
 # (snapshots) so each check can also be scored with the card's defaults (select_snapshot.py).
 #   bash experiments/acdc_issue28/run_capacity_pair.sh     # starts or resumes both; MINUTES caps one call
+#   RUNS="wide" bash experiments/acdc_issue28/run_capacity_pair.sh   # or one of them
 # Each run stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
 set -euo pipefail
 source "$(dirname "$0")/pair_recipe.sh"  # the paired recipe and run()
-run narrow
-run wide --set 'model.encoder_channels=[12,24,48,96]'
+for name in ${RUNS:-narrow wide}; do
+  case $name in
+    narrow) run narrow ;;
+    wide) run wide --set 'model.encoder_channels=[12,24,48,96]' ;;
+    *) echo "unknown run $name (narrow, wide)" >&2; exit 2 ;;
+  esac
+done
 wait
