@@ -10,6 +10,9 @@ mkdir -p "$OUT"
 run() {  # name, extra --set ...
   local name=$1; shift
   local run="$OUT/$name" resume=()
+  if [ ! -f "$run/checkpoint_last.pt" ] && compgen -G "$run/checkpoint_last.pt.part??" > /dev/null; then
+    bash "$(dirname "${BASH_SOURCE[0]}")/checkpoint_parts.sh" join "$run"  # a checkpoint committed in parts
+  fi
   [ -f "$run/checkpoint_last.pt" ] && resume=(--resume)
   OMP_NUM_THREADS=1 nice -n 5 $PY -m lightmedseg train --preset acdc --data "$DATA" --split acdc_nnformer \
     --out "$run" "${resume[@]}" --no-progress --max-minutes "${MINUTES:-600}" --device cpu \
