@@ -23,6 +23,7 @@ from lightmedseg.model import LightMedSeg
 
 DRAWS = 12
 STRIDE_CHOICES = (2, 2, (1, 2, 2), (2, 1, 2), (2, 2, 1), (1, 1, 2), (1, 1, 1))
+KERNEL_CHOICES = (3, (1, 3, 3), (3, 1, 3), (3, 3, 1), (1, 1, 3), (1, 1, 1))
 
 
 def draw_config(seed: int) -> tuple[dict, tuple[int, ...]]:
@@ -43,6 +44,7 @@ def draw_config(seed: int) -> tuple[dict, tuple[int, ...]]:
     divisor = LightMedSeg(**cfg).size_divisor
     shape = (rng.randint(1, 2), cfg["in_channels"], *(m * rng.randint(max(1, 16 // m), max(1, 40 // m)) for m in divisor))
     cfg["final_transposed_conv"] = rng.random() < 0.5  # drawn last: the earlier draws stay what they were
+    cfg["kernel_sizes"] = [rng.choice(KERNEL_CHOICES) for _ in range(n + 1)] if rng.random() < 0.5 else None
     return cfg, shape
 
 
@@ -55,6 +57,7 @@ def test_every_constructor_option_is_part_of_the_contract() -> None:
     draws = [draw_config(seed)[0] for seed in range(DRAWS)]
     for name in (p for p, v in draws[0].items() if isinstance(v, bool)):
         assert {d[name] for d in draws} == {False, True}, name
+    assert {d["kernel_sizes"] is None for d in draws} == {False, True}  # per-level kernels drawn, and the default
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:

@@ -22,6 +22,7 @@ from lightmedseg.model.skip_router import resample
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss, deep_supervision_weights
 
 ACDC_STRIDES = [[1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
+ACDC_KERNELS = [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]  # the acdc_aniso preset's
 OPTIONS = {
     "init": dict(upsample_init="fan_in", spb_zero_init=True, film_identity_init=True),
     "strides": dict(strides=ACDC_STRIDES),
@@ -36,6 +37,10 @@ OPTIONS = {
     "halfres_acdc": dict(strides=ACDC_STRIDES, deep_supervision=2, router_downsample="pool", encoder_norm=True,
                          upsample_init="fan_in", spb_zero_init=True, film_identity_init=True,
                          final_transposed_conv=True),
+    # per-level kernels (issue 28): in-plane 1 x 3 x 3 kernels on the thick-slice levels, nnU-Net's rule
+    "aniso": dict(strides=ACDC_STRIDES, kernel_sizes=ACDC_KERNELS, deep_supervision=2, router_downsample="pool",
+                  encoder_norm=True, upsample_init="fan_in", spb_zero_init=True, film_identity_init=True),
+    "aniso_halfres": dict(strides=ACDC_STRIDES, kernel_sizes=ACDC_KERNELS, final_transposed_conv=True),
 }
 FP32_ATOL = 1e-4
 
@@ -172,6 +177,9 @@ def test_models_shipped_before_the_options_still_load_and_predict(source: str, l
     model, config = load_model(legacy_models[source])
     assert "strides" not in config["model"]  # an old config: the paper's network
     assert "final_transposed_conv" not in config["model"] and model.decoder.final_up is None
+    assert "kernel_sizes" not in config["model"] and model.kernel_sizes is None
+    assert all(m.kernel_size == (3, 3, 3) for m in model.modules()
+               if isinstance(m, torch.nn.Conv3d) and m.kernel_size[0] > 1 and m.kernel_size != (5, 5, 5))
     assert model.size_divisor == (16, 16, 16)
     with torch.no_grad():
         assert model(torch.randn(1, 1, 16, 32, 32)).shape == (1, 4, 16, 32, 32)
@@ -338,3 +346,71 @@ def test_default_reading_weights_map_onto_final_transposed_conv(strides, tmp_pat
     assert set(started) == set(mapped) and torch.equal(started["final_up.weight"], mapped["final_up.weight"])
     with pytest.raises(CheckpointError, match="final_transposed_conv"):
         initial_weights(tmp_path / "halfres.safetensors", {"model": config})
+
+
+# -- kernel_sizes: per-level kernels (issue 28) ---------------------------------------------------------------------
+
+def _spatial_convs(module: torch.nn.Module) -> list[torch.nn.Conv3d]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size != (1, 1, 1)]
+
+
+@pytest.mark.parametrize("final_transposed_conv", [False, True])
+def test_kernel_sizes_put_each_level_s_kernel_on_its_convolutions(final_transposed_conv: bool) -> None:
+    """Level 0 (F_0's grid: stem's cheap conv, LSPM, encoder stage 1) and the input's grid (stem conv, the last
+    decoder stage) get 1 x 3 x 3 (the LSPM's 5^3 becomes 1 x 5 x 5); the deeper levels keep 3^3; the anchor
+    detector's convs are not per level and keep 3^3. 'Same' padding keeps every size."""
+    model = LightMedSeg(1, 4, strides=ACDC_STRIDES, kernel_sizes=ACDC_KERNELS,
+                        final_transposed_conv=final_transposed_conv)
+    assert model.stem.conv.primary.kernel_size == (1, 3, 3) and model.stem.conv.cheap.kernel_size == (1, 3, 3)
+    assert model.lspm.texture.smooth.conv.kernel_size == (1, 5, 5)
+    assert {c.kernel_size for c in _spatial_convs(model.lspm.gating)} == {(1, 3, 3)}
+    stages = [{c.kernel_size for c in _spatial_convs(s)} for s in model.encoder.stages]
+    assert stages == [{(1, 3, 3)}, {(3, 3, 3)}, {(3, 3, 3)}, {(3, 3, 3)}]
+    decoder = [{c.kernel_size for c in _spatial_convs(s)} for s in model.decoder.stages]
+    # stage j's output is on level n-2-j; the last on the input's grid, which is level 0 with final_transposed_conv
+    assert decoder == [{(3, 3, 3)}, {(3, 3, 3)}, {(1, 3, 3)}, {(1, 3, 3)}]
+    assert {c.kernel_size for c in _spatial_convs(model.anchor_detector)} == {(3, 3, 3)}
+    assert all(c.padding == tuple(k // 2 for k in c.kernel_size) for c in _spatial_convs(model) if c.stride == (1, 1, 1))
+    x = torch.randn(1, 1, 16, 32, 32)
+    assert model.eval()(x).shape == (1, 4, 16, 32, 32)
+    baseline = LightMedSeg(1, 4, strides=ACDC_STRIDES, final_transposed_conv=final_transposed_conv)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in baseline.parameters())
+
+
+def test_kernel_sizes_all_cubic_is_the_paper_network() -> None:
+    """Writing the default out (3 everywhere) builds the same parameters, in the same order, as leaving it None."""
+    torch.manual_seed(0)
+    default = LightMedSeg(1, 4, strides=ACDC_STRIDES)
+    torch.manual_seed(0)
+    explicit = LightMedSeg(1, 4, strides=ACDC_STRIDES, kernel_sizes=[3] * 5)
+    a, b = default.state_dict(), explicit.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert default.config["kernel_sizes"] is None and explicit.config["kernel_sizes"] == [[3, 3, 3]] * 5
+
+
+@pytest.mark.parametrize("kernel_sizes, message", [
+    ([[1, 3, 3]] * 4, "need 5 entries"),
+    ([[1, 3, 3]] * 4 + [[2, 3, 3]], "odd positive"),
+    ([[1, 3]] * 5, "odd positive"),
+])
+def test_kernel_sizes_refused_with_the_reason(kernel_sizes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LightMedSeg(1, 4, strides=ACDC_STRIDES, kernel_sizes=kernel_sizes)
+
+
+def test_acdc_aniso_preset_builds_the_in_plane_network(tmp_path: Path) -> None:
+    """The preset and a --set override give the same network; its config round-trips through a model file."""
+    from lightmedseg.checkpoint import save_model
+
+    config = load_config("acdc_aniso")
+    assert config["model"]["kernel_sizes"] == ACDC_KERNELS
+    model = build_model(config)
+    assert model.stem.conv.primary.kernel_size == (1, 3, 3)
+    overridden = load_config("acdc", overrides=[f"model.kernel_sizes={ACDC_KERNELS}".replace(" ", "")])
+    assert overridden["model"]["kernel_sizes"] == ACDC_KERNELS
+    path = save_model(tmp_path / "aniso.safetensors", model, config)
+    loaded, stored = load_model(path)
+    assert stored["model"]["kernel_sizes"] == ACDC_KERNELS
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model.eval()(x))

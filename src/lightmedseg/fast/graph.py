@@ -56,6 +56,7 @@ HANDLED_OPTIONS: dict[str, Callable[[Any], bool] | None] = {
     "router_downsample": lambda v: v in ("interpolate", "pool"),
     "upsample_init": None, "spb_zero_init": None, "film_identity_init": None,  # initialisation only
     "final_transposed_conv": None,
+    "kernel_sizes": None,  # read from each conv module (kernel, padding), like every conv here
 }
 
 

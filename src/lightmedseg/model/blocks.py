@@ -16,6 +16,9 @@ from torch import nn
 ConvKind = Literal["ghost", "standard"]
 Stride3 = tuple[int, int, int]
 StrideLike = Union[int, Sequence[int]]
+Kernel3 = tuple[int, int, int]
+KernelLike = Union[int, Sequence[int]]
+PAPER_KERNEL: Kernel3 = (3, 3, 3)  # every "3^3" convolution of Sections 3.1-3.6
 
 
 def as_stride3(stride: StrideLike) -> Stride3:
@@ -24,6 +27,28 @@ def as_stride3(stride: StrideLike) -> Stride3:
     if len(values) != 3 or any(s < 1 for s in values):
         raise ValueError(f"a stride must be a positive int or three positive ints (d, h, w), got {stride!r}")
     return values  # type: ignore[return-value]
+
+
+def as_kernel3(kernel: KernelLike) -> Kernel3:
+    """``3`` -> ``(3, 3, 3)``; a (d, h, w) sequence of odd positive ints is checked and returned as a tuple.
+
+    Odd sizes only: every convolution here pads to keep its input's size ('same' padding, ``k // 2``).
+    """
+    values = (kernel,) * 3 if isinstance(kernel, int) else tuple(int(k) for k in kernel)
+    if len(values) != 3 or any(k < 1 or k % 2 == 0 for k in values):
+        raise ValueError(f"a kernel size must be an odd positive int or three of them (d, h, w), got {kernel!r}")
+    return values  # type: ignore[return-value]
+
+
+def same_padding(kernel: KernelLike) -> Kernel3:
+    """The padding that keeps the size of a stride-1 convolution with ``kernel``: ``k // 2`` per axis."""
+    return tuple(k // 2 for k in as_kernel3(kernel))  # type: ignore[return-value]
+
+
+def widened(kernel: KernelLike, by: int = 2) -> Kernel3:
+    """The kernel of a wider convolution at the same level: ``k + by`` along each axis that has extent (the
+    LSPM's 5^3 depthwise conv, Eq. 2, is ``widened((3, 3, 3))``), 1 along an in-plane-only axis."""
+    return tuple(k + by if k > 1 else 1 for k in as_kernel3(kernel))  # type: ignore[return-value]
 
 
 def group_norm(channels: int, groups: int = 4) -> nn.GroupNorm:
@@ -37,26 +62,38 @@ class GhostConv3d(nn.Module):
     A (possibly strided) Conv3D makes ``ceil(out/2)`` primary maps; a depthwise 3^3 conv (stride 1)
     makes the remaining ghost maps from them; both are concatenated. No normalisation here: the
     callers add GN_4 where the paper does (stem, Eq. 20).
+
+    ``kernel_size`` is the primary conv's; ``cheap_kernel_size`` (default: the same) the depthwise conv's, which
+    runs at the output's resolution (they differ in a strided stem with per-level kernels).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: StrideLike = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: KernelLike = 3, stride: StrideLike = 1,
+                 cheap_kernel_size: KernelLike | None = None) -> None:
         super().__init__()
         primary = (out_channels + 1) // 2
         ghost = out_channels - primary
-        self.primary = nn.Conv3d(in_channels, primary, kernel_size, as_stride3(stride), padding=kernel_size // 2)
-        self.cheap = nn.Conv3d(primary, ghost, 3, 1, padding=1, groups=math.gcd(primary, ghost))
+        cheap = kernel_size if cheap_kernel_size is None else cheap_kernel_size
+        self.primary = nn.Conv3d(in_channels, primary, as_kernel3(kernel_size), as_stride3(stride),
+                                 padding=same_padding(kernel_size))
+        self.cheap = nn.Conv3d(primary, ghost, as_kernel3(cheap), 1, padding=same_padding(cheap),
+                               groups=math.gcd(primary, ghost))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.primary(x)
         return torch.cat([y, self.cheap(y)], dim=1)
 
 
-def make_conv3(in_channels: int, out_channels: int, stride: StrideLike = 1, kind: ConvKind = "ghost") -> nn.Module:
-    """A 3^3 convolution as GhostConv3D (paper default) or a dense Conv3D ("Standard Conv" variant)."""
+def make_conv3(in_channels: int, out_channels: int, stride: StrideLike = 1, kind: ConvKind = "ghost",
+               kernel: KernelLike = PAPER_KERNEL, out_kernel: KernelLike | None = None) -> nn.Module:
+    """A 3^3 convolution as GhostConv3D (paper default) or a dense Conv3D ("Standard Conv" variant).
+
+    ``kernel`` replaces 3^3 (e.g. (1, 3, 3) on thick-slice levels, ``model.kernel_sizes``); ``out_kernel`` is the
+    ghost's cheap conv's kernel where it runs at another level than the primary conv (a strided stem).
+    """
     if kind == "ghost":
-        return GhostConv3d(in_channels, out_channels, 3, stride)
+        return GhostConv3d(in_channels, out_channels, kernel, stride, cheap_kernel_size=out_kernel)
     if kind == "standard":
-        return nn.Conv3d(in_channels, out_channels, 3, as_stride3(stride), padding=1)
+        return nn.Conv3d(in_channels, out_channels, as_kernel3(kernel), as_stride3(stride), padding=same_padding(kernel))
     raise ValueError(f"conv must be 'ghost' or 'standard', got {kind!r}")
 
 
@@ -65,9 +102,9 @@ def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv3d
     return nn.Conv3d(in_channels, out_channels, 1, bias=bias)
 
 
-def depthwise3(channels: int, bias: bool = True) -> nn.Conv3d:
-    """Depthwise 3^3 Conv3D, stride 1, padding 1, groups = channels."""
-    return nn.Conv3d(channels, channels, 3, 1, padding=1, groups=channels, bias=bias)
+def depthwise3(channels: int, bias: bool = True, kernel: KernelLike = PAPER_KERNEL) -> nn.Conv3d:
+    """Depthwise 3^3 Conv3D (or ``kernel``), stride 1, 'same' padding, groups = channels."""
+    return nn.Conv3d(channels, channels, as_kernel3(kernel), 1, padding=same_padding(kernel), groups=channels, bias=bias)
 
 
 class ConvNormAct(nn.Sequential):

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from lightmedseg.model.blocks import (
+    PAPER_KERNEL,
     ConvKind,
     ConvNormAct,
+    KernelLike,
     SqueezeExcite3d,
     Stride3,
     StrideLike,
@@ -104,20 +106,24 @@ class DecoderStage(nn.Module):
         upsample_init: "torch" (PyTorch's default, whose fan-in for ConvTranspose3d is C_out * k^3, so
             every upsampling shrinks the signal) or "fan_in" (N(0, 1/C_in) at the true fan-in, zero bias).
         spb_zero_init: start the spatial position bias at zero.
+        kernel: the kernel of the 3^3 convs of the local and context paths (Eqs. 19-20), at the stage's
+            output resolution (``model.kernel_sizes``).
     """
 
     num_paths = 3
 
     def __init__(self, in_channels: int, out_channels: int, num_anchors: int | None, conv: ConvKind = "ghost",
-                 stride: StrideLike = 2, upsample_init: str = "torch", spb_zero_init: bool = False) -> None:
+                 stride: StrideLike = 2, upsample_init: str = "torch", spb_zero_init: bool = False,
+                 kernel: KernelLike = PAPER_KERNEL) -> None:
         super().__init__()
         self.stride = as_stride3(stride)
         self.up = _transposed_conv(in_channels, out_channels, self.stride, upsample_init)
         self.spb = SpatialPositionBias(num_anchors, out_channels, spb_zero_init) if num_anchors else None
         self.fuse = conv1x1(2 * out_channels, out_channels)  # Eq. 16
         self.gate = conv1x1(out_channels, self.num_paths)  # Eq. 17
-        self.path_local = ConvNormAct(depthwise3(out_channels, bias=False), out_channels)  # Eq. 19
-        self.path_context = ConvNormAct(make_conv3(out_channels, out_channels, kind=conv), out_channels)  # Eq. 20
+        self.path_local = ConvNormAct(depthwise3(out_channels, bias=False, kernel=kernel), out_channels)  # Eq. 19
+        self.path_context = ConvNormAct(make_conv3(out_channels, out_channels, kind=conv, kernel=kernel),
+                                        out_channels)  # Eq. 20
         self.path_channel = ConvNormAct(conv1x1(out_channels, out_channels, bias=False), out_channels)  # Eq. 21
         self.se = SqueezeExcite3d(out_channels)
 
@@ -178,6 +184,8 @@ class Decoder(nn.Module):
         deep_supervision: coarser stages with a training-only 1x1 head (stages n-2, n-3, ...).
         final_transposed_conv: last stage at the stem's resolution, then head and a final transposed conv
             (see above); False: the last stage upsamples to the input resolution and the head is a 1x1 only.
+        level_kernels: the 3^3 kernel of each resolution level, the input's grid first, then the encoder
+            stages' (n + 1 entries; ``None``: 3^3 everywhere). Each stage takes its output level's kernel.
 
     The parameters after the encoder were attributes of ``LightMedSeg`` before this class existed; their
     checkpoint names are kept (see ``LightMedSeg``'s state-dict hooks).
@@ -197,10 +205,14 @@ class Decoder(nn.Module):
         spb_zero_init: bool = False,
         deep_supervision: int = 0,
         final_transposed_conv: bool = False,
+        level_kernels: Sequence[KernelLike] | None = None,
     ) -> None:
         super().__init__()
         encoder_channels = tuple(encoder.channels)
         n = len(encoder_channels)
+        level_kernels = list(level_kernels) if level_kernels is not None else [PAPER_KERNEL] * (n + 1)
+        if len(level_kernels) != n + 1:
+            raise ValueError(f"need {n + 1} level kernels (the input's grid and {n} stages), got {len(level_kernels)}")
         if not 0 <= deep_supervision < n:
             raise ValueError(f"deep_supervision must be in [0, {n - 1}], got {deep_supervision}")
         self.widths = encoder_channels[::-1]  # (64, 32, 16, 8)
@@ -220,9 +232,13 @@ class Decoder(nn.Module):
         )
         self.bottleneck = conv1x1(encoder_channels[-1], encoder_channels[-1])
         widths = (encoder_channels[-1], *self.widths)
+        # Stage j's output is on encoder level n-2-j (level_kernels[n-1-j]); the last stage's on the input grid
+        # (level_kernels[0]), or on F_0's (level_kernels[1]) when it stays at the stem's resolution.
+        stage_kernels = [level_kernels[n - 1 - j] for j in range(n - 1)]
+        stage_kernels.append(level_kernels[1] if final_transposed_conv else level_kernels[0])
         self.stages = nn.ModuleList(
             DecoderStage(widths[j], widths[j + 1], num_anchors, conv, stride=self.strides[j],
-                         upsample_init=upsample_init, spb_zero_init=spb_zero_init)
+                         upsample_init=upsample_init, spb_zero_init=spb_zero_init, kernel=stage_kernels[j])
             for j in range(n)
         )
         self.head = conv1x1(self.widths[-1], num_classes)

@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from lightmedseg.model.blocks import (
+    PAPER_KERNEL,
     ConvKind,
     ConvNormAct,
     FiLM,
+    KernelLike,
     SqueezeExcite3d,
     StrideLike,
     as_stride3,
@@ -33,15 +35,17 @@ class EncoderStage(nn.Module):
         project_norm: GN_4 after the projection, before FiLM (a reading of Section 3.1's "concatenated and
             normalized via Group Normalization"; the literal Eq. 6 has none).
         film_identity_init: FiLM starts as the identity (W_gamma = W_beta = 0).
+        kernel: the kernel of the stage's 3^3 convs (projection and detail path; ``model.kernel_sizes``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, anchor_dim: int | None, conv: ConvKind = "ghost",
-                 project_norm: bool = False, film_identity_init: bool = False) -> None:
+                 project_norm: bool = False, film_identity_init: bool = False,
+                 kernel: KernelLike = PAPER_KERNEL) -> None:
         super().__init__()
-        self.project = make_conv3(in_channels, out_channels, kind=conv)
+        self.project = make_conv3(in_channels, out_channels, kind=conv, kernel=kernel)
         self.project_norm = group_norm(out_channels) if project_norm else None
         self.film = FiLM(anchor_dim, out_channels, film_identity_init) if anchor_dim else None
-        self.detail = ConvNormAct(depthwise3(out_channels, bias=False), out_channels)  # Eq. 7
+        self.detail = ConvNormAct(depthwise3(out_channels, bias=False, kernel=kernel), out_channels)  # Eq. 7
         self.smooth = conv1x1(out_channels, out_channels)  # Eq. 8
         self.se = SqueezeExcite3d(out_channels)  # Eq. 10
 
@@ -64,7 +68,8 @@ class Encoder(nn.Module):
     """Stages with widths ``channels`` (8, 16, 32, 64); max pooling before stages 2-4.
 
     ``pool_strides`` gives each pooling's (d, h, w) kernel = stride: (2, 2, 2) three times in the paper,
-    (1, 2, 2), (2, 2, 2), (2, 2, 2) in the anisotropic ACDC plan.
+    (1, 2, 2), (2, 2, 2), (2, 2, 2) in the anisotropic ACDC plan. ``kernels``: each stage's 3^3 kernel
+    (``None``: 3^3 everywhere, the paper's).
     """
 
     def __init__(
@@ -76,12 +81,16 @@ class Encoder(nn.Module):
         pool_strides: Sequence[StrideLike] | None = None,
         project_norm: bool = False,
         film_identity_init: bool = False,
+        kernels: Sequence[KernelLike] | None = None,
     ) -> None:
         super().__init__()
         self.channels = tuple(channels)
         widths = (in_channels, *channels)
+        kernels = list(kernels) if kernels is not None else [PAPER_KERNEL] * len(channels)
+        if len(kernels) != len(channels):
+            raise ValueError(f"need {len(channels)} stage kernels for {len(channels)} stages, got {len(kernels)}")
         self.stages = nn.ModuleList(
-            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv, project_norm, film_identity_init)
+            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv, project_norm, film_identity_init, kernels[i])
             for i in range(len(channels))
         )
         strides = [as_stride3(s) for s in (pool_strides or [2] * (len(channels) - 1))]

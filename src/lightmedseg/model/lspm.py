@@ -11,15 +11,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightmedseg.model.blocks import ConvNormAct, conv1x1
+from lightmedseg.model.blocks import PAPER_KERNEL, ConvNormAct, KernelLike, as_kernel3, conv1x1, same_padding, widened
 
 
 class TextureBranch(nn.Module):
-    """Branch 1: ``T = sigmoid(Conv1x1(|SiLU(GN_4(DWConv5(F_0))) - F_0|))`` in [0,1]^{B x 1 x ...}."""
+    """Branch 1: ``T = sigmoid(Conv1x1(|SiLU(GN_4(DWConv5(F_0))) - F_0|))`` in [0,1]^{B x 1 x ...}.
 
-    def __init__(self, channels: int) -> None:
+    ``kernel``: the level's 3^3 kernel; DWConv5 is its widened form (5^3, or 1 x 5 x 5 for (1, 3, 3)).
+    """
+
+    def __init__(self, channels: int, kernel: KernelLike = PAPER_KERNEL) -> None:
         super().__init__()
-        self.smooth = ConvNormAct(nn.Conv3d(channels, channels, 5, 1, padding=2, groups=channels, bias=False), channels)  # Eq. 2
+        k5 = widened(kernel)
+        self.smooth = ConvNormAct(nn.Conv3d(channels, channels, k5, 1, padding=same_padding(k5), groups=channels,
+                                            bias=False), channels)  # Eq. 2
         self.to_map = conv1x1(channels, 1)
 
     def forward(self, f0: torch.Tensor) -> torch.Tensor:
@@ -33,14 +38,16 @@ class SpatialGatingHead(nn.Module):
     collapse to one channel. The paper says the second conv "collapses to a single-channel output" but
     also puts GN_4 after it (impossible on one channel) and prices the branch at 10.5K parameters, which
     only the reading with a 2C_0-wide second conv and a separate 1x1x1 collapse reaches (10,449).
+    ``kernel`` replaces 3^3 (``model.kernel_sizes``).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel: KernelLike = PAPER_KERNEL) -> None:
         super().__init__()
         wide = 2 * channels
+        k, pad = as_kernel3(kernel), same_padding(kernel)
         self.psi = nn.Sequential(
-            ConvNormAct(nn.Conv3d(channels, wide, 3, 1, padding=1, bias=False), wide),
-            ConvNormAct(nn.Conv3d(wide, wide, 3, 1, padding=1, bias=False), wide),
+            ConvNormAct(nn.Conv3d(channels, wide, k, 1, padding=pad, bias=False), wide),
+            ConvNormAct(nn.Conv3d(wide, wide, k, 1, padding=pad, bias=False), wide),
             conv1x1(wide, 1),
         )
 
@@ -78,12 +85,15 @@ class AdaptiveFeatureMixer(nn.Module):
 
 
 class LocalStructuralPriorModule(nn.Module):
-    """LSPM: emits the texture routing map T and the structurally adapted features F'_0."""
+    """LSPM: emits the texture routing map T and the structurally adapted features F'_0.
 
-    def __init__(self, channels: int = 8) -> None:
+    ``kernel``: the 3^3 kernel of F_0's level (``model.kernel_sizes``); the paper's everywhere by default.
+    """
+
+    def __init__(self, channels: int = 8, kernel: KernelLike = PAPER_KERNEL) -> None:
         super().__init__()
-        self.texture = TextureBranch(channels)
-        self.gating = SpatialGatingHead(channels)
+        self.texture = TextureBranch(channels, kernel)
+        self.gating = SpatialGatingHead(channels, kernel)
         self.mixer = AdaptiveFeatureMixer(channels)
 
     def forward(self, f0: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -19,14 +19,15 @@ from torch import nn
 
 from lightmedseg.io_utils import json_plain
 from lightmedseg.model.anchors import GlobalAnchorDetector
-from lightmedseg.model.blocks import ConvKind, Stride3, StrideLike, as_stride3
+from lightmedseg.model.blocks import PAPER_KERNEL, ConvKind, Kernel3, KernelLike, Stride3, StrideLike, as_kernel3, as_stride3
 from lightmedseg.model.decoder import Decoder, SkipAdapter, size_divisor
 from lightmedseg.model.encoder import Encoder
 from lightmedseg.model.lspm import LocalStructuralPriorModule
 from lightmedseg.model.skip_router import MultiScaleSkipRouter
 from lightmedseg.model.stem import PatchEmbeddingStem
 
-__all__ = ["LightMedSeg", "SkipAdapter", "PAPER_STRIDE", "PAPER_SIZE_DIVISOR", "stage_strides", "size_divisors"]
+__all__ = ["LightMedSeg", "SkipAdapter", "PAPER_STRIDE", "PAPER_SIZE_DIVISOR", "stage_strides", "level_kernels",
+           "size_divisors"]
 
 PAPER_STRIDE = 2  # "stride 2 halves all spatial dimensions" (Section 3.1), also each pooling
 DEFAULT_ENCODER_CHANNELS = (8, 16, 32, 64)
@@ -37,6 +38,16 @@ def stage_strides(strides: Sequence[StrideLike] | None, num_stages: int) -> list
     values = [as_stride3(s) for s in (strides if strides is not None else [PAPER_STRIDE] * num_stages)]
     if len(values) != num_stages:
         raise ValueError(f"strides: need {num_stages} entries (the stem and {num_stages - 1} poolings), got {len(values)}")
+    return values
+
+
+def level_kernels(kernel_sizes: Sequence[KernelLike] | None, num_stages: int) -> list[Kernel3]:
+    """The (d, h, w) kernel of the 3^3 convs on each resolution level: the input's grid, then each encoder
+    stage's (``num_stages + 1`` entries); ``None`` is the paper's 3^3 everywhere."""
+    values = [as_kernel3(k) for k in (kernel_sizes if kernel_sizes is not None else [PAPER_KERNEL] * (num_stages + 1))]
+    if len(values) != num_stages + 1:
+        raise ValueError(f"kernel_sizes: need {num_stages + 1} entries (the input's grid and {num_stages} stages), "
+                         f"got {len(values)}")
     return values
 
 
@@ -134,6 +145,12 @@ class LightMedSeg(nn.Module):
             as its skip unresampled), the 1x1x1 head maps it to N_cls and a final ConvTranspose3d with kernel
             = stride = the stem's stride restores the input resolution. False (default): the last stage
             upsamples to the input resolution and the head is a 1x1x1 conv only.
+        kernel_sizes: the (d, h, w) kernel that replaces 3^3 on each resolution level: the input's grid (the
+            stem's conv and a full-resolution last decoder stage), then each encoder stage's level (its
+            encoder stage and the decoder stage whose output is there; level 0 also holds the LSPM, whose
+            5^3 depthwise conv becomes the widened kernel, 1 x 5 x 5 for 1 x 3 x 3). ``None`` = 3^3 everywhere
+            (paper). nnU-Net's rule for thick slices: in-plane kernels (1, 3, 3) until the in-plane spacing
+            comes within 2x of the slice spacing, e.g. ``[[1,3,3],[1,3,3],[3,3,3],[3,3,3],[3,3,3]]`` for ACDC.
 
     The options after ``anchor_hidden`` are not in the paper; their defaults are the paper-literal
     network, and docs/architecture.md says which reading each preset uses and why.
@@ -162,6 +179,7 @@ class LightMedSeg(nn.Module):
         router_downsample: str = "interpolate",
         deep_supervision: int = 0,
         final_transposed_conv: bool = False,
+        kernel_sizes: Sequence[KernelLike] | None = None,
     ) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 2:
@@ -173,21 +191,24 @@ class LightMedSeg(nn.Module):
                 setattr(self, name, value)
         self.encoder_channels = tuple(int(c) for c in encoder_channels)
         self.strides = stage_strides(strides, len(self.encoder_channels))
+        kernels = level_kernels(kernel_sizes, len(self.encoder_channels))
+        self.kernel_sizes = kernels if kernel_sizes is not None else None  # None stays None: old configs unchanged
 
-        self.stem = PatchEmbeddingStem(in_channels, stem_channels, conv, stride=self.strides[0])
+        self.stem = PatchEmbeddingStem(in_channels, stem_channels, conv, stride=self.strides[0], kernel=kernels[0],
+                                       out_kernel=kernels[1])
         self.anchor_detector = (
             GlobalAnchorDetector(in_channels, num_anchors, anchor_width, anchor_hidden) if use_anchors else None
         )
-        self.lspm = LocalStructuralPriorModule(stem_channels) if use_lspm else None
+        self.lspm = LocalStructuralPriorModule(stem_channels, kernels[1]) if use_lspm else None
         anchor_dim = 3 * num_anchors if use_anchors else None
         self.encoder = Encoder(stem_channels, self.encoder_channels, anchor_dim, conv, pool_strides=self.strides[1:],
-                               project_norm=encoder_norm, film_identity_init=film_identity_init)
+                               project_norm=encoder_norm, film_identity_init=film_identity_init, kernels=kernels[1:])
         levels = router_levels if use_skip_router else 0
         self.skip_router = (MultiScaleSkipRouter(self.encoder_channels, router_width, router_downsample)
                             if levels else None)
         self.decoder = Decoder(self.encoder, stem_channels, self.strides[0], num_classes,
                                num_anchors if use_anchors else None, conv, router_width, levels,
-                               upsample_init, spb_zero_init, deep_supervision, final_transposed_conv)
+                               upsample_init, spb_zero_init, deep_supervision, final_transposed_conv, kernels)
         _register_state_dict_hooks(self)
 
     @property
