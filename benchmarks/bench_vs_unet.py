@@ -40,6 +40,9 @@ from pathlib import Path
 
 from lightmedseg.hardware import cpu_name
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_per_volume import brats_model_dir  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- vs-unet:start -->", "<!-- vs-unet:end -->"
@@ -69,21 +72,6 @@ def _unet():
                 strides=(2, 2, 2, 2), num_res_units=2).eval()
 
 
-def _lightmedseg_file(work: Path, overrides: list[str]) -> tuple[Path, object]:
-    """A seeded, untrained 4-channel brats-preset model file (the network of the paper's Table 1), with the
-    ``--set`` overrides (e.g. ``model.final_transposed_conv=true``, the reading the shipped ``acdc`` uses)."""
-    import torch
-
-    from lightmedseg.checkpoint import save_model
-    from lightmedseg.config import load_config
-    from lightmedseg.model.factory import build_model
-
-    torch.manual_seed(0)
-    config = load_config("brats", overrides=overrides)
-    model = build_model(config).eval()
-    return save_model(work / "model_best.safetensors", model, config), model
-
-
 def _openvino_fn(module, precision: str):
     import numpy as np
     import openvino as ov
@@ -108,9 +96,9 @@ def predict_worker(name: str, threads: int, repeats: int, overrides: list[str]) 
 
     torch.set_num_threads(threads)
     os.environ["LIGHTMEDSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-vs-unet-cache-")
-    work = Path(tempfile.mkdtemp(prefix="bench-vs-unet-"))
     x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(0))
-    path, model = _lightmedseg_file(work, overrides)
+    run, model, _ = brats_model_dir(tuple(overrides))  # the seeded, untrained brats-preset network (Table 1's)
+    path = run / "model_best.safetensors"
     with torch.inference_mode():
         reference = model(x).argmax(1) if name.startswith("lms/") else None
     t0 = time.perf_counter()
