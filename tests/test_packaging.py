@@ -177,3 +177,25 @@ def test_no_tracked_file_is_over_the_per_file_limit() -> None:
     sizes = {n: (ROOT / n).stat().st_size for n in tracked if n and (ROOT / n).is_file()}
     assert sizes, "git ls-files listed nothing"
     assert {n: s for n, s in sizes.items() if s > MAX_TRACKED_FILE_BYTES} == {}
+
+
+def test_checkpoint_parts_join_to_the_same_file_and_refuse_a_damaged_part(tmp_path: Path) -> None:
+    """experiments/acdc_issue28/checkpoint_parts.sh: a checkpoint over the per-file limit is split into parts under
+    it and joined back byte for byte; a damaged part fails the sha256 check and leaves the parts in place."""
+    script = ROOT / "experiments" / "acdc_issue28" / "checkpoint_parts.sh"
+    payload = np.random.default_rng(0).bytes(9_000_000)
+    ckpt = tmp_path / "checkpoint_last.pt"
+    ckpt.write_bytes(payload)
+    subprocess.run(["bash", str(script), "split", str(tmp_path)], check=True, capture_output=True)
+    parts = sorted(tmp_path.glob("checkpoint_last.pt.part*"))
+    assert not ckpt.exists() and len(parts) == 3 and all(p.stat().st_size <= 4 * 2 ** 20 for p in parts)
+    assert all(RUNNING_CHECKPOINT.fullmatch(f"experiments/run/{p.name}") for p in parts)
+    subprocess.run(["bash", str(script), "join", str(tmp_path)], check=True, capture_output=True)
+    assert ckpt.read_bytes() == payload and not list(tmp_path.glob("checkpoint_last.pt.*"))
+
+    subprocess.run(["bash", str(script), "split", str(tmp_path)], check=True, capture_output=True)
+    damaged = tmp_path / "checkpoint_last.pt.part01"
+    damaged.write_bytes(b"x" + damaged.read_bytes()[1:])
+    result = subprocess.run(["bash", str(script), "join", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode != 0 and "sha256" in result.stderr
+    assert not ckpt.exists() and len(list(tmp_path.glob("checkpoint_last.pt.part*"))) == 3
