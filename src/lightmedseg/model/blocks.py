@@ -51,6 +51,16 @@ def widened(kernel: KernelLike, by: int = 2) -> Kernel3:
     return tuple(k + by if k > 1 else 1 for k in as_kernel3(kernel))  # type: ignore[return-value]
 
 
+def level_kernels(kernel_sizes: Sequence[KernelLike] | None, num_stages: int) -> list[Kernel3]:
+    """The (d, h, w) kernel of the 3^3 convs on each resolution level: the input's grid, then each encoder
+    stage's (``num_stages + 1`` entries); ``None`` is the paper's 3^3 everywhere."""
+    values = [as_kernel3(k) for k in (kernel_sizes if kernel_sizes is not None else [PAPER_KERNEL] * (num_stages + 1))]
+    if len(values) != num_stages + 1:
+        raise ValueError(f"kernel_sizes: need {num_stages + 1} entries (the input's grid and {num_stages} stages), "
+                         f"got {len(values)}")
+    return values
+
+
 def group_norm(channels: int, groups: int = 4) -> nn.GroupNorm:
     """GN_4 of the paper: group normalisation with four groups (fewer if ``channels`` < 4)."""
     return nn.GroupNorm(min(groups, channels), channels)

@@ -30,6 +30,7 @@ from lightmedseg.model.blocks import (
     as_stride3,
     conv1x1,
     depthwise3,
+    level_kernels,
     make_conv3,
 )
 from lightmedseg.model.skip_router import resample
@@ -184,8 +185,9 @@ class Decoder(nn.Module):
         deep_supervision: coarser stages with a training-only 1x1 head (stages n-2, n-3, ...).
         final_transposed_conv: last stage at the stem's resolution, then head and a final transposed conv
             (see above); False: the last stage upsamples to the input resolution and the head is a 1x1 only.
-        level_kernels: the 3^3 kernel of each resolution level, the input's grid first, then the encoder
-            stages' (n + 1 entries; ``None``: 3^3 everywhere). Each stage takes its output level's kernel.
+        kernel_sizes: the 3^3 kernel of each resolution level, the input's grid first, then the encoder
+            stages' (n + 1 entries; ``None``: 3^3 everywhere; :func:`~lightmedseg.model.blocks.level_kernels`).
+            Each stage takes its output level's kernel.
 
     The parameters after the encoder were attributes of ``LightMedSeg`` before this class existed; their
     checkpoint names are kept (see ``LightMedSeg``'s state-dict hooks).
@@ -205,14 +207,12 @@ class Decoder(nn.Module):
         spb_zero_init: bool = False,
         deep_supervision: int = 0,
         final_transposed_conv: bool = False,
-        level_kernels: Sequence[KernelLike] | None = None,
+        kernel_sizes: Sequence[KernelLike] | None = None,
     ) -> None:
         super().__init__()
         encoder_channels = tuple(encoder.channels)
         n = len(encoder_channels)
-        level_kernels = list(level_kernels) if level_kernels is not None else [PAPER_KERNEL] * (n + 1)
-        if len(level_kernels) != n + 1:
-            raise ValueError(f"need {n + 1} level kernels (the input's grid and {n} stages), got {len(level_kernels)}")
+        kernels = level_kernels(kernel_sizes, n)
         if not 0 <= deep_supervision < n:
             raise ValueError(f"deep_supervision must be in [0, {n - 1}], got {deep_supervision}")
         self.widths = encoder_channels[::-1]  # (64, 32, 16, 8)
@@ -232,10 +232,10 @@ class Decoder(nn.Module):
         )
         self.bottleneck = conv1x1(encoder_channels[-1], encoder_channels[-1])
         widths = (encoder_channels[-1], *self.widths)
-        # Stage j's output is on encoder level n-2-j (level_kernels[n-1-j]); the last stage's on the input grid
-        # (level_kernels[0]), or on F_0's (level_kernels[1]) when it stays at the stem's resolution.
-        stage_kernels = [level_kernels[n - 1 - j] for j in range(n - 1)]
-        stage_kernels.append(level_kernels[1] if final_transposed_conv else level_kernels[0])
+        # Stage j's output is on encoder level n-2-j (kernels[n-1-j]); the last stage's on the input grid
+        # (kernels[0]), or on F_0's (kernels[1]) when it stays at the stem's resolution.
+        stage_kernels = [kernels[n - 1 - j] for j in range(n - 1)]
+        stage_kernels.append(kernels[1] if final_transposed_conv else kernels[0])
         self.stages = nn.ModuleList(
             DecoderStage(widths[j], widths[j + 1], num_anchors, conv, stride=self.strides[j],
                          upsample_init=upsample_init, spb_zero_init=spb_zero_init, kernel=stage_kernels[j])

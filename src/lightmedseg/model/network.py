@@ -19,7 +19,7 @@ from torch import nn
 
 from lightmedseg.io_utils import json_plain
 from lightmedseg.model.anchors import GlobalAnchorDetector
-from lightmedseg.model.blocks import PAPER_KERNEL, ConvKind, Kernel3, KernelLike, Stride3, StrideLike, as_kernel3, as_stride3
+from lightmedseg.model.blocks import ConvKind, KernelLike, Stride3, StrideLike, as_stride3, level_kernels
 from lightmedseg.model.decoder import Decoder, SkipAdapter, size_divisor
 from lightmedseg.model.encoder import Encoder
 from lightmedseg.model.lspm import LocalStructuralPriorModule
@@ -38,16 +38,6 @@ def stage_strides(strides: Sequence[StrideLike] | None, num_stages: int) -> list
     values = [as_stride3(s) for s in (strides if strides is not None else [PAPER_STRIDE] * num_stages)]
     if len(values) != num_stages:
         raise ValueError(f"strides: need {num_stages} entries (the stem and {num_stages - 1} poolings), got {len(values)}")
-    return values
-
-
-def level_kernels(kernel_sizes: Sequence[KernelLike] | None, num_stages: int) -> list[Kernel3]:
-    """The (d, h, w) kernel of the 3^3 convs on each resolution level: the input's grid, then each encoder
-    stage's (``num_stages + 1`` entries); ``None`` is the paper's 3^3 everywhere."""
-    values = [as_kernel3(k) for k in (kernel_sizes if kernel_sizes is not None else [PAPER_KERNEL] * (num_stages + 1))]
-    if len(values) != num_stages + 1:
-        raise ValueError(f"kernel_sizes: need {num_stages + 1} entries (the input's grid and {num_stages} stages), "
-                         f"got {len(values)}")
     return values
 
 
