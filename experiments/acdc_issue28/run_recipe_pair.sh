@@ -9,6 +9,7 @@
 #         resolution, then the head and a final transposed conv; model.final_transposed_conv) - issue 25's lever 2
 #   aniso in-plane 1 x 3 x 3 kernels on the two finest levels (`acdc_aniso`, model.kernel_sizes; nnU-Net's rule for
 #         thick slices)
+#   ema   the weights' moving average validated and saved (train.ema_decay 0.999, warmed up: training/ema.py)
 #   unet  item 3's first peer: MONAI's UNet with the same strides (model.architecture unet, 4.81M parameters; no
 #         deep supervision, which MONAI's UNet lacks), the same recipe and 4000-step budget as `narrow`
 #   bash experiments/acdc_issue28/run_recipe_pair.sh            # starts or resumes both (one thread each)
@@ -23,8 +24,9 @@ for name in ${RUNS:-sgd rv2}; do
     rv2) run rv2 --set 'train.loss.class_emphasis=[1,2,1,1]' ;;
     halfres) run halfres --set model.final_transposed_conv=true ;;
     aniso) run aniso --set 'model.kernel_sizes=[[1,3,3],[1,3,3],[3,3,3],[3,3,3],[3,3,3]]' ;;
+    ema) run ema --set train.ema_decay=0.999 ;;
     unet) run unet --set model.architecture=unet --set model.deep_supervision=0 ;;
-    *) echo "unknown run $name (sgd, rv2, halfres, aniso, unet)" >&2; exit 2 ;;
+    *) echo "unknown run $name (sgd, rv2, halfres, aniso, ema, unet)" >&2; exit 2 ;;
   esac
 done
 wait

@@ -171,6 +171,7 @@ class TrainConfig(Section):
     loss: dict[str, Any] = field(default_factory=dict)  # checked against LightMedSegLoss (validation)
     amp: Union[str, bool, None] = "auto"  # auto, bf16, fp16, none
     grad_clip: Union[float, None] = 12.0  # max gradient norm; null or 0: no clipping
+    ema_decay: Union[float, None] = None  # moving average of the weights for validation and model files (training.ema)
     val_every: int = 10  # validate every N epochs (and after the last)
     seed: int = 42
     deterministic: bool = False

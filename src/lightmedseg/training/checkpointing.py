@@ -6,7 +6,8 @@ A checkpoint is a dict of tensors and plain Python scalars/lists/dicts only, so 
 ``model`` (state_dict), ``config_json`` (str), ``optimizer``, ``scheduler``, ``scaler`` (state dicts),
 ``rng`` (list, one entry per rank: python/numpy/torch[/cuda] generator states as tensors),
 ``step`` (optimiser steps done), ``epoch`` (epoch being run), ``step_in_epoch`` (batches of that epoch
-already consumed, for an exact mid-epoch resume), ``best_metric``, ``best_epoch``, ``format_version``.
+already consumed, for an exact mid-epoch resume), ``best_metric``, ``best_epoch``, ``format_version``, and
+with ``train.ema_decay`` the weight average ``ema`` (:mod:`lightmedseg.training.ema`; ``model`` stays the raw weights).
 
 Files are written as temp file + fsync + rename (:func:`lightmedseg.io_utils.atomic_path`), so a process
 killed at any moment - even with SIGKILL during the write - leaves the previous complete checkpoint.

@@ -41,6 +41,7 @@ from lightmedseg.fast import fast_train_forward, supports
 from lightmedseg.io_utils import write_json_atomic, write_text_atomic
 from lightmedseg.model.factory import build_model
 from lightmedseg.training import checkpointing as C
+from lightmedseg.training.ema import WeightAverage
 from lightmedseg.training.logs import METRICS_CSV, STEPS_CSV, RunLogger
 from lightmedseg.training.loss import DeepSupervisionLoss, LightMedSegLoss
 from lightmedseg.training.optim import build_optimizer, build_scheduler
@@ -199,6 +200,8 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, tcfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
         self.loss_fn = DeepSupervisionLoss(LightMedSegLoss.from_config(self.cfg.model["num_classes"], tcfg.loss))
+        # train.ema_decay: validation and the model files use a moving average of the weights (training.ema)
+        self.ema = WeightAverage(self.model, tcfg.ema_decay) if tcfg.ema_decay is not None else None
 
         self.step = 0
         self.epoch = 0
@@ -216,6 +219,11 @@ class Trainer:
             self.best_metric = float(state.get("best_metric", -math.inf))
             self.best_epoch = int(state.get("best_epoch", -1))
             self.epoch_sums = {k: float(v) for k, v in state.get("epoch_sums", self.epoch_sums).items()}
+            if self.ema is not None:
+                if "ema" not in state:
+                    raise CheckpointError("the checkpoint holds no weight average (key 'ema') but train.ema_decay "
+                                          "is set; resume with the config it was saved with")
+                self.ema.load_state_dict(state["ema"])
             rngs = state["rng"]
             self.rng_to_restore = rngs[info.rank] if info.rank < len(rngs) else None
 
@@ -250,6 +258,8 @@ class Trainer:
             self.scaler.step(self.optimizer)  # with fp16 the scaler itself skips non-finite steps
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         terms = self.loss_fn.last_terms
         return torch.stack([loss.detach(), terms["dice"], terms["ce"], terms["boundary"]]).float()
 
@@ -278,7 +288,9 @@ class Trainer:
         rngs = self._gather_rng()  # collective: every rank takes part
         if self.info.is_main:
             state = {
-                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                # a copy (.cpu() of a CPU tensor is the tensor itself): the model files are written below with the
+                # weight average swapped into the same tensors
+                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
                 "config": self.config,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -289,9 +301,16 @@ class Trainer:
                 "epoch_sums": dict(self.epoch_sums),
                 "split": {k: list(v) for k, v in self.split.items()},
             }
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
             self.logger.flush_steps()
-            C.save_run_checkpoint(self.run_dir, state, self.model, best, snapshot=snapshot)
+            with self._evaluated_weights() as model:  # the model files hold what validation scored
+                C.save_run_checkpoint(self.run_dir, state, model, best, snapshot=snapshot)
         barrier(self.info)
+
+    def _evaluated_weights(self) -> ContextManager[torch.nn.Module]:
+        """The network with the weights that are validated and written as model files: the average, if any."""
+        return self.ema.applied_to(self.model) if self.ema is not None else nullcontext(self.model)
 
     def _validate(self) -> dict[str, float]:
         """Every rank scores its share of the validation cases; the per-case metrics are gathered in case order."""
@@ -301,8 +320,9 @@ class Trainer:
         mine = list(range(info.rank, len(self.val_ids), info.world_size))
         self.model.eval()  # the unwrapped network (fast path if train.fast): no DDP collectives
         net = self.ddp_model.module if isinstance(self.ddp_model, DistributedDataParallel) else self.ddp_model
-        scores = validate_cases(net, self.data_dir, [self.val_ids[i] for i in mine], self.config, self.device,
-                                self.amp.dtype)
+        with self._evaluated_weights():  # in place: the fast-path wrapper `net` sees the same weights
+            scores = validate_cases(net, self.data_dir, [self.val_ids[i] for i in mine], self.config, self.device,
+                                    self.amp.dtype)
         self.model.train()
         pairs = list(zip(mine, scores))
         if info.distributed:
