@@ -59,13 +59,18 @@ class WeightAverage:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.averaged.load_state_dict(state)
 
+    @property
+    def network(self) -> nn.Module:
+        """The averaged network: a copy of ``model`` holding the average (what the model files are written from)."""
+        return self.averaged.module
+
     def weights(self) -> dict[str, torch.Tensor]:
         """The averaged network's state dict, with ``model``'s own keys."""
-        return self.averaged.module.state_dict()
+        return self.network.state_dict()
 
     @contextmanager
     def applied_to(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Put the averaged weights into ``model`` for the duration (validation, saving), then the raw ones back.
+        """Put the averaged weights into ``model`` for the duration (validation), then the raw ones back.
 
         In place, so every wrapper of ``model`` (the fast path, DDP) sees them without being rebuilt.
         """

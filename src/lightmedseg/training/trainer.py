@@ -288,9 +288,7 @@ class Trainer:
         rngs = self._gather_rng()  # collective: every rank takes part
         if self.info.is_main:
             state = {
-                # a copy (.cpu() of a CPU tensor is the tensor itself): the model files are written below with the
-                # weight average swapped into the same tensors
-                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "config": self.config,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -304,13 +302,10 @@ class Trainer:
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
             self.logger.flush_steps()
-            with self._evaluated_weights() as model:  # the model files hold what validation scored
-                C.save_run_checkpoint(self.run_dir, state, model, best, snapshot=snapshot)
+            # the model files hold what validation scores: the average, if any
+            shipped = self.ema.network if self.ema is not None else self.model
+            C.save_run_checkpoint(self.run_dir, state, shipped, best, snapshot=snapshot)
         barrier(self.info)
-
-    def _evaluated_weights(self) -> ContextManager[torch.nn.Module]:
-        """The network with the weights that are validated and written as model files: the average, if any."""
-        return self.ema.applied_to(self.model) if self.ema is not None else nullcontext(self.model)
 
     def _validate(self) -> dict[str, float]:
         """Every rank scores its share of the validation cases; the per-case metrics are gathered in case order."""
@@ -320,7 +315,8 @@ class Trainer:
         mine = list(range(info.rank, len(self.val_ids), info.world_size))
         self.model.eval()  # the unwrapped network (fast path if train.fast): no DDP collectives
         net = self.ddp_model.module if isinstance(self.ddp_model, DistributedDataParallel) else self.ddp_model
-        with self._evaluated_weights():  # in place: the fast-path wrapper `net` sees the same weights
+        # the average (if any) swapped into the model in place, so the fast-path wrapper `net` sees it
+        with self.ema.applied_to(self.model) if self.ema is not None else nullcontext():
             scores = validate_cases(net, self.data_dir, [self.val_ids[i] for i in mine], self.config, self.device,
                                     self.amp.dtype)
         self.model.train()
