@@ -53,6 +53,19 @@ def test_average_follows_the_formula_and_swaps_in_place() -> None:
     assert torch.equal(net.weight, raw)
 
 
+def test_buffers_follow_the_raw_model() -> None:
+    """A peer network's batch-norm statistics are the raw model's, not the ones it had when the average began."""
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = WeightAverage(net, decay=0.9)
+    net.train()
+    for _ in range(3):
+        net(torch.randn(8, 3) + 5.0)  # moves the running mean away from 0
+        ema.update(net)
+    assert not torch.allclose(net[1].running_mean, torch.zeros(4))
+    assert torch.equal(ema.weights()["1.running_mean"], net[1].running_mean)
+    assert int(ema.weights()["1.num_batches_tracked"]) == 3
+
+
 @pytest.mark.parametrize("decay", [0.0, 1.0, 1.5, -0.1])
 def test_decay_out_of_range_is_refused(decay: float) -> None:
     with pytest.raises(ValueError, match=r"train.ema_decay must be in \(0, 1\)"):

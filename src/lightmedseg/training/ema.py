@@ -40,7 +40,8 @@ class WeightAverage:
             weight = 1.0 - warmed_decay(self.decay, int(updates))
             torch._foreach_lerp_(averaged, current, weight)
 
-        # Buffers (batch-norm statistics of a peer network; LightMedSeg has none) follow the raw model.
+        # Buffers (batch-norm statistics of a peer network; LightMedSeg has none) follow the raw model:
+        # with use_buffers=False, update_parameters copies them (tests/test_train_ema.py checks it).
         self.averaged = AveragedModel(model, multi_avg_fn=lerp, use_buffers=False)
 
     @property
