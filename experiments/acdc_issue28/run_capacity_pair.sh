@@ -10,6 +10,7 @@
 #   bash experiments/acdc_issue28/run_capacity_pair.sh     # starts or resumes both; MINUTES caps one call
 #   RUNS="wide" bash experiments/acdc_issue28/run_capacity_pair.sh   # or one of them
 #   RUNS="narrow_s1 wide_s1" bash ...   # the same pair with train.seed=1 (issue 28's second seed)
+#   RUNS="standard" bash ...   # the paper's larger Table 2 variant: dense 3^3 convs instead of GhostConv3D
 # Each run stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
 set -euo pipefail
 source "$(dirname "$0")/pair_recipe.sh"  # the paired recipe and run()
@@ -19,7 +20,8 @@ for name in ${RUNS:-narrow wide}; do
     wide) run wide --set 'model.encoder_channels=[12,24,48,96]' ;;
     narrow_s1) run narrow_s1 --set train.seed=1 ;;  # the second seed of the final comparison
     wide_s1) run wide_s1 --set 'model.encoder_channels=[12,24,48,96]' --set train.seed=1 ;;
-    *) echo "unknown run $name (narrow, wide, narrow_s1, wide_s1)" >&2; exit 2 ;;
+    standard) run standard --set model.conv=standard ;;  # session 18: capacity where the UNet has it
+    *) echo "unknown run $name (narrow, wide, narrow_s1, wide_s1, standard)" >&2; exit 2 ;;
   esac
 done
 wait
