@@ -45,6 +45,7 @@ def draw_config(seed: int) -> tuple[dict, tuple[int, ...]]:
     shape = (rng.randint(1, 2), cfg["in_channels"], *(m * rng.randint(max(1, 16 // m), max(1, 40 // m)) for m in divisor))
     cfg["final_transposed_conv"] = rng.random() < 0.5  # drawn last: the earlier draws stay what they were
     cfg["kernel_sizes"] = [rng.choice(KERNEL_CHOICES) for _ in range(n + 1)] if rng.random() < 0.5 else None
+    cfg["dense_local_convs"] = rng.random() < 0.3
     return cfg, shape
 
 
@@ -60,7 +61,14 @@ def test_every_constructor_option_is_part_of_the_contract() -> None:
     assert {d["kernel_sizes"] is None for d in draws} == {False, True}  # per-level kernels drawn, and the default
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 2e-4) -> bool:
+    """Equal up to float32 rounding, relative to the larger of 1 and the reference's largest value.
+
+    2e-4, not 1e-4: the fast graph's inference path uses torch's channels-last CPU GroupNorm kernel, which forms the
+    variance as E[x^2] - E[x]^2 in float32. On maps whose mean is a few times their spread it is off by about 1e-4
+    (measured in session 18: 1.0e-4 at mean/std = 3.3, 2.7e-3 at 17, against 6e-7 and 2e-6 for the contiguous
+    kernel), and random draw 11 (dense local convs) crosses 1e-4 by 8 %. A real rewrite error is orders larger.
+    """
     return (a - b).abs().max().item() <= rel * max(1.0, b.abs().max().item())
 
 

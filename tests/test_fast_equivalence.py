@@ -10,7 +10,7 @@ from lightmedseg import LightMedSeg, load_config
 from lightmedseg.config import available_variants
 from lightmedseg.fast import fast_forward, fast_logits
 
-VARIANTS = ["ghost", "standard", "k16", "k32", "no_lspm", "no_anchors", "no_router", "no_ghost"]
+VARIANTS = ["ghost", "standard", "standard_paper", "k16", "k32", "no_lspm", "no_anchors", "no_router", "no_ghost"]
 # fp32 rewrites only re-associate sums (composed 1x1 weights, closed-form position bias): differences
 # are float rounding, ~1e-6 on logits of magnitude ~1. 1e-4 leaves room for oneDNN algorithm changes.
 FP32_ATOL = 1e-4

@@ -8,6 +8,7 @@ import torch
 from lightmedseg import LightMedSeg
 from lightmedseg.config import available_presets, available_variants, load_config, load_variant
 from lightmedseg.model import anchor_offset_maps
+from lightmedseg.model.factory import build_model
 from lightmedseg.tools.profiling import PAPER_MODULE_PARAMS
 
 
@@ -128,6 +129,18 @@ def test_anchor_count_deltas_follow_table_4() -> None:
 
 def test_standard_conv_variant_is_larger() -> None:
     assert n_params(LightMedSeg(4, 4, conv="standard")) > 1.3 * n_params(LightMedSeg(4, 4, conv="ghost"))
+
+
+def test_standard_paper_variant_has_the_papers_count_for_standard_conv() -> None:
+    """Tables 1-2 give "Standard Conv" 0.66M; GhostConv3D dense plus dense Eqs. 7 and 19 reach it (issue 28)."""
+    model = build_model(load_config("brats", variant="standard_paper"))
+    assert model.conv == "standard" and model.dense_local_convs
+    assert round(n_params(model) / 1e6, 2) == 0.66
+    assert all(s.detail.conv.groups == 1 for s in model.encoder.stages)
+    assert all(s.path_local.conv.groups == 1 for s in model.decoder.stages)
+    # the default keeps Sections 3.4 and 3.6's depthwise convs, and the `standard` variant its 0.37M
+    assert all(s.detail.conv.groups == s.detail.conv.in_channels for s in LightMedSeg(4, 4).encoder.stages)
+    assert round(n_params(LightMedSeg(4, 4, conv="standard")) / 1e6, 2) == 0.37
 
 
 def test_anchor_offset_maps_follow_eq_14() -> None:

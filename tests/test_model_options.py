@@ -41,6 +41,11 @@ OPTIONS = {
     "aniso": dict(strides=ACDC_STRIDES, kernel_sizes=ACDC_KERNELS, deep_supervision=2, router_downsample="pool",
                   encoder_norm=True, upsample_init="fan_in", spb_zero_init=True, film_identity_init=True),
     "aniso_halfres": dict(strides=ACDC_STRIDES, kernel_sizes=ACDC_KERNELS, final_transposed_conv=True),
+    # the paper-count reading of "Standard Conv" (issue 28): Eqs. 7 and 19 dense as well, on the ACDC plan
+    "standard_paper": dict(strides=ACDC_STRIDES, deep_supervision=2, router_downsample="pool", encoder_norm=True,
+                           upsample_init="fan_in", spb_zero_init=True, film_identity_init=True, conv="standard",
+                           dense_local_convs=True),
+    "dense_local_aniso": dict(strides=ACDC_STRIDES, kernel_sizes=ACDC_KERNELS, dense_local_convs=True),
 }
 FP32_ATOL = 1e-4
 

@@ -57,6 +57,7 @@ HANDLED_OPTIONS: dict[str, Callable[[Any], bool] | None] = {
     "upsample_init": None, "spb_zero_init": None, "film_identity_init": None,  # initialisation only
     "final_transposed_conv": None,
     "kernel_sizes": None,  # read from each conv module (kernel, padding), like every conv here
+    "dense_local_convs": None,  # likewise: groups are read from the conv module
 }
 
 

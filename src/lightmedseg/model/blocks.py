@@ -107,6 +107,17 @@ def make_conv3(in_channels: int, out_channels: int, stride: StrideLike = 1, kind
     raise ValueError(f"conv must be 'ghost' or 'standard', got {kind!r}")
 
 
+def local_conv3(channels: int, dense: bool = False, kernel: KernelLike = PAPER_KERNEL) -> nn.Conv3d:
+    """The channel-preserving 3^3 conv of Eq. 7 (encoder detail path) and Eq. 19 (decoder local path), no bias.
+
+    Depthwise in the paper's text (Sections 3.4 and 3.6); ``dense`` makes it a full Conv3D, the reading of the
+    "Standard Conv" variant whose count is the paper's 0.66M (docs/architecture.md, "Standard Conv" reading).
+    """
+    if not dense:
+        return depthwise3(channels, bias=False, kernel=kernel)
+    return nn.Conv3d(channels, channels, as_kernel3(kernel), 1, padding=same_padding(kernel), bias=False)
+
+
 def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv3d:
     """Pointwise 1x1x1 Conv3D."""
     return nn.Conv3d(in_channels, out_channels, 1, bias=bias)

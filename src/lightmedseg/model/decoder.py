@@ -29,8 +29,8 @@ from lightmedseg.model.blocks import (
     StrideLike,
     as_stride3,
     conv1x1,
-    depthwise3,
     level_kernels,
+    local_conv3,
     make_conv3,
 )
 from lightmedseg.model.skip_router import resample
@@ -109,20 +109,21 @@ class DecoderStage(nn.Module):
         spb_zero_init: start the spatial position bias at zero.
         kernel: the kernel of the 3^3 convs of the local and context paths (Eqs. 19-20), at the stage's
             output resolution (``model.kernel_sizes``).
+        dense_local_convs: the local path's conv (Eq. 19) dense instead of depthwise (``local_conv3``).
     """
 
     num_paths = 3
 
     def __init__(self, in_channels: int, out_channels: int, num_anchors: int | None, conv: ConvKind = "ghost",
                  stride: StrideLike = 2, upsample_init: str = "torch", spb_zero_init: bool = False,
-                 kernel: KernelLike = PAPER_KERNEL) -> None:
+                 kernel: KernelLike = PAPER_KERNEL, dense_local_convs: bool = False) -> None:
         super().__init__()
         self.stride = as_stride3(stride)
         self.up = _transposed_conv(in_channels, out_channels, self.stride, upsample_init)
         self.spb = SpatialPositionBias(num_anchors, out_channels, spb_zero_init) if num_anchors else None
         self.fuse = conv1x1(2 * out_channels, out_channels)  # Eq. 16
         self.gate = conv1x1(out_channels, self.num_paths)  # Eq. 17
-        self.path_local = ConvNormAct(depthwise3(out_channels, bias=False, kernel=kernel), out_channels)  # Eq. 19
+        self.path_local = ConvNormAct(local_conv3(out_channels, dense_local_convs, kernel), out_channels)  # Eq. 19
         self.path_context = ConvNormAct(make_conv3(out_channels, out_channels, kind=conv, kernel=kernel),
                                         out_channels)  # Eq. 20
         self.path_channel = ConvNormAct(conv1x1(out_channels, out_channels, bias=False), out_channels)  # Eq. 21
@@ -188,6 +189,7 @@ class Decoder(nn.Module):
         kernel_sizes: the 3^3 kernel of each resolution level, the input's grid first, then the encoder
             stages' (n + 1 entries; ``None``: 3^3 everywhere; :func:`~lightmedseg.model.blocks.level_kernels`).
             Each stage takes its output level's kernel.
+        dense_local_convs: see :class:`DecoderStage`.
 
     The parameters after the encoder were attributes of ``LightMedSeg`` before this class existed; their
     checkpoint names are kept (see ``LightMedSeg``'s state-dict hooks).
@@ -208,6 +210,7 @@ class Decoder(nn.Module):
         deep_supervision: int = 0,
         final_transposed_conv: bool = False,
         kernel_sizes: Sequence[KernelLike] | None = None,
+        dense_local_convs: bool = False,
     ) -> None:
         super().__init__()
         encoder_channels = tuple(encoder.channels)
@@ -238,7 +241,8 @@ class Decoder(nn.Module):
         stage_kernels.append(kernels[1] if final_transposed_conv else kernels[0])
         self.stages = nn.ModuleList(
             DecoderStage(widths[j], widths[j + 1], num_anchors, conv, stride=self.strides[j],
-                         upsample_init=upsample_init, spb_zero_init=spb_zero_init, kernel=stage_kernels[j])
+                         upsample_init=upsample_init, spb_zero_init=spb_zero_init, kernel=stage_kernels[j],
+                         dense_local_convs=dense_local_convs)
             for j in range(n)
         )
         self.head = conv1x1(self.widths[-1], num_classes)

@@ -17,8 +17,8 @@ from lightmedseg.model.blocks import (
     StrideLike,
     as_stride3,
     conv1x1,
-    depthwise3,
     group_norm,
+    local_conv3,
     make_conv3,
 )
 from lightmedseg.model.skip_router import resample
@@ -36,16 +36,17 @@ class EncoderStage(nn.Module):
             normalized via Group Normalization"; the literal Eq. 6 has none).
         film_identity_init: FiLM starts as the identity (W_gamma = W_beta = 0).
         kernel: the kernel of the stage's 3^3 convs (projection and detail path; ``model.kernel_sizes``).
+        dense_local_convs: the detail path's conv (Eq. 7) dense instead of depthwise (:func:`local_conv3`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, anchor_dim: int | None, conv: ConvKind = "ghost",
                  project_norm: bool = False, film_identity_init: bool = False,
-                 kernel: KernelLike = PAPER_KERNEL) -> None:
+                 kernel: KernelLike = PAPER_KERNEL, dense_local_convs: bool = False) -> None:
         super().__init__()
         self.project = make_conv3(in_channels, out_channels, kind=conv, kernel=kernel)
         self.project_norm = group_norm(out_channels) if project_norm else None
         self.film = FiLM(anchor_dim, out_channels, film_identity_init) if anchor_dim else None
-        self.detail = ConvNormAct(depthwise3(out_channels, bias=False, kernel=kernel), out_channels)  # Eq. 7
+        self.detail = ConvNormAct(local_conv3(out_channels, dense_local_convs, kernel), out_channels)  # Eq. 7
         self.smooth = conv1x1(out_channels, out_channels)  # Eq. 8
         self.se = SqueezeExcite3d(out_channels)  # Eq. 10
 
@@ -69,7 +70,7 @@ class Encoder(nn.Module):
 
     ``pool_strides`` gives each pooling's (d, h, w) kernel = stride: (2, 2, 2) three times in the paper,
     (1, 2, 2), (2, 2, 2), (2, 2, 2) in the anisotropic ACDC plan. ``kernels``: each stage's 3^3 kernel
-    (``None``: 3^3 everywhere, the paper's).
+    (``None``: 3^3 everywhere, the paper's). ``dense_local_convs``: see :class:`EncoderStage`.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Encoder(nn.Module):
         project_norm: bool = False,
         film_identity_init: bool = False,
         kernels: Sequence[KernelLike] | None = None,
+        dense_local_convs: bool = False,
     ) -> None:
         super().__init__()
         self.channels = tuple(channels)
@@ -90,7 +92,8 @@ class Encoder(nn.Module):
         if len(kernels) != len(channels):
             raise ValueError(f"need {len(channels)} stage kernels for {len(channels)} stages, got {len(kernels)}")
         self.stages = nn.ModuleList(
-            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv, project_norm, film_identity_init, kernels[i])
+            EncoderStage(widths[i], widths[i + 1], anchor_dim, conv, project_norm, film_identity_init, kernels[i],
+                         dense_local_convs)
             for i in range(len(channels))
         )
         strides = [as_stride3(s) for s in (pool_strides or [2] * (len(channels) - 1))]

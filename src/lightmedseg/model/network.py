@@ -141,6 +141,10 @@ class LightMedSeg(nn.Module):
             5^3 depthwise conv becomes the widened kernel, 1 x 5 x 5 for 1 x 3 x 3). ``None`` = 3^3 everywhere
             (paper). nnU-Net's rule for thick slices: in-plane kernels (1, 3, 3) until the in-plane spacing
             comes within 2x of the slice spacing, e.g. ``[[1,3,3],[1,3,3],[3,3,3],[3,3,3],[3,3,3]]`` for ACDC.
+        dense_local_convs: the depthwise 3^3 convs of the encoder's detail path (Eq. 7) and the decoder's local
+            path (Eq. 19) become dense Conv3Ds. With ``conv="standard"`` this is the reading of the paper's
+            "Standard Conv" variant whose count is its 0.66M (659,114 with 4 input channels; the
+            ``standard_paper`` variant); False (default): depthwise, as Sections 3.4 and 3.6 write them.
 
     The options after ``anchor_hidden`` are not in the paper; their defaults are the paper-literal
     network, and docs/architecture.md says which reading each preset uses and why.
@@ -170,6 +174,7 @@ class LightMedSeg(nn.Module):
         deep_supervision: int = 0,
         final_transposed_conv: bool = False,
         kernel_sizes: Sequence[KernelLike] | None = None,
+        dense_local_convs: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 2:
@@ -192,13 +197,15 @@ class LightMedSeg(nn.Module):
         self.lspm = LocalStructuralPriorModule(stem_channels, kernels[1]) if use_lspm else None
         anchor_dim = 3 * num_anchors if use_anchors else None
         self.encoder = Encoder(stem_channels, self.encoder_channels, anchor_dim, conv, pool_strides=self.strides[1:],
-                               project_norm=encoder_norm, film_identity_init=film_identity_init, kernels=kernels[1:])
+                               project_norm=encoder_norm, film_identity_init=film_identity_init, kernels=kernels[1:],
+                               dense_local_convs=dense_local_convs)
         levels = router_levels if use_skip_router else 0
         self.skip_router = (MultiScaleSkipRouter(self.encoder_channels, router_width, router_downsample)
                             if levels else None)
         self.decoder = Decoder(self.encoder, stem_channels, self.strides[0], num_classes,
                                num_anchors if use_anchors else None, conv, router_width, levels,
-                               upsample_init, spb_zero_init, deep_supervision, final_transposed_conv, kernels)
+                               upsample_init, spb_zero_init, deep_supervision, final_transposed_conv, kernels,
+                               dense_local_convs)
         _register_state_dict_hooks(self)
 
     @property
