@@ -11,6 +11,7 @@
 #   RUNS="wide" bash experiments/acdc_issue28/run_capacity_pair.sh   # or one of them
 #   RUNS="narrow_s1 wide_s1" bash ...   # the same pair with train.seed=1 (issue 28's second seed)
 #   RUNS="standard" bash ...   # the paper's larger Table 2 variant: dense 3^3 convs instead of GhostConv3D
+#   RUNS="standard_paper" bash ...   # the same at the paper's 0.66M: Eqs. 7 and 19 dense as well (model.dense_local_convs)
 # Each run stops cleanly at MINUTES (or on SIGUSR1 / SIGTERM) with checkpoint_last.pt; rerun to resume.
 set -euo pipefail
 source "$(dirname "$0")/pair_recipe.sh"  # the paired recipe and run()
@@ -21,7 +22,8 @@ for name in ${RUNS:-narrow wide}; do
     narrow_s1) run narrow_s1 --set train.seed=1 ;;  # the second seed of the final comparison
     wide_s1) run wide_s1 --set 'model.encoder_channels=[12,24,48,96]' --set train.seed=1 ;;
     standard) run standard --set model.conv=standard ;;  # session 18: capacity where the UNet has it
-    *) echo "unknown run $name (narrow, wide, narrow_s1, wide_s1, standard)" >&2; exit 2 ;;
+    standard_paper) run standard_paper --set model.conv=standard --set model.dense_local_convs=true ;;  # 0.66M, the paper's count
+    *) echo "unknown run $name (narrow, wide, narrow_s1, wide_s1, standard, standard_paper)" >&2; exit 2 ;;
   esac
 done
 wait
